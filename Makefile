@@ -1,0 +1,37 @@
+# Set-up and run targets. Every target installs what it needs, so a fresh
+# Debian checkout needs nothing but python3 (with venv) and root for apt-get.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test demo lint bench redis-server clean
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Debian's redis-server: tests and the demo start private instances of it.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing" >&2; exit 1; }
+
+test: $(STAMP) redis-server
+	$(BIN)/python -m pytest
+
+demo: $(STAMP) redis-server
+	$(BIN)/python scripts/demo.py
+
+bench: $(STAMP) redis-server
+	$(BIN)/python scripts/bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check ccd tests scripts
+	$(BIN)/ruff format --check ccd tests scripts
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,285 @@
+"""The Event Socket wire format, sans I/O.
+
+Theory of operation
+-------------------
+FreeSWITCH's event socket speaks in frames: a block of ``Name: value`` header
+lines ended by an empty line, then, only when a ``Content-Length`` header is
+present, a body of exactly that many bytes. Nothing else delimits frames: an
+``api/response`` body often ends in ``\\n`` and the next frame starts right
+after it, so the parser frames by Content-Length alone.
+
+Outer frame headers are sent as they are. Event bodies come in three formats:
+
+* ``text/event-plain``: another header block whose values are URL-encoded;
+  some events (BACKGROUND_JOB, a CUSTOM event fired with a body) carry an
+  inner ``Content-Length`` and a body after the blank line.
+* ``text/event-json``: a JSON object; the body, if any, is under ``_body``.
+* ``text/event-xml``: not used by ccd.
+
+``FrameParser`` turns bytes (cut anywhere) into :class:`Frame` objects;
+:func:`decode_event` turns an event frame into an :class:`EslEvent`. The
+encoders are used by the fake FreeSWITCH and by the client to write commands.
+The module opens no socket and reads no clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+__all__ = [
+    "EslEvent",
+    "Frame",
+    "FrameParser",
+    "ProtocolError",
+    "decode_event",
+    "encode_command",
+    "encode_event_json",
+    "encode_event_plain",
+    "encode_frame",
+    "parse_header_block",
+    "url_encode",
+]
+
+#: Largest header block accepted before the stream is declared broken.
+MAX_HEADER_BYTES = 64 * 1024
+#: Largest body accepted (a `show channels as json` of thousands of calls fits).
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+EVENT_CONTENT_TYPES = frozenset({"text/event-plain", "text/event-json", "text/event-xml"})
+
+
+class ProtocolError(Exception):
+    """The other side broke the framing; the stream cannot be trusted further."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One ESL frame: outer headers in arrival order and the raw body."""
+
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    def body_text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True, slots=True)
+class EslEvent:
+    """A decoded FreeSWITCH event: headers (decoded values) and optional body."""
+
+    headers: Mapping[str, str]
+    body: str | None = None
+    raw_size: int = field(default=0, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.headers.get("Event-Name", "")
+
+    @property
+    def subclass(self) -> str:
+        return self.headers.get("Event-Subclass", "")
+
+    @property
+    def uuid(self) -> str:
+        return self.headers.get("Unique-ID", "")
+
+    def get(self, key: str, default: str = "") -> str:
+        return self.headers.get(key, default)
+
+    def var(self, name: str, default: str = "") -> str:
+        """A channel variable as the event carries it (``variable_<name>``)."""
+        return self.headers.get("variable_" + name, default)
+
+
+def parse_header_block(block: bytes, *, decode_values: bool = False) -> dict[str, str]:
+    """Parse ``Name: value`` lines. Lines without a colon are skipped.
+
+    FreeSWITCH writes ``Name: value``; a bare ``Name:`` (empty value) is legal.
+    Duplicate names keep the last value, as FreeSWITCH's own parser does.
+    """
+    headers: dict[str, str] = {}
+    text = block.decode("utf-8", errors="replace")
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or " " in name:
+            continue
+        value = value[1:] if value.startswith(" ") else value
+        headers[name] = unquote(value) if decode_values else value
+    return headers
+
+
+class FrameParser:
+    """Incremental frame parser: ``feed(bytes)`` then iterate complete frames.
+
+    A frame split across any number of reads parses the same as one read.
+    Raises :class:`ProtocolError` for a Content-Length that is not a
+    non-negative integer within limits, or a header block that never ends.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: dict[str, str] | None = None
+        self._need = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def __iter__(self) -> Iterator[Frame]:
+        while True:
+            frame = self.next_frame()
+            if frame is None:
+                return
+            yield frame
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def next_frame(self) -> Frame | None:
+        if self._pending is None:
+            # Tolerate stray blank lines between frames.
+            while self._buf[:1] == b"\n":
+                del self._buf[:1]
+            end = self._buf.find(b"\n\n")
+            if end < 0:
+                if len(self._buf) > MAX_HEADER_BYTES:
+                    raise ProtocolError("header block longer than %d bytes" % MAX_HEADER_BYTES)
+                return None
+            headers = parse_header_block(bytes(self._buf[:end]))
+            del self._buf[: end + 2]
+            length_text = headers.get("Content-Length")
+            if length_text is None:
+                return Frame(headers)
+            try:
+                length = int(length_text)
+            except ValueError:
+                raise ProtocolError("bad Content-Length %r" % length_text[:40]) from None
+            if length < 0 or length > MAX_BODY_BYTES:
+                raise ProtocolError("Content-Length %d out of range" % length)
+            self._pending, self._need = headers, length
+        if len(self._buf) < self._need:
+            return None
+        body = bytes(self._buf[: self._need])
+        del self._buf[: self._need]
+        headers, self._pending, self._need = self._pending, None, 0
+        return Frame(headers, body)
+
+
+def decode_event(frame: Frame) -> EslEvent:
+    """Decode a ``text/event-plain`` or ``text/event-json`` frame.
+
+    Raises :class:`ProtocolError` when the body is not a valid event.
+    """
+    ctype = frame.content_type
+    if ctype == "text/event-plain":
+        return _decode_plain(frame.body)
+    if ctype == "text/event-json":
+        return _decode_json(frame.body)
+    raise ProtocolError("not an event frame: %r" % ctype)
+
+
+def _decode_plain(body: bytes) -> EslEvent:
+    end = body.find(b"\n\n")
+    block, rest = (body, b"") if end < 0 else (body[:end], body[end + 2 :])
+    headers = parse_header_block(block, decode_values=True)
+    if "Event-Name" not in headers:
+        raise ProtocolError("event without Event-Name")
+    inner: str | None = None
+    length_text = headers.get("Content-Length")
+    if length_text is not None:
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise ProtocolError("bad inner Content-Length %r" % length_text[:40]) from None
+        inner = rest[:length].decode("utf-8", errors="replace")
+    return EslEvent(headers, inner, len(body))
+
+
+def _decode_json(body: bytes) -> EslEvent:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ProtocolError("bad event JSON: %s" % exc) from None
+    if not isinstance(data, dict) or "Event-Name" not in data:
+        raise ProtocolError("event JSON without Event-Name")
+    inner = data.pop("_body", None)
+    headers = {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()}
+    return EslEvent(headers, inner if isinstance(inner, str) else None, len(body))
+
+
+# FreeSWITCH's URL encoder (used for event-plain values) leaves printable ASCII
+# alone except this set; a comma, quote ' or parenthesis stays as it is.
+_URL_UNSAFE = frozenset('\r\n #%&+:;<=>?@[\\]^`{|}"')
+
+
+def url_encode(value: str) -> str:
+    out = []
+    for byte in value.encode("utf-8"):
+        ch = chr(byte)
+        if byte < 0x20 or byte > 0x7E or ch in _URL_UNSAFE:
+            out.append("%%%02X" % byte)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def encode_frame(headers: Iterable[tuple[str, str]], body: bytes | str = b"") -> bytes:
+    """An outer frame; a ``Content-Length`` header is added for a non-empty body."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    lines = [f"{k}: {v}" for k, v in headers]
+    if body:
+        lines.append("Content-Length: %d" % len(body))
+    return ("\n".join(lines) + "\n\n").encode("utf-8") + body
+
+
+def encode_event_plain(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
+    """The body of a ``text/event-plain`` frame, values URL-encoded."""
+    lines = [f"{k}: {url_encode(v)}" for k, v in headers]
+    if body is not None:
+        data = body.encode("utf-8")
+        lines.append("Content-Length: %d" % len(data))
+        return ("\n".join(lines) + "\n\n").encode("utf-8") + data
+    return ("\n".join(lines) + "\n\n").encode("utf-8")
+
+
+def encode_event_json(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
+    data = dict(headers)
+    if body is not None:
+        data["Content-Length"] = str(len(body.encode("utf-8")))
+        data["_body"] = body
+    return json.dumps(data, ensure_ascii=False).encode("utf-8")
+
+
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+def encode_command(
+    line: str, headers: Iterable[tuple[str, str]] = (), body: str | None = None
+) -> bytes:
+    """A client command frame. Refuses anything that could split the frame."""
+    if "\n" in line or "\r" in line:
+        raise ValueError("command line contains a newline")
+    parts = [line]
+    for name, value in headers:
+        if not _HEADER_NAME.match(name):
+            raise ValueError("bad header name %r" % name)
+        if "\n" in value or "\r" in value:
+            raise ValueError("header %s contains a newline" % name)
+        parts.append(f"{name}: {value}")
+    if body is not None:
+        data = body.encode("utf-8")
+        parts.append("Content-Length: %d" % len(data))
+        return ("\n".join(parts) + "\n\n").encode("utf-8") + data
+    return ("\n".join(parts) + "\n\n").encode("utf-8")

@@ -1,0 +1,1 @@
+"""A fake FreeSWITCH: an ESL server with a call model, for tests, the demo and benchmarks."""
