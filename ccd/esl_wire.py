@@ -37,7 +37,6 @@ __all__ = [
     "ProtocolError",
     "decode_event",
     "encode_command",
-    "encode_event_json",
     "encode_event_plain",
     "encode_frame",
     "parse_header_block",
@@ -252,14 +251,6 @@ def encode_event_plain(headers: Iterable[tuple[str, str]], body: str | None = No
         lines.append("Content-Length: %d" % len(data))
         return ("\n".join(lines) + "\n\n").encode("utf-8") + data
     return ("\n".join(lines) + "\n\n").encode("utf-8")
-
-
-def encode_event_json(headers: Iterable[tuple[str, str]], body: str | None = None) -> bytes:
-    data = dict(headers)
-    if body is not None:
-        data["Content-Length"] = str(len(body.encode("utf-8")))
-        data["_body"] = body
-    return json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")

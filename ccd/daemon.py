@@ -1,0 +1,287 @@
+"""The composition root: builds every object, wires them, runs the dispatcher.
+
+Theory of operation
+-------------------
+FreeSWITCH's events reach the ESL adapter's reader greenlet, which only puts
+them on ``inbox``. One dispatcher greenlet takes items off ``inbox`` one at a
+time and hands them to the call-control service, so every state change happens
+in one place, in arrival order. A ticker greenlet puts a ``Tick`` on the same
+queue so deadlines (ring time, wrap-up) are handled in order with events.
+
+On every (re)connect the dispatcher resynchronises before it handles anything
+else: ``show channels as json`` and the registration list tell what is live
+now; Redis holds everything that crosses calls. The daemon's memory is a cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import gevent
+import gevent.event
+import gevent.queue
+import structlog
+
+from ccd.adapters.esl import (
+    Connected,
+    Disconnected,
+    EslClient,
+    EslError,
+    JobFailed,
+    Reconnected,
+)
+from ccd.adapters.http import HttpServer, Response, json_response, text_response
+from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
+from ccd.config import Config
+from ccd.esl_wire import EslEvent
+
+log = structlog.get_logger()
+
+#: Events the daemon needs; never ALL (DESIGN.md: ALL costs ~60 events a call).
+SUBSCRIBED_EVENTS = (
+    "CHANNEL_CREATE",
+    "CHANNEL_ANSWER",
+    "CHANNEL_BRIDGE",
+    "CHANNEL_UNBRIDGE",
+    "CHANNEL_PARK",
+    "CHANNEL_EXECUTE_COMPLETE",
+    "CHANNEL_HANGUP_COMPLETE",
+    "BACKGROUND_JOB",
+    "CUSTOM",
+    "sofia::register",
+    "sofia::unregister",
+    "sofia::expire",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    now: float
+
+
+@dataclass(slots=True)
+class LiveSnapshot:
+    """What FreeSWITCH said was live at the last resync."""
+
+    channels: list[dict[str, Any]] = field(default_factory=list)
+    registrations: list[dict[str, str]] = field(default_factory=list)
+    at: float = 0.0
+
+
+class CallControl(Protocol):
+    """The service that turns events into state changes and commands."""
+
+    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None: ...
+    def on_event(self, event: EslEvent, now: float) -> None: ...
+    def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None: ...
+    def on_tick(self, now: float) -> None: ...
+    def call_view(self, uuid: str) -> dict[str, Any] | None: ...
+
+
+class Metrics:
+    """Counters exposed in Prometheus' text format on /metrics."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, float] = {}
+
+    def inc(self, name: str, value: float = 1.0) -> None:
+        self.counters[name] = self.counters.get(name, 0.0) + value
+
+    def render(self, gauges: dict[str, float]) -> str:
+        lines = []
+        for name, value in sorted({**self.counters, **gauges}.items()):
+            lines.append(f"ccd_{name} {value:g}")
+        return "\n".join(lines) + "\n"
+
+
+def parse_show_channels(body: str) -> list[dict[str, Any]]:
+    """`show channels as json` → rows; FreeSWITCH omits "rows" when there are none."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return []
+    rows = data.get("rows", []) if isinstance(data, dict) else []
+    return [r for r in rows if isinstance(r, dict)]
+
+
+def parse_registrations(body: str) -> list[dict[str, str]]:
+    """`show registrations as json` → rows (reg_user, realm, url, expires, ...)."""
+    return parse_show_channels(body)
+
+
+class Daemon:
+    def __init__(self, config: Config, *, call_control_factory: Any = None) -> None:
+        self.config = config
+        self.node_id = config.daemon.node_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.scale = config.daemon.time_scale
+        self._clock = ScaledClock(self.scale)
+        self.inbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.metrics = Metrics()
+        self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
+        self.store = Store.create(self.redis, config.redis.prefix)
+        self.esl = EslClient(
+            config.esl.host,
+            config.esl.port,
+            config.esl.password,
+            events=SUBSCRIBED_EVENTS,
+            event_format=config.esl.event_format,
+            connect_timeout=config.esl.connect_timeout,
+            command_timeout=config.esl.command_timeout,
+            backoff_min=config.esl.backoff_min,
+            backoff_max=config.esl.backoff_max,
+            inbox=self.inbox,
+        )
+        self.http = HttpServer(config.http.host, config.http.port)
+        self.snapshot = LiveSnapshot()
+        self.synced = False
+        self.control: CallControl | None = (
+            call_control_factory(self) if call_control_factory else None
+        )
+        self._stopping = gevent.event.Event()
+        self._greenlets: list[gevent.Greenlet] = []
+        self._routes()
+
+    # -- time ---------------------------------------------------------------
+    def now(self) -> float:
+        """Daemon time: wall time, running ``time_scale`` times faster for tests."""
+        return self._clock.now()
+
+    # -- lifecycle ------------------------------------------------------------
+    def start(self) -> None:
+        log.info("daemon.starting", node=self.node_id, config=self.config.redacted())
+        self.http.start()
+        self.esl.start()
+        self._greenlets = [
+            gevent.spawn(self._dispatch_loop),
+            gevent.spawn(self._tick_loop),
+        ]
+
+    def stop(self) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        log.info("daemon.stopping", node=self.node_id)
+        self.esl.stop()
+        self.inbox.put(StopIteration)
+        gevent.joinall(self._greenlets, timeout=2)
+        gevent.killall(self._greenlets, timeout=1)
+        self.http.stop()
+        self.redis.close()
+        log.info("daemon.stopped", node=self.node_id)
+
+    def run_forever(self) -> None:
+        """Start, stop cleanly on SIGTERM/SIGINT."""
+        gevent.signal_handler(signal.SIGTERM, self.stop)
+        gevent.signal_handler(signal.SIGINT, self.stop)
+        self.start()
+        self._stopping.wait()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
+    # -- readiness ------------------------------------------------------------
+    def readiness(self) -> dict[str, bool]:
+        try:
+            redis_ok = bool(self.store.ping())
+        except RedisUnavailable:
+            redis_ok = False
+        return {"esl": self.esl.connected, "redis": redis_ok, "synced": self.synced}
+
+    def _routes(self) -> None:
+        self.http.route("/healthz", lambda m: text_response(200, "ok\n"))
+        self.http.route("/readyz", self._readyz)
+        self.http.route("/metrics", self._metrics)
+        self.http.route(r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})", self._call_view)
+
+    def _readyz(self, _m: Any) -> Response:
+        checks = self.readiness()
+        return json_response(200 if all(checks.values()) else 503, checks)
+
+    def _metrics(self, _m: Any) -> Response:
+        gauges = {"esl_connected": float(self.esl.connected), "inbox_depth": self.inbox.qsize()}
+        return text_response(200, self.metrics.render(gauges), "text/plain; version=0.0.4")
+
+    def _call_view(self, m: Any) -> Response:
+        view = self.control.call_view(m["uuid"]) if self.control else None
+        if view is None:
+            return json_response(404, {"error": "no_such_call", "uuid": m["uuid"]})
+        return json_response(200, view)
+
+    # -- the dispatcher ---------------------------------------------------------
+    def _tick_loop(self) -> None:
+        # 0.2 s of daemon time between ticks keeps deadlines within a fifth of a
+        # second; at a time scale the interval shrinks with everything else.
+        interval = 0.2 / self.scale
+        while not self._stopping.is_set():
+            gevent.sleep(interval)
+            self.inbox.put(Tick(self.now()))
+
+    def _dispatch_loop(self) -> None:
+        while True:
+            item = self.inbox.get()
+            if item is StopIteration:
+                return
+            try:
+                self._dispatch(item)
+            except Exception:
+                # One bad event must not stop call handling for everyone else.
+                log.exception("daemon.dispatch_failed", item=type(item).__name__)
+                self.metrics.inc("dispatch_errors_total")
+
+    def _dispatch(self, item: Any) -> None:
+        if isinstance(item, EslEvent):
+            self.metrics.inc("esl_events_total")
+            if self.control and self.synced:
+                self.control.on_event(item, self.now())
+        elif isinstance(item, Tick):
+            if self.control and self.synced:
+                self.control.on_tick(item.now)
+        elif isinstance(item, Connected | Reconnected):
+            kind = "reconnected" if isinstance(item, Reconnected) else "connected"
+            log.info("daemon.esl_" + kind)
+            self.resync()
+        elif isinstance(item, Disconnected):
+            self.synced = False
+            log.warning("daemon.esl_lost", reason=item.reason)
+        elif isinstance(item, JobFailed) and self.control:
+            self.control.on_job_failed(item.job_uuid, item.reason, self.now())
+
+    def resync(self) -> None:
+        """Read what FreeSWITCH has live now; the control service reconciles."""
+        try:
+            channels = parse_show_channels(self.esl.api("show channels as json"))
+            registrations = parse_registrations(self.esl.api("show registrations as json"))
+        except EslError as exc:
+            log.warning("daemon.resync_failed", error=str(exc))
+            return
+        self.snapshot = LiveSnapshot(channels, registrations, self.now())
+        if self.control:
+            self.control.on_resync(self.snapshot, self.now())
+        self.synced = True
+        self.metrics.inc("resyncs_total")
+        log.info("daemon.resynced", channels=len(channels), registrations=len(registrations))
+
+
+class ScaledClock:
+    """Wall-clock epoch seconds that run ``scale`` times faster, anchored at creation.
+
+    With scale 1 it is plain ``time.time()``: the daemon's timestamps in Redis
+    are then real epoch seconds another daemon can compare with its own.
+    """
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+        self._wall0 = time.time()
+        self._mono0 = time.monotonic()
+
+    def now(self) -> float:
+        if self.scale == 1:
+            return time.time()
+        return self._wall0 + (time.monotonic() - self._mono0) * self.scale

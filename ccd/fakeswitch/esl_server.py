@@ -1,0 +1,719 @@
+"""The fake switch's event socket: mod_event_socket's INBOUND mode over gevent.
+
+Theory of operation
+-------------------
+One :class:`EslServer` listens on loopback; every accepted socket becomes an
+:class:`_Connection` with two greenlets:
+
+* the *reader* (the StreamServer handler) cuts the byte stream into command
+  frames (a command line, ``Name: value`` headers, an empty line, and a body
+  when a ``Content-Length`` header says so) and executes them one at a time.
+  ``api`` runs its handler right there, so a slow command blocks that
+  connection's commands only, exactly like FreeSWITCH; ``bgapi`` answers at
+  once and runs the job in its own greenlet.
+* the *writer* drains the connection's outbound queue to the socket, so a
+  slow client never blocks the switch: the event bus only appends bytes. When
+  a client's queue grows past ``max_queue_bytes`` the connection is dropped
+  (``fakeswitch.esl.slow_client_dropped``).
+
+Events: the server holds one :class:`~ccd.fakeswitch.fsevents.EventBus`
+subscription and offers each fired event to every connection, which applies
+FreeSWITCH's rules (``event`` names, ``CUSTOM`` subclasses, ``ALL``, then
+``filter``s) and serialises it in the connection's format (plain, json, xml),
+once per format per event. FreeSWITCH writes queued events only between
+commands: an event fired while a command is being executed (the ``API`` event
+of an ``api`` call, a fast ``BACKGROUND_JOB``) is held and written after that
+command's reply. Recorded in captures 02 and 06.
+
+Replies and their exact texts come from FreeSWITCH 1.10.12 (captures 01, 02,
+06, 11, 14 and mod_event_socket's documented behaviour):
+
+* greeting ``auth/request``; ``auth <pw>`` -> ``+OK accepted`` or ``-ERR
+  invalid`` followed by ``text/disconnect-notice`` and close; any other
+  command before auth -> ``-ERR command not found`` (connection kept);
+* ``exit`` -> ``+OK bye``, disconnect notice, close;
+* unknown command, bare ``api``/``bgapi`` -> ``-ERR command not found``.
+
+Malformed input (a header block over ``MAX_HEADER_BYTES``, a bad or huge
+``Content-Length``, NUL bytes or invalid UTF-8 in a header block) closes that
+connection only (``fakeswitch.esl.bad_input``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable
+
+import gevent
+import gevent.event
+import structlog
+from gevent.server import StreamServer
+
+from ccd.esl_wire import MAX_HEADER_BYTES
+from ccd.fakeswitch.api import ApiRegistry
+from ccd.fakeswitch.fsevents import (
+    EventBus,
+    EventFactory,
+    FsEvent,
+    serialize_json,
+    serialize_plain,
+    serialize_xml,
+)
+
+__all__ = ["EVENT_NAMES", "EslServer", "canonical_event_name"]
+
+log = structlog.get_logger()
+
+DISCONNECT_NOTICE = (
+    b"Content-Type: text/disconnect-notice\nContent-Length: 67\n\n"
+    b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
+)
+#: Largest command body accepted from a client (sendmsg/sendevent bodies are small).
+MAX_COMMAND_BODY = 1024 * 1024
+#: Default bound on one client's unsent bytes before it is dropped as too slow.
+DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
+
+#: FreeSWITCH 1.10's event type names (switch_event_types_t), for `event`/`nixevent`.
+EVENT_NAMES = frozenset(
+    [
+        "CUSTOM", "CLONE", "CHANNEL_CREATE", "CHANNEL_DESTROY", "CHANNEL_STATE",
+        "CHANNEL_CALLSTATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
+        "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE", "CHANNEL_HOLD", "CHANNEL_UNHOLD",
+        "CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA",
+        "CHANNEL_OUTGOING", "CHANNEL_PARK", "CHANNEL_UNPARK", "CHANNEL_APPLICATION",
+        "CHANNEL_ORIGINATE", "CHANNEL_UUID", "API", "LOG", "INBOUND_CHAN", "OUTBOUND_CHAN",
+        "STARTUP", "SHUTDOWN", "PUBLISH", "UNPUBLISH", "TALK", "NOTALK", "SESSION_CRASH",
+        "MODULE_LOAD", "MODULE_UNLOAD", "DTMF", "MESSAGE", "PRESENCE_IN", "NOTIFY_IN",
+        "PRESENCE_OUT", "PRESENCE_PROBE", "MESSAGE_WAITING", "MESSAGE_QUERY", "ROSTER",
+        "CODEC", "BACKGROUND_JOB", "DETECTED_SPEECH", "DETECTED_TONE", "PRIVATE_COMMAND",
+        "HEARTBEAT", "TRAP", "ADD_SCHEDULE", "DEL_SCHEDULE", "EXE_SCHEDULE", "RE_SCHEDULE",
+        "RELOADXML", "NOTIFY", "PHONE_FEATURE", "PHONE_FEATURE_SUBSCRIBE", "SEND_MESSAGE",
+        "RECV_MESSAGE", "REQUEST_PARAMS", "CHANNEL_DATA", "GENERAL", "COMMAND",
+        "SESSION_HEARTBEAT", "CLIENT_DISCONNECTED", "SERVER_DISCONNECTED", "SEND_INFO",
+        "RECV_INFO", "RECV_RTCP_MESSAGE", "SEND_RTCP_MESSAGE", "CALL_SECURE", "NAT",
+        "RECORD_START", "RECORD_STOP", "PLAYBACK_START", "PLAYBACK_STOP", "CALL_UPDATE",
+        "FAILURE", "SOCKET_DATA", "MEDIA_BUG_START", "MEDIA_BUG_STOP", "CONFERENCE_DATA_QUERY",
+        "CONFERENCE_DATA", "CALL_SETUP_REQ", "CALL_SETUP_RESULT", "CALL_DETAIL",
+        "DEVICE_STATE", "TEXT", "SHUTDOWN_REQUESTED", "ALL",
+    ]
+)
+_FORMATS = ("plain", "json", "xml")
+_END_OF_BLOCK = re.compile(rb"\n\r?\n")
+
+
+def canonical_event_name(token: str) -> str | None:
+    """FreeSWITCH's event type for a subscription word (case-insensitive), or None."""
+    name = token.upper()
+    if name.startswith("SWITCH_EVENT_"):
+        name = name[len("SWITCH_EVENT_") :]
+    return name if name in EVENT_NAMES else None
+
+
+class BadInput(Exception):
+    """The client sent something that is not an ESL command frame."""
+
+
+class _Command:
+    __slots__ = ("body", "headers", "line")
+
+    def __init__(self, line: str, headers: list[tuple[str, str]], body: str | None) -> None:
+        self.line = line
+        self.headers = headers
+        self.body = body
+
+    def header(self, name: str) -> str | None:
+        lowered = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lowered:
+                return value
+        return None
+
+
+class _CommandReader:
+    """Sans-IO: bytes in, complete client command frames out."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pending: tuple[str, list[tuple[str, str]]] | None = None
+        self._need = 0
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_command(self) -> _Command | None:
+        if self._pending is None:
+            # FreeSWITCH skips stray CR/LF between frames.
+            start = 0
+            while start < len(self._buf) and self._buf[start] in b"\r\n":
+                start += 1
+            if start:
+                del self._buf[:start]
+            match = _END_OF_BLOCK.search(self._buf)
+            if match is None:
+                if len(self._buf) > MAX_HEADER_BYTES:
+                    raise BadInput(f"header block longer than {MAX_HEADER_BYTES} bytes")
+                return None
+            block = bytes(self._buf[: match.start()])
+            del self._buf[: match.end()]
+            if len(block) > MAX_HEADER_BYTES:
+                raise BadInput(f"header block longer than {MAX_HEADER_BYTES} bytes")
+            line, headers = _parse_block(block)
+            length = 0
+            for key, value in headers:
+                if key.lower() == "content-length":
+                    try:
+                        length = int(value)
+                    except ValueError:
+                        raise BadInput(f"bad Content-Length {value[:40]!r}") from None
+                    if length < 0 or length > MAX_COMMAND_BODY:
+                        raise BadInput(f"Content-Length {length} out of range")
+            if length == 0:
+                return _Command(line, headers, None)
+            self._pending, self._need = (line, headers), length
+        if len(self._buf) < self._need:
+            return None
+        raw = bytes(self._buf[: self._need])
+        del self._buf[: self._need]
+        (line, headers), self._pending, self._need = self._pending, None, 0
+        return _Command(line, headers, raw.decode("utf-8", errors="replace"))
+
+
+def _parse_block(block: bytes) -> tuple[str, list[tuple[str, str]]]:
+    if b"\x00" in block:
+        raise BadInput("NUL byte in command")
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadInput("command is not UTF-8") from None
+    lines = [ln.rstrip("\r") for ln in text.split("\n")]
+    headers: list[tuple[str, str]] = []
+    for ln in lines[1:]:
+        name, sep, value = ln.partition(":")
+        if sep and name:
+            headers.append((name, value.lstrip(" ")))
+    return lines[0], headers
+
+
+def _reply(text: str) -> bytes:
+    return (f"Content-Type: command/reply\nReply-Text: {text}\n\n").encode()
+
+
+def _api_response(body: str) -> bytes:
+    data = body.encode("utf-8")
+    return b"Content-Type: api/response\nContent-Length: %d\n\n" % len(data) + data
+
+
+class _Connection:
+    """One client's session: auth, subscriptions, filters, queues."""
+
+    def __init__(self, server: EslServer, sock: socket.socket, peer: tuple) -> None:
+        self.server = server
+        self.sock = sock
+        self.peer = "{}:{}".format(*peer[:2])
+        self.log = log.bind(peer=self.peer)
+        self.authed = False
+        self.events_on = False
+        self.format = "plain"
+        self.all_events = False
+        self.event_types: set[str] = set()
+        self.subclasses: set[str] = set()
+        self.filters: list[tuple[str, str]] = []
+        self.busy = False
+        self.closed = False
+        self._held: list[bytes] = []
+        self._out: deque[tuple[bool, bytes | None]] = deque()
+        self._queued = 0
+        self._wake = gevent.event.Event()
+        self._writer = gevent.spawn(self._write_loop)
+
+    # ---- outbound -------------------------------------------------------
+    def send(self, data: bytes, *, is_event: bool = False) -> None:
+        if self.closed:
+            return
+        self._queued += len(data)
+        if self._queued > self.server.max_queue_bytes:
+            self.log.warning("fakeswitch.esl.slow_client_dropped", queued=self._queued)
+            self.abort()
+            return
+        self._out.append((is_event, data))
+        self._wake.set()
+
+    def offer(self, ev: FsEvent, frames: dict[str, bytes]) -> None:
+        """The bus hands over a fired event; keep it if this client wants it."""
+        if self.closed or not self.events_on or not self._wants(ev):
+            return
+        data = frames.get(self.format)
+        if data is None:
+            data = frames[self.format] = _SERIALIZERS[self.format](ev)
+        if self.busy:
+            # FreeSWITCH writes events only between commands.
+            self._queued += len(data)
+            if self._queued > self.server.max_queue_bytes:
+                self.log.warning("fakeswitch.esl.slow_client_dropped", queued=self._queued)
+                self.abort()
+                return
+            self._held.append(data)
+        else:
+            self.send(data, is_event=True)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, []
+        for data in held:
+            self._queued -= len(data)
+            self.send(data, is_event=True)
+
+    def _drop_events(self) -> None:
+        for data in self._held:
+            self._queued -= len(data)
+        self._held = []
+        kept: deque[tuple[bool, bytes | None]] = deque()
+        for is_event, data in self._out:
+            if is_event and data is not None:
+                self._queued -= len(data)
+            else:
+                kept.append((is_event, data))
+        self._out = kept
+
+    def _write_loop(self) -> None:
+        try:
+            while True:
+                self._wake.wait()
+                self._wake.clear()
+                while self._out:
+                    _, data = self._out.popleft()
+                    if data is None:
+                        self._shutdown_socket()
+                        return
+                    self._queued -= len(data)
+                    self.sock.sendall(data)
+        except OSError as exc:
+            self.log.info("fakeswitch.esl.write_failed", error=str(exc))
+            self.abort()
+
+    def close(self) -> None:
+        """Polite close: disconnect notice after everything queued, then FIN."""
+        if self.closed:
+            return
+        self._out.append((False, DISCONNECT_NOTICE))
+        self._out.append((False, None))
+        self.closed = True
+        self._wake.set()
+        self.server._forget(self)
+
+    def abort(self) -> None:
+        """Abrupt close: no notice, queued bytes lost."""
+        self.closed = True
+        self._out.clear()
+        self._held = []
+        self._shutdown_socket()
+        self.server._forget(self)
+        if gevent.getcurrent() is not self._writer:
+            self._writer.kill(block=False)
+
+    def _shutdown_socket(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    # ---- inbound --------------------------------------------------------
+    def serve(self) -> None:
+        self.send(b"Content-Type: auth/request\n\n")
+        reader = _CommandReader()
+        try:
+            while not self.closed:
+                data = self.sock.recv(65536)
+                if not data:
+                    break
+                reader.feed(data)
+                while not self.closed:
+                    cmd = reader.next_command()
+                    if cmd is None:
+                        break
+                    self.busy = True
+                    try:
+                        self.execute(cmd)
+                    finally:
+                        self.busy = False
+                        self._release_held()
+        except BadInput as exc:
+            self.log.warning("fakeswitch.esl.bad_input", error=str(exc))
+            self.abort()
+            return
+        except OSError as exc:
+            self.log.info("fakeswitch.esl.read_failed", error=str(exc))
+        # Peer went away or we are closing: FreeSWITCH still tries the notice.
+        self.close()
+        self._writer.join(timeout=5)
+
+    def execute(self, cmd: _Command) -> None:
+        line = cmd.line
+        low = line.lower()
+        if low.startswith(("exit", "...")):
+            self.send(_reply("+OK bye"))
+            self.close()
+            return
+        if not self.authed:
+            self._before_auth(line, low)
+            return
+        if low.startswith("filter "):
+            self.send(_reply(self._filter(line[7:])))
+        elif low.startswith("divert_events"):
+            self.send(_reply("-ERR not controlling a session."))
+        elif low.startswith("sendmsg"):
+            self.send(_reply(self._sendmsg(cmd)))
+        elif low.startswith("api "):
+            self._api(line[4:])
+        elif low.startswith("bgapi "):
+            self._bgapi(line[6:], cmd.header("Job-UUID"))
+        elif low.startswith(("linger", "nolinger")):
+            self.send(_reply("-ERR not controlling a session"))
+        elif low.startswith("event"):
+            self.send(_reply(self._event(line)))
+        elif low.startswith("nixevent"):
+            self.send(_reply(self._nixevent(line)))
+        elif low.startswith("noevents"):
+            self.send(_reply(self._noevents()))
+        else:
+            self.send(_reply("-ERR command not found"))
+
+    def _before_auth(self, line: str, low: str) -> None:
+        if low.startswith("auth "):
+            if line[5:] == self.server.password:
+                self.authed = True
+                self.log.info("fakeswitch.esl.authed")
+                self.send(_reply("+OK accepted"))
+            else:
+                self.log.info("fakeswitch.esl.auth_refused")
+                self.send(_reply("-ERR invalid"))
+                self.close()
+        elif low.startswith("userauth "):
+            # No directory users in the fake: every userauth fails like an unknown user.
+            self.send(_reply("-ERR invalid"))
+            self.close()
+        else:
+            self.send(_reply("-ERR command not found"))
+
+    # ---- subscriptions --------------------------------------------------
+    def _event(self, line: str) -> str:
+        rest = line[5:]
+        space = rest.find(" ")
+        tokens = rest[space + 1 :].split(" ") if space >= 0 else []
+        custom = False
+        keys = 0
+        for i, token in enumerate(tokens):
+            if i == 0 and token.lower() in _FORMATS:
+                self.format = token.lower()
+                continue
+            if custom:
+                if token:
+                    self.subclasses.add(token)
+                continue
+            name = canonical_event_name(token)
+            if name is None:
+                continue
+            keys += 1
+            if name == "ALL":
+                self.all_events = True
+            else:
+                self.event_types.add(name)
+            if name == "CUSTOM":
+                custom = True
+        if not keys:
+            return "-ERR no keywords supplied"
+        self.events_on = True
+        return f"+OK event listener enabled {self.format}"
+
+    def _nixevent(self, line: str) -> str:
+        rest = line[8:]
+        space = rest.find(" ")
+        tokens = rest[space + 1 :].split(" ") if space >= 0 else []
+        custom = False
+        keys = 0
+        for token in tokens:
+            if custom:
+                self.subclasses.discard(token)
+                continue
+            name = canonical_event_name(token)
+            if name is None:
+                continue
+            keys += 1
+            if name == "CUSTOM":
+                custom = True
+            elif name == "ALL":
+                self.all_events = False
+                self.event_types.clear()
+            else:
+                if self.all_events:
+                    # Nixing one type out of ALL leaves every other type on.
+                    self.all_events = False
+                    self.event_types = set(EVENT_NAMES - {"ALL"})
+                self.event_types.discard(name)
+        if not keys:
+            return "-ERR no keywords supplied"
+        self.events_on = True
+        return "+OK events nixed"
+
+    def _noevents(self) -> str:
+        self._drop_events()
+        if not self.events_on:
+            return "-ERR not listening for events"
+        self.events_on = False
+        self.all_events = False
+        self.event_types.clear()
+        self.subclasses.clear()
+        return "+OK no longer listening for events"
+
+    def _filter(self, rest: str) -> str:
+        rest = rest.lstrip(" ")
+        name, sep, value = rest.partition(" ")
+        if name.lower() == "delete" and sep:
+            target, sep2, target_value = value.partition(" ")
+            if target.lower() == "all":
+                self.filters.clear()
+            else:
+                self.filters = [
+                    (k, v)
+                    for k, v in self.filters
+                    if not (k.lower() == target.lower() and (not sep2 or v == target_value))
+                ]
+            return "+OK filter deleted. [{}][{}]".format(target, target_value if sep2 else "")
+        if sep:
+            if name.lower() == "add":
+                name, _, value = value.partition(" ")
+            self.filters.append((name, value))
+            return f"+OK filter added. [{name}]=[{value}]"
+        return "-ERR invalid syntax"
+
+    def _wants(self, ev: FsEvent) -> bool:
+        if self.all_events:
+            send = True
+        elif ev.name in self.event_types:
+            subclass = ev.subclass
+            send = ev.name != "CUSTOM" or not subclass or subclass in self.subclasses
+        else:
+            return False
+        if send and self.filters:
+            send = _filters_pass(self.filters, ev)
+        return send
+
+    # ---- commands that run things ---------------------------------------
+    def _sendmsg(self, cmd: _Command) -> str:
+        uuid = cmd.line[7:].strip(" ")
+        if not uuid:
+            uuid = cmd.header("session-id") or ""
+        if not uuid:
+            return "-ERR invalid session id []"
+        headers: dict[str, str] = {"Command": cmd.line}
+        for key, value in cmd.headers:
+            if key.lower() != "content-length":
+                headers[key] = value
+        if cmd.body is not None:
+            headers["_body"] = cmd.body
+        try:
+            return self.server.sendmsg(uuid, headers)
+        except Exception:
+            self.log.exception("fakeswitch.esl.sendmsg_failed", uuid=uuid)
+            return "-ERR internal error"
+
+    def _api(self, api_line: str) -> None:
+        server = self.server
+        api_event = server.make_api_event(api_line)
+        result = server.api.execute(api_line)
+        # FreeSWITCH answers an empty body with this text (api only, not bgapi).
+        self.send(_api_response(result.body or "-ERR no reply\n"))
+        if api_event is not None:
+            server.bus.fire(api_event)
+
+    def _bgapi(self, api_line: str, job_uuid: str | None) -> None:
+        job = job_uuid or str(uuidlib.uuid4())
+        self.send(
+            f"Content-Type: command/reply\nReply-Text: +OK Job-UUID: {job}\nJob-UUID: {job}\n\n"
+            .encode()
+        )
+        self.server.spawn_job(api_line, job)
+
+
+def _filters_pass(filters: list[tuple[str, str]], ev: FsEvent) -> bool:
+    # FreeSWITCH's rule: with filters set, an event passes when a positive
+    # filter matches and no negative ("-value") filter matches.
+    send = False
+    for name, raw in filters:
+        value = ev.get(name)
+        if value is None:
+            continue
+        positive = True
+        i = 0
+        while i < len(raw) and raw[i] in "+- ":
+            if raw[i] == "+":
+                positive = True
+            elif raw[i] == "-":
+                positive = False
+            i += 1
+        wanted = raw[i:]
+        if send and positive:
+            continue
+        if raw.startswith("/"):
+            pattern = wanted[1:-1] if wanted.endswith("/") and len(wanted) > 1 else wanted[1:]
+            try:
+                matched = re.search(pattern, value) is not None
+            except re.error:
+                matched = False
+        else:
+            matched = value.lower() == wanted.lower()
+        if matched:
+            if not positive:
+                return False
+            send = True
+    return send
+
+
+_SERIALIZERS: dict[str, Callable[[FsEvent], bytes]] = {
+    "plain": serialize_plain,
+    "json": serialize_json,
+    "xml": serialize_xml,
+}
+
+
+class EslServer:
+    """mod_event_socket (inbound) for the fake switch; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        api: ApiRegistry,
+        bus: EventBus,
+        events: EventFactory,
+        sendmsg: Callable[[str, dict[str, str]], str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        password: str = "ClueCon",
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+    ) -> None:
+        self.api = api
+        self.bus = bus
+        self.events = events
+        self.sendmsg = sendmsg
+        self.password = password
+        self.max_queue_bytes = max_queue_bytes
+        self._host = host
+        self._port = port
+        self._server: StreamServer | None = None
+        self._token: int | None = None
+        self._conns: set[_Connection] = set()
+        self._jobs: set[gevent.Greenlet] = set()
+
+    # ---- lifecycle ------------------------------------------------------
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("EslServer already started")
+        self._server = StreamServer((self._host, self._port), self._handle)
+        self._server.start()
+        self._token = self.bus.subscribe(self._on_event)
+        host, port = self.address
+        log.info("fakeswitch.esl.listening", host=host, port=port)
+
+    def stop(self) -> None:
+        """Close every connection politely (disconnect notice) and stop listening."""
+        if self._server is None:
+            return
+        if self._token is not None:
+            self.bus.unsubscribe(self._token)
+            self._token = None
+        self._server.stop(timeout=1)
+        writers = []
+        for conn in list(self._conns):
+            writers.append(conn._writer)
+            conn.close()
+        gevent.joinall(writers, timeout=2)
+        gevent.killall(list(self._jobs), block=False)
+        self._jobs.clear()
+        self._server = None
+        log.info("fakeswitch.esl.stopped")
+
+    def drop_connections(self) -> None:
+        """Test helper: every client socket is cut with no notice (a crashed switch)."""
+        for conn in list(self._conns):
+            conn.abort()
+        log.info("fakeswitch.esl.connections_dropped")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is None:
+            raise RuntimeError("EslServer not started")
+        host, port = self._server.address[:2]
+        return host, port
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # ---- internals ------------------------------------------------------
+    def _handle(self, sock: socket.socket, peer: tuple) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn = _Connection(self, sock, peer)
+        self._conns.add(conn)
+        conn.log.info("fakeswitch.esl.connected")
+        try:
+            conn.serve()
+        except Exception:
+            # A bug in the fake must not take the server down with it.
+            conn.log.exception("fakeswitch.esl.connection_crashed")
+            conn.abort()
+        finally:
+            self._forget(conn)
+            conn.log.info("fakeswitch.esl.disconnected")
+
+    def _forget(self, conn: _Connection) -> None:
+        self._conns.discard(conn)
+
+    def _on_event(self, ev: FsEvent) -> None:
+        frames: dict[str, bytes] = {}
+        for conn in list(self._conns):
+            conn.offer(ev, frames)
+
+    def make_api_event(self, api_line: str) -> FsEvent | None:
+        """The API event FreeSWITCH numbers before running a known command."""
+        if not self.api.exists(api_line):
+            return None
+        command, sep, args = api_line.partition(" ")
+        headers = [("API-Command", command)]
+        if sep:
+            headers.append(("API-Command-Argument", args))
+        return self.events.make(
+            "API",
+            headers,
+            calling_file="switch_loadable_module.c",
+            calling_function="switch_api_execute",
+            calling_line=2954,
+        )
+
+    def spawn_job(self, api_line: str, job_uuid: str) -> None:
+        job = gevent.spawn(self._run_job, api_line, job_uuid)
+        self._jobs.add(job)
+        job.link(self._jobs.discard)
+
+    def _run_job(self, api_line: str, job_uuid: str) -> None:
+        try:
+            api_event = self.make_api_event(api_line)
+            result = self.api.execute(api_line)
+            if api_event is not None:
+                self.bus.fire(api_event)
+            headers = [("Job-UUID", job_uuid), ("Job-Command", result.command)]
+            if result.args is not None:
+                headers.append(("Job-Command-Arg", result.args))
+            self.bus.fire(
+                self.events.make(
+                    "BACKGROUND_JOB",
+                    headers,
+                    body=result.body,
+                    calling_file="mod_event_socket.c",
+                    calling_function="api_exec",
+                    calling_line=1572,
+                )
+            )
+        except Exception:
+            log.exception("fakeswitch.esl.bgapi_failed", job_uuid=job_uuid)
