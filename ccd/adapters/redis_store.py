@@ -63,6 +63,7 @@ __all__ = [
     "ScriptRegistry",
     "Store",
     "connect_redis",
+    "unavailable_as_domain_error",
     "new_agent_record",
 ]
 
@@ -99,7 +100,7 @@ class SchemaMismatch(Exception):
 
 
 @contextlib.contextmanager
-def _unavailable_as_domain_error(operation: str) -> Iterator[None]:
+def unavailable_as_domain_error(operation: str) -> Iterator[None]:
     try:
         yield
     except _UNAVAILABLE as exc:
@@ -358,7 +359,7 @@ class ScriptRegistry:
 
     def call(self, name: str, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
         script = self._scripts[name]  # KeyError: a programming error, not a runtime condition
-        with _unavailable_as_domain_error(f"script {name}"):
+        with unavailable_as_domain_error(f"script {name}"):
             return script(keys=list(keys), args=list(args))
 
 
@@ -423,7 +424,7 @@ class Store:
 
     def ping(self) -> bool:
         """True when Redis answers; RedisUnavailable when it does not (never False)."""
-        with _unavailable_as_domain_error("ping"):
+        with unavailable_as_domain_error("ping"):
             return bool(self.client.ping())
 
     # --- records ----------------------------------------------------------------------------
@@ -441,7 +442,7 @@ class Store:
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The record, or None when absent or of another schema version (logged)."""
-        with _unavailable_as_domain_error("get"):
+        with unavailable_as_domain_error("get"):
             raw = self.client.get(key)
         return self._decode(key, raw)
 
@@ -449,7 +450,7 @@ class Store:
         """Records in the order of ``keys`` (one round trip), None where absent or foreign."""
         if not keys:
             return []
-        with _unavailable_as_domain_error("get_many"):
+        with unavailable_as_domain_error("get_many"):
             raws = self.client.mget(list(keys))
         return [self._decode(k, raw) for k, raw in zip(keys, raws, strict=True)]
 
@@ -457,7 +458,7 @@ class Store:
         """Write the record (replacing it); with ``ttl_ms`` it expires after that many ms."""
         data = self.codec.encode(value)
         px = None if ttl_ms is None else _ttl_ms(ttl_ms)
-        with _unavailable_as_domain_error("put"):
+        with unavailable_as_domain_error("put"):
             self.client.set(key, data, px=px)
 
     def patch(self, key: str, changes: Mapping[str, Any], nullable: Sequence[str] = ()) -> bool:
@@ -484,12 +485,12 @@ class Store:
 
     def delete(self, key: str) -> bool:
         """True if the key existed."""
-        with _unavailable_as_domain_error("delete"):
+        with unavailable_as_domain_error("delete"):
             return bool(self.client.delete(key))
 
     def pttl(self, key: str) -> int | None:
         """Milliseconds left; -1 when the key never expires; None when there is no key."""
-        with _unavailable_as_domain_error("pttl"):
+        with unavailable_as_domain_error("pttl"):
             left = int(self.client.pttl(key))
         return None if left == -2 else left
 
@@ -528,7 +529,7 @@ class Store:
         return self.scripts.call("release", keys=[self.keys.lease(name)], args=[_owner(owner)]) == 1
 
     def lease_owner(self, name: str) -> str | None:
-        with _unavailable_as_domain_error("lease_owner"):
+        with unavailable_as_domain_error("lease_owner"):
             raw = self.client.get(self.keys.lease(name))
         return None if raw is None else raw.decode("utf-8", "replace")
 

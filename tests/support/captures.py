@@ -43,12 +43,22 @@ __all__ = [
     "split_sent",
 ]
 
-_DEFAULT_DIR = "/work/shared/fs-captures"
+# CI clones the project with shared/ beside it: <checkout>/../shared/fs-captures.
+_DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "fs-captures"
 
 
 def captures_dir() -> Path | None:
+    """The recordings: $FS_CAPTURES, else ../shared/fs-captures beside the checkout.
+
+    Under CI (CI=true) a missing directory is an error, not a skip: the suite
+    must not pass vacuously on a machine where the recordings did not arrive.
+    """
     path = Path(os.environ.get("FS_CAPTURES", _DEFAULT_DIR))
-    return path if path.is_dir() else None
+    if path.is_dir():
+        return path
+    if os.environ.get("CI"):
+        raise RuntimeError(f"fs-captures not found at {path} (set FS_CAPTURES)")
+    return None
 
 
 def capture_names() -> list[str]:
@@ -57,7 +67,8 @@ def capture_names() -> list[str]:
     if base is None:
         return []
     return sorted(
-        p.stem for p in base.glob("*.raw")
+        p.stem
+        for p in base.glob("*.raw")
         if p.with_suffix(".sent").exists() and p.with_suffix(".log").exists()
     )
 
@@ -183,4 +194,3 @@ class FrameReader:
             if self.parser.next_frame() is not None:
                 return False
         return True
-

@@ -1,0 +1,679 @@
+"""The ESL client: greenswitch's InboundESL with ccd's reader, deadlines and reconnects.
+
+Theory of operation
+-------------------
+:class:`EslClient` owns one supervisor greenlet. Each round it builds a fresh
+:class:`_Connection` (a ``greenswitch.InboundESL``; greenswitch connections are
+single use), connects with a deadline, waits for ``auth/request``,
+authenticates, subscribes with one ``event`` line and only then announces
+:class:`Connected` (first time) or :class:`Reconnected` (every later time) in
+the inbox, so the core resynchronises on a connection that already delivers
+events. It then waits for the connection to end. When it does, every pending
+command has already failed with :class:`EslDisconnected`; the supervisor puts
+:class:`Disconnected` and one :class:`JobFailed` per acknowledged bgapi job
+whose ``BACKGROUND_JOB`` never came into the inbox, waits a backoff delay
+(exponential, full jitter, reset after a connection that stayed up) and starts
+again. A refused password is permanent until an operator fixes it: it is
+logged once and retried every ``auth_retry_interval``, never in a storm.
+
+What is kept from greenswitch: the connection object and its state
+(``connected``, ``_commands_sent`` as the FIFO of replies awaited,
+``_auth_request_event``, ``_lingering``) and the connect/authenticate steps.
+What is replaced: the reader. greenswitch reads lines, URL-decodes whole
+blocks, raises in its reader on a frame without Content-Type and hands
+``text/event-json`` to its plain parser. Here one reader greenlet per
+connection feeds ``sock.recv`` bytes to :class:`ccd.esl_wire.FrameParser`, the
+parser the capture tests check, and routes each frame:
+
+* ``command/reply`` and ``api/response``: the reply to the oldest pending
+  command (FreeSWITCH answers a connection's commands in order; a bare
+  ``api`` gets a command/reply, so either type answers any command);
+* ``text/event-plain`` / ``text/event-json``: decoded and put in the inbox
+  (handling is only an enqueue; the daemon's dispatcher greenlet reads it);
+* a frame with no or an unknown Content-Type, or an event that does not
+  decode: logged as ``esl.frame_ignored`` and skipped;
+* a broken frame (bad Content-Length, endless header block): the stream
+  cannot be trusted, so the connection is dropped (``esl.protocol_error``)
+  and the supervisor reconnects;
+* ``text/disconnect-notice``: a disconnect, except a linger notice (outbound
+  sockets only).
+
+greenswitch's handler greenlet is not started: it runs handlers one after
+another, and ours would only enqueue. Commands carry a deadline; they are
+written under a lock so the order of ``_commands_sent`` is the order on the
+socket; a timed-out command keeps its place in that FIFO (its late reply is
+matched and dropped) so later replies still meet their commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import socket
+import time
+import uuid as uuidlib
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.queue
+import gevent.socket
+import structlog
+from greenswitch.esl import InboundESL
+
+from ccd.esl_wire import EslEvent, Frame, FrameParser, ProtocolError, decode_event, encode_command
+
+__all__ = [
+    "Backoff",
+    "Connected",
+    "Disconnected",
+    "EslAuthError",
+    "EslClient",
+    "EslCommandError",
+    "EslDisconnected",
+    "EslError",
+    "EslTimeout",
+    "JobFailed",
+    "Reconnected",
+    "subscription_command",
+]
+
+RECV_SIZE = 65536
+EVENT_FORMATS = ("plain", "json")
+
+
+class EslError(Exception):
+    """An ESL operation failed; ``reply`` is FreeSWITCH's own text when there is one."""
+
+    def __init__(self, message: str, reply: str = "") -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class EslAuthError(EslError):
+    """FreeSWITCH refused the password (or its ACL refused us): permanent until fixed."""
+
+
+class EslTimeout(EslError):
+    """No reply within the command's deadline."""
+
+
+class EslDisconnected(EslError):
+    """Not connected, or the connection was lost before the reply."""
+
+
+class EslCommandError(EslError):
+    """FreeSWITCH answered the command with ``-ERR`` (or ``-USAGE``); see ``reply``."""
+
+
+@dataclass(frozen=True)
+class Connected:
+    """The first connection is up, authenticated and subscribed."""
+
+
+@dataclass(frozen=True)
+class Reconnected:
+    """A later connection is up and subscribed: events were missed, resynchronise."""
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobFailed:
+    """A bgapi job acknowledged by FreeSWITCH whose BACKGROUND_JOB was lost with the socket."""
+
+    job_uuid: str
+    reason: str
+
+
+def subscription_command(events: Iterable[str], event_format: str = "plain") -> str:
+    """The one ``event`` line for ``events``: CUSTOM, then the subclasses after it.
+
+    FreeSWITCH reads every word after ``CUSTOM`` as a subclass, and a bare
+    ``CUSTOM`` subscribes to no subclass (capture 14), so subclass names
+    (``sofia::register``) are gathered behind one ``CUSTOM``.
+    """
+    if event_format not in EVENT_FORMATS:
+        raise ValueError(f"event_format must be one of {EVENT_FORMATS}, not {event_format!r}")
+    names: list[str] = []
+    subclasses: list[str] = []
+    custom = False
+    for name in events:
+        if not name or any(ch.isspace() for ch in name):
+            raise ValueError(f"bad event name {name!r}")
+        if name == "CUSTOM":
+            custom = True
+        elif "::" in name:
+            if name not in subclasses:
+                subclasses.append(name)
+        elif name not in names:
+            names.append(name)
+    if custom or subclasses:
+        names += ["CUSTOM", *subclasses]
+    if not names:
+        raise ValueError("no events to subscribe to")
+    return f"event {event_format} " + " ".join(names)
+
+
+class Backoff:
+    """Exponential backoff with full jitter, sans I/O.
+
+    The n-th delay since the last reset is uniform in
+    ``[low, min(high, low * 2**n)]``: the first retry comes after ``low``.
+    """
+
+    def __init__(self, low: float, high: float, rng: random.Random) -> None:
+        self.low, self.high, self._rng = low, high, rng
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        cap = min(self.high, self.low * 2.0 ** min(self.failures, 60))
+        self.failures += 1
+        return self._rng.uniform(self.low, cap)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A command waiting for its reply, in ``_commands_sent`` order."""
+
+    summary: str  # the command line for logs; the password is never in it
+    result: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
+    job_uuid: str | None = None
+    abandoned: bool = False  # timed out; its reply is still due and must be swallowed
+
+
+class _Connection(InboundESL):
+    """One TCP connection to FreeSWITCH; used once, then thrown away."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        connect_timeout: float,
+        deliver: Callable[[EslEvent], None],
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        super().__init__(host, port, password, timeout=connect_timeout)
+        self.sock: gevent.socket.socket | None = None
+        self._commands_sent: deque[_Pending] = deque()  # type: ignore[assignment]
+        self._parser = FrameParser()
+        self._send_lock = gevent.lock.Semaphore()
+        self._deliver = deliver
+        self._log = log
+        # Events that arrive before the supervisor announced the connection wait
+        # here, so the inbox shows Connected/Reconnected before them.
+        self._held: list[EslEvent] | None = []
+        self.closed = gevent.event.Event()
+        self.close_reason = ""
+        self.refusal = ""  # body of a text/rude-rejection
+        # bgapi jobs of this connection without BACKGROUND_JOB yet:
+        # job uuid -> True once FreeSWITCH acknowledged the command.
+        self.jobs: dict[str, bool] = {}
+
+    # -- greenswitch's steps, with deadlines -------------------------------------------------
+
+    def connect(self, command_timeout: float) -> None:  # type: ignore[override]
+        try:
+            sock = gevent.socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except TimeoutError:
+            raise EslTimeout(f"TCP connect timed out after {self.timeout} s") from None
+        except OSError as exc:
+            raise EslDisconnected(f"cannot connect: {exc}") from None
+        sock.settimeout(None)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # A peer that vanishes without a FIN is found by keepalive, not never.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self.sock = sock
+        self.connected = True
+        self.start_event_handlers()
+        # greenswitch waits for auth/request forever; a port that accepts and
+        # stays silent must not hang the supervisor.
+        gevent.wait([self._auth_request_event, self.closed], timeout=self.timeout, count=1)
+        if self.refusal:
+            raise EslAuthError(f"FreeSWITCH refused the connection: {self.refusal}", self.refusal)
+        if self.closed.is_set():
+            raise EslDisconnected(f"closed before auth/request: {self.close_reason}")
+        if not self._auth_request_event.is_set():
+            self.close("no auth/request")
+            raise EslTimeout(f"no auth/request within {self.timeout} s")
+        self.authenticate(command_timeout)
+
+    def authenticate(self, timeout: float) -> None:  # type: ignore[override]
+        frame = self.send("auth " + self.password, timeout, summary="auth ********")
+        reply = frame.headers.get("Reply-Text", "")
+        if reply != "+OK accepted":
+            raise EslAuthError(
+                f"FreeSWITCH refused the ESL password ({reply or 'no reply text'}); "
+                "check the password in ccd's config against event_socket.conf.xml",
+                reply,
+            )
+
+    def start_event_handlers(self) -> None:
+        self._receive_events_greenlet = gevent.spawn(self.receive_events)
+
+    def release(self) -> None:
+        """The connection was announced: deliver held events, accept commands."""
+        held, self._held = self._held or [], None
+        for event in held:
+            self._deliver(event)
+
+    @property
+    def ready(self) -> bool:
+        return self._held is None and not self.closed.is_set()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def receive_events(self) -> None:
+        reason = "connection closed by FreeSWITCH"
+        try:
+            while not self.closed.is_set():
+                assert self.sock is not None
+                data = self.sock.recv(RECV_SIZE)
+                if not data:
+                    break
+                self._parser.feed(data)
+                for frame in self._parser:
+                    self.handle_event(frame)
+                    if self.closed.is_set():
+                        return
+        except ProtocolError as exc:
+            reason = f"protocol error: {exc}"
+            self._log.error("esl.protocol_error", error=str(exc))
+        except OSError as exc:
+            reason = f"socket error: {exc}"
+        except Exception as exc:
+            # A bug here must cost one connection, not the reader forever.
+            reason = f"reader failed: {exc!r}"
+            self._log.exception("esl.reader_failed")
+        finally:
+            self.close(reason)
+
+    def handle_event(self, frame: Frame) -> None:  # type: ignore[override]
+        ctype = frame.content_type
+        if ctype in ("command/reply", "api/response"):
+            self._on_reply(frame)
+        elif ctype in ("text/event-plain", "text/event-json"):
+            self._on_event(frame)
+        elif ctype == "auth/request":
+            self._auth_request_event.set()
+        elif ctype == "text/disconnect-notice":
+            if frame.headers.get("Content-Disposition") == "linger":
+                self._lingering = True
+            else:
+                self.close("disconnect-notice from FreeSWITCH")
+        elif ctype == "text/rude-rejection":
+            self.refusal = frame.body_text().strip() or "text/rude-rejection"
+            self.close(f"rejected by FreeSWITCH: {self.refusal}")
+        else:
+            self._ignore(frame, f"unhandled Content-Type {ctype}" if ctype else "no Content-Type")
+
+    def _ignore(self, frame: Frame, reason: str) -> None:
+        self._log.warning(
+            "esl.frame_ignored",
+            reason=reason,
+            content_type=frame.content_type,
+            body_bytes=len(frame.body),
+        )
+
+    def _on_reply(self, frame: Frame) -> None:
+        if not self._commands_sent:
+            self._ignore(frame, "reply without a pending command")
+            return
+        slot = self._commands_sent.popleft()
+        if slot.job_uuid is not None and slot.job_uuid in self.jobs:
+            # Marked here, in the reader, not in the bgapi caller: a disconnect
+            # right after this reply must still report the job.
+            del self.jobs[slot.job_uuid]
+            if frame.headers.get("Reply-Text", "").startswith("+OK"):
+                self.jobs[frame.headers.get("Job-UUID") or slot.job_uuid] = True
+        if slot.abandoned:
+            self._log.info("esl.late_reply", command=slot.summary)
+            return
+        slot.result.set(frame)
+
+    def _on_event(self, frame: Frame) -> None:
+        try:
+            event = decode_event(frame)
+        except ProtocolError as exc:
+            self._ignore(frame, str(exc))
+            return
+        if event.name == "BACKGROUND_JOB":
+            self.jobs.pop(event.get("Job-UUID"), None)
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self._deliver(event)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def send(  # type: ignore[override]
+        self,
+        line: str,
+        timeout: float,
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        job_uuid: str | None = None,
+        summary: str | None = None,
+    ) -> Frame:
+        """Write one command and wait for its reply frame."""
+        data = encode_command(line, headers)
+        slot = _Pending(summary or line, job_uuid=job_uuid)
+        timer = gevent.Timeout(timeout)
+        timer.start()
+        writing = False
+        try:
+            with self._send_lock:
+                if self.closed.is_set():
+                    raise EslDisconnected(f"not connected: {self.close_reason}")
+                assert self.sock is not None
+                self._commands_sent.append(slot)
+                if job_uuid is not None:
+                    self.jobs[job_uuid] = False
+                writing = True
+                self.sock.sendall(data)
+                writing = False
+            return slot.result.get()
+        except gevent.Timeout as exc:
+            if exc is not timer:
+                raise
+            slot.abandoned = True
+            if job_uuid is not None:
+                self.jobs.pop(job_uuid, None)
+            if writing:
+                # Half a command is on the wire: nothing after it would parse.
+                self.close("command write timed out")
+            self._log.warning("esl.command_timeout", command=slot.summary, timeout=timeout)
+            raise EslTimeout(f"no reply to {slot.summary!r} within {timeout} s") from None
+        except OSError as exc:
+            self.close(f"socket error on send: {exc}")
+            raise EslDisconnected(f"connection lost sending {slot.summary!r}: {exc}") from None
+        finally:
+            timer.close()
+
+    def close(self, reason: str) -> None:
+        """Close once; every command still waiting fails with EslDisconnected now."""
+        if self.closed.is_set():
+            return
+        self.connected = False
+        self._run = False
+        self.close_reason = reason
+        pending, self._commands_sent = self._commands_sent, deque()
+        for slot in pending:
+            if not slot.abandoned:
+                slot.result.set_exception(
+                    EslDisconnected(
+                        f"connection lost before the reply to {slot.summary!r}: {reason}"
+                    )
+                )
+        if self.sock is not None:
+            self.sock.close()
+        self.closed.set()
+
+    def stop(self, timeout: float = 1.0) -> None:  # type: ignore[override]
+        if self.ready:
+            with contextlib.suppress(EslError):  # goodbye is a courtesy
+                self.send("exit", timeout)
+        self.close("client stopped")
+
+
+class EslClient:
+    """A reconnecting inbound ESL client that feeds ``inbox``.
+
+    ``inbox`` receives :class:`ccd.esl_wire.EslEvent`, :class:`Connected`,
+    :class:`Reconnected`, :class:`Disconnected` and :class:`JobFailed`, in the
+    order they happened. Give it an unbounded queue: a bounded one that fills
+    up stops the reader, and FreeSWITCH's socket with it.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        password: str,
+        *,
+        events: Sequence[str],
+        event_format: str = "plain",
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+        inbox: gevent.queue.Queue | None = None,
+        auth_retry_interval: float = 60.0,
+        stable_after: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if "\n" in password or "\r" in password:
+            raise ValueError("the ESL password contains a newline")
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("command_timeout", command_timeout),
+            ("backoff_min", backoff_min),
+            ("auth_retry_interval", auth_retry_interval),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, not {value!r}")
+        if backoff_max < backoff_min:
+            raise ValueError("backoff_max must be >= backoff_min")
+        self.host, self.port = host, port
+        self._password = password
+        self.subscribe_line = subscription_command(events, event_format)
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._auth_retry_interval = auth_retry_interval
+        self._stable_after = stable_after
+        self._backoff = Backoff(backoff_min, backoff_max, rng or random.Random())
+        self.inbox: gevent.queue.Queue = inbox if inbox is not None else gevent.queue.Queue()
+        #: The error of the last failed connect attempt (None while connected):
+        #: an EslAuthError here means an operator has to fix the password.
+        self.last_error: EslError | None = None
+        self.attempts = 0
+        self._conn: _Connection | None = None
+        self._ever_connected = False
+        self._auth_failing = False
+        self._up = gevent.event.Event()
+        self._stop_requested = False
+        self._stopping = gevent.event.Event()
+        self._supervisor: gevent.Greenlet | None = None
+        self._log = structlog.get_logger(esl_server=f"{host}:{port}")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Socket up, authenticated and subscribed."""
+        conn = self._conn
+        return conn is not None and conn.ready
+
+    def start(self) -> None:
+        if self._supervisor is not None:
+            raise RuntimeError("EslClient already started")
+        self._supervisor = gevent.spawn(self._supervise)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Say goodbye, close, and do not reconnect. Pending commands fail at once."""
+        # The flag first, so the supervisor reads the coming close as a stop,
+        # not as a loss to recover from; the Event then wakes it from a backoff.
+        self._stop_requested = True
+        conn = self._conn
+        if conn is not None:
+            conn.stop(min(1.0, self._command_timeout))
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout)
+        self._log.info("esl.stopped")
+
+    def wait_connected(self, timeout: float) -> bool:
+        return bool(self._up.wait(timeout))
+
+    def _supervise(self) -> None:
+        while not self._stop_requested:
+            try:
+                delay = self._one_connection()
+            except Exception:
+                # The supervisor is the only thing that reconnects: it must not die.
+                self._log.exception("esl.supervisor_failed")
+                delay = self._backoff.next_delay()
+            if self._stop_requested:
+                break
+            self._log.info("esl.reconnect_in", seconds=round(delay, 3))
+            self._stopping.wait(delay)
+
+    def _one_connection(self) -> float:
+        """Connect, serve until the connection ends; return the delay before the next try."""
+        self.attempts += 1
+        log = self._log.bind(attempt=self.attempts)
+        conn = _Connection(
+            self.host,
+            self.port,
+            self._password,
+            connect_timeout=self._connect_timeout,
+            deliver=self.inbox.put,
+            log=log,
+        )
+        self._conn = conn
+        log.info("esl.connecting")
+        try:
+            conn.connect(self._command_timeout)
+            reply = conn.send(self.subscribe_line, self._command_timeout).headers.get(
+                "Reply-Text", ""
+            )
+            if not reply.startswith("+OK"):
+                raise EslCommandError(f"subscription refused: {reply}", reply)
+        except EslAuthError as exc:
+            conn.close(str(exc))
+            self.last_error = exc
+            if not self._auth_failing:
+                self._auth_failing = True
+                log.error("esl.auth_failed", error=str(exc), retry_every=self._auth_retry_interval)
+            return self._auth_retry_interval
+        except EslError as exc:
+            conn.close(str(exc))
+            self.last_error = exc
+            if not self._stop_requested:
+                log.warning("esl.connect_failed", error=str(exc))
+            return self._backoff.next_delay()
+        except Exception as exc:
+            conn.close(f"connect failed: {exc!r}")  # no half-open socket behind a bug
+            raise
+        if self._stop_requested:
+            conn.close("client stopped")
+            return 0.0
+
+        self._auth_failing = False
+        self.last_error = None
+        up_since = time.monotonic()
+        first = not self._ever_connected
+        self._ever_connected = True
+        log.info("esl.connected", reconnect=not first)
+        self.inbox.put(Connected() if first else Reconnected())
+        conn.release()
+        self._up.set()
+
+        gevent.wait([conn.closed, self._stopping], count=1)
+        self._up.clear()
+        reason = "client stopped" if self._stop_requested else conn.close_reason
+        conn.close(reason)
+        if self._stop_requested:
+            log.info("esl.disconnected", reason=reason)
+        else:
+            log.warning("esl.disconnected", reason=reason)
+        self.last_error = EslDisconnected(reason)
+        self.inbox.put(Disconnected(reason))
+        for job_uuid, acknowledged in conn.jobs.items():
+            if acknowledged:
+                self.inbox.put(JobFailed(job_uuid, reason))
+        conn.jobs.clear()
+        if time.monotonic() - up_since >= self._stable_after:
+            self._backoff.reset()
+        return self._backoff.next_delay()
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _live(self) -> _Connection:
+        conn = self._conn
+        if conn is None or not conn.ready:
+            why = f": {self.last_error}" if self.last_error is not None else ""
+            raise EslDisconnected("not connected to FreeSWITCH" + why)
+        return conn
+
+    def _timeout(self, timeout: float | None) -> float:
+        return self._command_timeout if timeout is None else timeout
+
+    def api(self, command: str, timeout: float | None = None) -> str:
+        """``api <command>``: the response body. Raises EslCommandError on ``-ERR``/``-USAGE``."""
+        frame = self._live().send(f"api {command}", self._timeout(timeout))
+        if frame.content_type != "api/response":
+            reply = frame.headers.get("Reply-Text", "")
+            raise EslCommandError(f"api {command.split(' ', 1)[0]}: {reply}", reply)
+        body = frame.body_text()
+        if body.startswith(("-ERR", "-USAGE")):
+            raise EslCommandError(f"api {command.split(' ', 1)[0]}: {body.strip()}", body.strip())
+        return body
+
+    def bgapi(self, command: str, job_uuid: str | None = None) -> str:
+        """``bgapi <command>`` with a Job-UUID header; returns the Job-UUID.
+
+        The result arrives as a BACKGROUND_JOB event in the inbox, or, if the
+        connection is lost first, as a JobFailed. If this raises, neither
+        follows (a late BACKGROUND_JOB after an EslTimeout still goes to the
+        inbox like any event).
+        """
+        job_uuid = job_uuid or str(uuidlib.uuid4())
+        frame = self._live().send(
+            f"bgapi {command}",
+            self._command_timeout,
+            headers=[("Job-UUID", job_uuid)],
+            job_uuid=job_uuid,
+        )
+        reply = frame.headers.get("Reply-Text", "")
+        if not reply.startswith("+OK"):
+            raise EslCommandError(f"bgapi {command.split(' ', 1)[0]}: {reply}", reply)
+        return frame.headers.get("Job-UUID") or job_uuid
+
+    def execute(
+        self,
+        uuid: str,
+        app: str,
+        arg: str = "",
+        *,
+        event_uuid: str | None = None,
+        lock: bool = False,
+    ) -> str:
+        """Run a dialplan application on a channel; returns the event uuid.
+
+        CHANNEL_EXECUTE and CHANNEL_EXECUTE_COMPLETE carry it as
+        ``Application-UUID`` (capture 11).
+        """
+        for name, value in (("uuid", uuid), ("app", app)):
+            if not value or any(ch.isspace() for ch in value):
+                raise ValueError(f"bad {name} {value!r}")
+        event_uuid = event_uuid or str(uuidlib.uuid4())
+        headers = [("call-command", "execute"), ("execute-app-name", app)]
+        if arg:
+            headers.append(("execute-app-arg", arg))
+        headers.append(("Event-UUID", event_uuid))
+        if lock:
+            headers.append(("event-lock", "true"))
+        frame = self._live().send(f"sendmsg {uuid}", self._command_timeout, headers=headers)
+        reply = frame.headers.get("Reply-Text", "")
+        if not reply.startswith("+OK"):
+            raise EslCommandError(f"execute {app} on {uuid}: {reply}", reply)
+        return event_uuid
+
+    def send_raw(self, command: str, timeout: float | None = None) -> str:
+        """Any one-line command; returns Reply-Text (or an api/response body) unchecked."""
+        frame = self._live().send(command, self._timeout(timeout))
+        if frame.content_type == "api/response":
+            return frame.body_text()
+        return frame.headers.get("Reply-Text", "")

@@ -1,0 +1,388 @@
+"""Agents in Redis: configuration (extension, tags) and live presence, kept atomic.
+
+Theory of operation
+-------------------
+Each agent is one msgpack record ``agent:<id>`` holding its extension, tags and
+the presence state of :mod:`ccd.presence` (login, registered, activity, the
+live legs on the phone, wrap-up deadline), plus ``call`` (the caller uuid it
+is reserved for) and ``rev``, a revision bumped by every write.
+
+Every write is a Lua script, so several daemons sharing one Redis stay right:
+
+* ``reserve``: a ready, registered, idle agent becomes ``ringing`` for one call
+  (the fence against two calls or two daemons ringing one agent);
+* ``write``: compare-and-set of a whole record on ``rev`` — presence
+  transitions are computed in Python by the pure functions of
+  :mod:`ccd.presence` and written only if nobody wrote in between (else the
+  caller re-reads and recomputes).
+
+Both scripts keep two kinds of index sets in step with the records:
+``agents:available`` (ready, registered, idle: who can be offered a call now)
+and ``agents:tag:<tag>`` (who carries a tag), so the candidates for a call are
+one ``SINTER`` away, however many agents there are. ``agents`` lists every id
+and ``agents:ext`` maps extensions to ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from ccd.adapters.redis_store import Store, unavailable_as_domain_error
+from ccd.presence import Activity, AgentState, Login, Outcome
+from ccd.routing import AgentView, normalize_tags
+
+log = structlog.get_logger()
+
+AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
+EXTENSION_RE = re.compile(r"^[0-9]{2,15}$")
+TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
+
+#: Fields of the record that may be nil; Lua's cmsgpack would drop them otherwise.
+_NULLABLE = ("call", "offer_leg", "wrapup_until")
+
+_LUA_INDEX = r"""
+local function index(prefix, id, old, new)
+  local avail = prefix .. "agents:available"
+  if new.login == "ready" and new.registered == true and new.activity == "idle" then
+    redis.call("SADD", avail, id)
+  else
+    redis.call("SREM", avail, id)
+  end
+  local keep = {}
+  for _, t in ipairs(new.tags or {}) do keep[t] = true end
+  if old then
+    for _, t in ipairs(old.tags or {}) do
+      if not keep[t] then redis.call("SREM", prefix .. "agents:tag:" .. t, id) end
+    end
+  end
+  for t, _ in pairs(keep) do redis.call("SADD", prefix .. "agents:tag:" .. t, id) end
+end
+"""
+
+_LUA_WRITE = r"""
+-- KEYS[1] agent record; ARGV version, prefix, id, expected rev (-1: must not exist), record.
+-- 1 written, 0 rev changed, -2 foreign schema.
+local old = nil
+local raw = redis.call("GET", KEYS[1])
+if raw then
+  local ok, rec = pcall(cmsgpack.unpack, raw)
+  if not ok or type(rec) ~= "table" or rec["_v"] ~= tonumber(ARGV[1]) then return -2 end
+  old = rec
+end
+local expected = tonumber(ARGV[4])
+if expected < 0 then
+  if old then return 0 end
+elseif not old or tonumber(old.rev) ~= expected then
+  return 0
+end
+local new = cmsgpack.unpack(ARGV[5])
+new["_v"] = tonumber(ARGV[1])
+new.rev = expected + 1
+if expected < 0 then new.rev = 1 end
+redis.call("SET", KEYS[1], pack_map(new, {"call", "offer_leg", "wrapup_until"}))
+redis.call("SADD", ARGV[2] .. "agents", ARGV[3])
+redis.call("HSET", ARGV[2] .. "agents:ext", new.ext, ARGV[3])
+if old and old.ext ~= new.ext and redis.call("HGET", ARGV[2] .. "agents:ext", old.ext) == ARGV[3]
+then
+  redis.call("HDEL", ARGV[2] .. "agents:ext", old.ext)
+end
+index(ARGV[2], ARGV[3], old, new)
+return 1
+"""
+
+_LUA_RESERVE = r"""
+-- KEYS[1] agent record; ARGV version, prefix, id, call uuid, now.
+-- 1 reserved (or already reserved for this call), 0 not available, -1 missing, -2 foreign.
+local rec, code = load_record(KEYS[1], ARGV[1])
+if not rec then return code end
+if rec.activity == "ringing" and rec.call == ARGV[4] then return 1 end
+if rec.login ~= "ready" or rec.registered ~= true or rec.activity ~= "idle" then return 0 end
+rec.activity = "ringing"
+rec.call = ARGV[4]
+rec.since = tonumber(ARGV[5])
+rec.rev = (tonumber(rec.rev) or 0) + 1
+save_record(KEYS[1], rec, {"call", "offer_leg", "wrapup_until"})
+index(ARGV[2], ARGV[3], rec, rec)
+return 1
+"""
+
+_LUA_DELETE = r"""
+-- KEYS[1] agent record; ARGV version, prefix, id. 1 deleted, -1 missing.
+local rec, code = load_record(KEYS[1], ARGV[1])
+if not rec then return code end
+redis.call("DEL", KEYS[1])
+redis.call("SREM", ARGV[2] .. "agents", ARGV[3])
+redis.call("SREM", ARGV[2] .. "agents:available", ARGV[3])
+if redis.call("HGET", ARGV[2] .. "agents:ext", rec.ext) == ARGV[3] then
+  redis.call("HDEL", ARGV[2] .. "agents:ext", rec.ext)
+end
+for _, t in ipairs(rec.tags or {}) do redis.call("SREM", ARGV[2] .. "agents:tag:" .. t, ARGV[3]) end
+return 1
+"""
+
+
+class AgentError(Exception):
+    """An operator asked for something about agents that cannot be done (stable name)."""
+
+
+class UnknownAgent(AgentError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """One agent as stored: who it is plus its presence."""
+
+    id: str
+    extension: str
+    tags: frozenset[str]
+    state: AgentState
+    call: str | None = None  # the caller uuid it is reserved for / talking to
+    rev: int = 0
+
+    def view(self) -> AgentView:
+        return AgentView(
+            id=self.id,
+            extension=self.extension,
+            tags=self.tags,
+            login=str(self.state.login),
+            registered=self.state.registered,
+            activity=str(self.state.activity),
+            idle_since=self.state.idle_since,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        state = self.state.to_dict()
+        state.pop("v", None)
+        state.pop("agent_id", None)
+        return {
+            **state,
+            "id": self.id,
+            "ext": self.extension,
+            "tags": sorted(self.tags),
+            "call": self.call,
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Agent:
+        data = dict(record)
+        for name in _NULLABLE:
+            data.setdefault(name, None)
+        for name in ("since", "idle_since", "wrapup_until"):
+            if isinstance(data.get(name), int):
+                data[name] = float(data[name])
+        if isinstance(data.get("personal"), dict):  # Lua writes an empty list as a map
+            data["personal"] = []
+        if isinstance(data.get("tags"), dict):
+            data["tags"] = []
+        state = AgentState.from_dict({**data, "agent_id": data["id"]})
+        return cls(
+            id=str(data["id"]),
+            extension=str(data["ext"]),
+            tags=frozenset(data.get("tags") or ()),
+            state=state,
+            call=data.get("call"),
+            rev=int(data.get("rev", 0)),
+        )
+
+
+def check_agent_id(agent_id: str) -> str:
+    if not isinstance(agent_id, str) or not AGENT_ID_RE.match(agent_id):
+        raise AgentError(
+            f"agent id {agent_id!r}: use 1-32 lower-case letters, digits, '-' or '_'"
+        )
+    return agent_id
+
+
+def check_extension(extension: str) -> str:
+    if not isinstance(extension, str) or not EXTENSION_RE.match(extension):
+        raise AgentError(f"extension {extension!r}: use 2-15 digits")
+    return extension
+
+
+def check_tags(tags: Iterable[str]) -> frozenset[str]:
+    result = normalize_tags(tags)
+    for tag in result:
+        if not TAG_RE.match(tag):
+            raise AgentError(f"tag {tag!r}: use 1-32 lower-case letters, digits, '-' or '_'")
+    return result
+
+
+class AgentRepository:
+    """Agents over a :class:`Store`; every write atomic (see the module docstring)."""
+
+    MAX_CAS_RETRIES = 20
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.prefix = store.keys.prefix
+        store.scripts.register("agent_write", _LUA_INDEX + _LUA_WRITE)
+        store.scripts.register("agent_reserve", _LUA_INDEX + _LUA_RESERVE)
+        store.scripts.register("agent_delete", _LUA_DELETE)
+
+    # -- keys ----------------------------------------------------------------
+    def _key(self, agent_id: str) -> str:
+        return self.store.keys.agent(agent_id)
+
+    def _set(self, name: str) -> str:
+        return f"{self.prefix}agents{name}"
+
+    # -- reads ---------------------------------------------------------------
+    def get(self, agent_id: str) -> Agent | None:
+        record = self.store.get(self._key(agent_id))
+        return None if record is None else Agent.from_record(record)
+
+    def require(self, agent_id: str) -> Agent:
+        agent = self.get(check_agent_id(agent_id))
+        if agent is None:
+            raise UnknownAgent(f"no agent {agent_id!r}")
+        return agent
+
+    def ids(self) -> list[str]:
+        with unavailable_as_domain_error("agents.ids"):
+            raw = self.store.client.smembers(self._set(""))
+        return sorted(x.decode() for x in raw)
+
+    def all(self) -> list[Agent]:
+        return self._many(self.ids())
+
+    def _many(self, ids: Iterable[str]) -> list[Agent]:
+        ids = list(ids)
+        records = self.store.get_many([self._key(i) for i in ids])
+        return [Agent.from_record(r) for r in records if r is not None]
+
+    def id_for_extension(self, extension: str) -> str | None:
+        with unavailable_as_domain_error("agents.by_ext"):
+            raw = self.store.client.hget(self._set(":ext"), extension)
+        return None if raw is None else raw.decode()
+
+    def by_extension(self, extension: str) -> Agent | None:
+        agent_id = self.id_for_extension(extension)
+        return None if agent_id is None else self.get(agent_id)
+
+    def available_with(self, tags: Iterable[str]) -> list[AgentView]:
+        """Ready, registered, idle agents carrying every tag in ``tags``."""
+        sets = [self._set(":available")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
+        with unavailable_as_domain_error("agents.available"):
+            raw = self.store.client.sinter(sets)
+        return [a.view() for a in self._many(sorted(x.decode() for x in raw))]
+
+    def count_with(self, tags: Iterable[str], *, logged_in: bool = True) -> list[Agent]:
+        """Every agent with the tags (for 'is anyone left who could take it?')."""
+        sets = [self._set("")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
+        with unavailable_as_domain_error("agents.with_tags"):
+            raw = self.store.client.sinter(sets)
+        agents = self._many(sorted(x.decode() for x in raw))
+        if logged_in:
+            agents = [a for a in agents if a.state.login is not Login.LOGGED_OUT]
+        return agents
+
+    # -- writes --------------------------------------------------------------
+    def create(self, agent_id: str, extension: str, tags: Iterable[str], now: float) -> Agent:
+        """A new, logged-out agent. AgentError if the id or extension is taken."""
+        check_agent_id(agent_id)
+        check_extension(extension)
+        tag_set = check_tags(tags)
+        owner = self.id_for_extension(extension)
+        if owner is not None and owner != agent_id:
+            raise AgentError(f"extension {extension} already belongs to agent {owner!r}")
+        agent = Agent(
+            agent_id,
+            extension,
+            tag_set,
+            AgentState(agent_id, since=now, idle_since=now),
+        )
+        if not self._write(agent, expected_rev=-1):
+            raise AgentError(f"agent {agent_id!r} exists already")
+        log.info("agent.created", agent=agent_id, extension=extension, tags=sorted(tag_set))
+        return dataclasses.replace(agent, rev=1)
+
+    def ensure(self, agent_id: str, extension: str, tags: Iterable[str], now: float) -> Agent:
+        """Create the agent from configuration unless it exists (run-time tags win)."""
+        existing = self.get(agent_id)
+        if existing is not None:
+            if existing.extension != extension:
+                return self.update(
+                    agent_id, lambda a: dataclasses.replace(a, extension=extension)
+                )
+            return existing
+        try:
+            return self.create(agent_id, extension, tags, now)
+        except AgentError:
+            return self.require(agent_id)
+
+    def set_tags(self, agent_id: str, tags: Iterable[str]) -> Agent:
+        tag_set = check_tags(tags)
+        return self.update(agent_id, lambda a: dataclasses.replace(a, tags=tag_set))
+
+    def delete(self, agent_id: str) -> bool:
+        code = self.store.scripts.call(
+            "agent_delete",
+            keys=[self._key(check_agent_id(agent_id))],
+            args=[self.store.codec.schema_version, self.prefix, agent_id],
+        )
+        return code == 1
+
+    def reserve(self, agent_id: str, call_uuid: str, now: float) -> bool:
+        """Atomically make a ready, registered, idle agent ``ringing`` for ``call_uuid``."""
+        code = self.store.scripts.call(
+            "agent_reserve",
+            keys=[self._key(agent_id)],
+            args=[self.store.codec.schema_version, self.prefix, agent_id, call_uuid, repr(now)],
+        )
+        return code == 1
+
+    def update(self, agent_id: str, change: Callable[[Agent], Agent]) -> Agent:
+        """Read, apply ``change``, compare-and-set; retried when another writer won."""
+        for _ in range(self.MAX_CAS_RETRIES):
+            agent = self.require(agent_id)
+            new = change(agent)
+            if new == agent:
+                return agent
+            if self._write(new, expected_rev=agent.rev):
+                return dataclasses.replace(new, rev=agent.rev + 1)
+        raise AgentError(f"agent {agent_id!r}: too many concurrent writers")
+
+    def transition(
+        self,
+        agent_id: str,
+        step: Callable[[AgentState], Outcome],
+        *,
+        call: Callable[[Agent, AgentState], str | None] | None = None,
+    ) -> tuple[Agent, Outcome]:
+        """Apply one :mod:`ccd.presence` function; ``call`` decides the new fence."""
+        outcome: Outcome | None = None
+
+        def change(agent: Agent) -> Agent:
+            nonlocal outcome
+            outcome = step(agent.state)
+            new_call = agent.call if call is None else call(agent, outcome.state)
+            if outcome.state.activity is Activity.IDLE and outcome.state.offer_leg is None:
+                new_call = None
+            return dataclasses.replace(agent, state=outcome.state, call=new_call)
+
+        agent = self.update(agent_id, change)
+        assert outcome is not None
+        return agent, outcome
+
+    def _write(self, agent: Agent, expected_rev: int) -> bool:
+        code = self.store.scripts.call(
+            "agent_write",
+            keys=[self._key(agent.id)],
+            args=[
+                self.store.codec.schema_version,
+                self.prefix,
+                agent.id,
+                expected_rev,
+                self.store.codec.encode(agent.to_record()),
+            ],
+        )
+        if code == -2:
+            raise AgentError(f"agent {agent.id!r} is stored in another schema version")
+        return code == 1

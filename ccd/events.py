@@ -1,0 +1,365 @@
+"""Domain events decoded from FreeSWITCH events.
+
+Theory of operation
+-------------------
+:func:`from_esl` maps one :class:`ccd.esl_wire.EslEvent` to at most one frozen
+domain event, or ``None`` for everything the core does not use. It never
+raises: an event whose identifying headers are missing or garbled (a uuid
+that is not a uuid, an extension with a space, a non-numeric expiry) is
+ignored, because the daemon must survive whatever arrives on the socket.
+
+Which FreeSWITCH event becomes what (see fs-captures SEQUENCES.md):
+
+* CHANNEL_PARK with ``variable_ccd_action`` -> :class:`FeatureCode` (desk phone
+  feature code: the dialplan sets ``ccd_action``, ``ccd_agent_ext`` and, for
+  codes with a number, ``ccd_digits``, then parks); CUSTOM ``ccd::agent``
+  carrying the same variables is accepted too.
+* CHANNEL_PARK with ``variable_ccd_queue`` -> :class:`CallParked`. Both legs of
+  a loopback call park, but only the leg the dialplan ran on carries
+  ``ccd_queue`` (capture 14). A call parks again after a transfer or with
+  ``park_after_bridge``: the engine de-duplicates by uuid.
+* CHANNEL_CREATE -> :class:`ChannelCreated`, CHANNEL_ANSWER -> :class:`ChannelAnswered`,
+  CHANNEL_BRIDGE/UNBRIDGE -> :class:`ChannelBridged` / :class:`ChannelUnbridged`,
+  CHANNEL_HANGUP_COMPLETE -> :class:`ChannelHangup` (it carries billsec).
+* BACKGROUND_JOB -> :class:`JobResult` (body ``+OK <uuid>`` or ``-ERR <CAUSE>``).
+* CHANNEL_EXECUTE_COMPLETE -> :class:`ExecuteComplete`.
+* CUSTOM sofia::register -> :class:`PhoneRegistered`; sofia::unregister and
+  sofia::expire -> :class:`PhoneUnregistered`.
+
+Which phone a channel belongs to (``extension``): the dialplan's
+``ccd_agent_ext`` when set, else the user part of a ``sofia/<profile>/<user>@``
+channel name on one of the agent profiles (an agent's desk phone calling out is
+``sofia/internal/1003@…``; a hunt leg to ``user/1001`` is
+``sofia/internal/1001@…``). Caller-id numbers are not used to identify a phone:
+the outside world chooses them, and in capture 16 the customer leg carries the
+agent's number too. Caller-controlled strings are kept as data, never parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from ccd.commands import is_extension, is_uuid
+from ccd.esl_wire import EslEvent
+
+__all__ = [
+    "AGENT_PROFILES",
+    "CallParked",
+    "ChannelAnswered",
+    "ChannelBridged",
+    "ChannelCreated",
+    "ChannelHangup",
+    "ChannelUnbridged",
+    "DomainEvent",
+    "ExecuteComplete",
+    "FeatureCode",
+    "JobResult",
+    "PhoneRegistered",
+    "PhoneUnregistered",
+    "from_esl",
+    "parse_tags",
+]
+
+#: SIP profiles whose users are agents' desk phones.
+AGENT_PROFILES: tuple[str, ...] = ("internal",)
+
+# Channel variables worth carrying into the core; the rest of an event's
+# hundred-odd variables stay on the wire.
+_KEPT_VARS = frozenset(
+    {
+        "originate_disposition",
+        "DIALSTATUS",
+        "billsec",
+        "answersec",
+        "duration",
+        "hangup_cause",
+        "last_bridge_hangup_cause",
+        "bridge_uuid",
+        "sip_term_status",
+        "sip_hangup_disposition",
+        "read_result",
+        "transfer_history",
+    }
+)
+MAX_VAR_LEN = 1024
+
+_ACTION_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_DIGITS_RE = re.compile(r"^[0-9*#]{0,32}$")
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TAG_RE = re.compile(r"^[a-z0-9_.:+-]{1,64}$")
+_CAUSE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_SOFIA_USER_RE = re.compile(r"^sofia/([^/@]+)/([^/@]+)@")
+
+
+@dataclass(frozen=True, slots=True)
+class CallParked:
+    """A caller parked by the dialplan for queue ``queue``."""
+
+    uuid: str
+    caller_number: str
+    caller_name: str
+    destination: str
+    queue: str
+    tags: tuple[str, ...] = ()
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureCode:
+    """An agent dialled a feature code: ``action`` is e.g. login/logout/break/ready."""
+
+    uuid: str
+    extension: str
+    action: str
+    digits: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelCreated:
+    uuid: str
+    direction: str
+    channel_name: str
+    extension: str
+    caller_number: str
+    caller_name: str
+    callee_number: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelAnswered:
+    uuid: str
+    extension: str = ""
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelBridged:
+    uuid: str
+    other_uuid: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelUnbridged:
+    uuid: str
+    other_uuid: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelHangup:
+    uuid: str
+    cause: str
+    direction: str = ""
+    extension: str = ""
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    """``ok`` with ``value`` = the output after ``+OK``, or ``value`` = the -ERR cause."""
+
+    job_uuid: str
+    ok: bool
+    value: str
+    command: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ExecuteComplete:
+    uuid: str
+    app: str
+    app_uuid: str
+    response: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneRegistered:
+    extension: str
+    contact: str
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneUnregistered:
+    """``reason`` is ``"unregister"`` (the phone said so) or ``"expire"``."""
+
+    extension: str
+    reason: str
+
+
+DomainEvent = (
+    CallParked
+    | FeatureCode
+    | ChannelCreated
+    | ChannelAnswered
+    | ChannelBridged
+    | ChannelUnbridged
+    | ChannelHangup
+    | JobResult
+    | ExecuteComplete
+    | PhoneRegistered
+    | PhoneUnregistered
+)
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """``"Sales, support"`` -> ``("sales", "support")``; malformed tags are dropped."""
+    seen: list[str] = []
+    for part in text.split(","):
+        tag = part.strip().lower()
+        if _TAG_RE.match(tag) and tag not in seen:
+            seen.append(tag)
+    return tuple(seen)
+
+
+def _kept_vars(ev: EslEvent) -> dict[str, str]:
+    out = {}
+    for key, value in ev.headers.items():
+        if not key.startswith("variable_"):
+            continue
+        name = key[9:]
+        if (name.startswith("ccd_") or name in _KEPT_VARS) and len(value) <= MAX_VAR_LEN:
+            out[name] = value
+    return out
+
+
+def channel_extension(ev: EslEvent, profiles: Iterable[str] = AGENT_PROFILES) -> str:
+    """The desk-phone extension a channel belongs to, or ``""``."""
+    ext = ev.var("ccd_agent_ext")
+    if is_extension(ext):
+        return ext
+    match = _SOFIA_USER_RE.match(ev.get("Channel-Name"))
+    if match and match.group(1) in tuple(profiles) and is_extension(match.group(2)):
+        return match.group(2)
+    return ""
+
+
+def _feature_code(ev: EslEvent, uuid: str, profiles: Iterable[str]) -> FeatureCode | None:
+    action = ev.var("ccd_action") or ev.get("ccd_action")
+    if not _ACTION_RE.match(action):
+        return None
+    ext = ev.var("ccd_agent_ext") or ev.get("ccd_agent_ext")
+    if not is_extension(ext):
+        ext = channel_extension(ev, profiles)
+    digits = ev.var("ccd_digits") or ev.get("ccd_digits")
+    if not ext or not _DIGITS_RE.match(digits):
+        return None
+    return FeatureCode(uuid, ext, action, digits)
+
+
+def _call_parked(ev: EslEvent, uuid: str) -> CallParked | None:
+    queue = ev.var("ccd_queue")
+    if not _QUEUE_RE.match(queue):
+        return None
+    return CallParked(
+        uuid=uuid,
+        caller_number=ev.get("Caller-Caller-ID-Number"),
+        caller_name=ev.get("Caller-Caller-ID-Name"),
+        destination=ev.get("Caller-Destination-Number"),
+        queue=queue,
+        tags=parse_tags(ev.var("ccd_tags")),
+        variables=_kept_vars(ev),
+    )
+
+
+def _job_result(ev: EslEvent) -> JobResult | None:
+    job = ev.get("Job-UUID")
+    if not job or len(job) > 64 or ev.body is None:
+        return None
+    text = ev.body.strip()
+    command = ev.get("Job-Command")
+    if text.startswith("+OK"):
+        return JobResult(job, True, text[3:].strip(), command)
+    if text.startswith("-ERR"):
+        cause = text[4:].strip()
+        return JobResult(job, False, cause if _CAUSE_RE.match(cause) else cause[:200], command)
+    # Anything else is a failure whose text is kept for the log.
+    return JobResult(job, False, text[:200], command)
+
+
+def _registration(ev: EslEvent) -> PhoneRegistered | PhoneUnregistered | None:
+    sub = ev.subclass
+    if sub not in ("sofia::register", "sofia::unregister", "sofia::expire"):
+        return None
+    ext = ""
+    for key in ("to-user", "from-user", "user", "username"):
+        if is_extension(ev.get(key)):
+            ext = ev.get(key)
+            break
+    if not ext:
+        return None
+    if sub == "sofia::register":
+        try:
+            expires = int(ev.get("expires"))
+        except ValueError:
+            return None
+        return PhoneRegistered(ext, ev.get("contact"), expires)
+    return PhoneUnregistered(ext, "unregister" if sub == "sofia::unregister" else "expire")
+
+
+def from_esl(ev: EslEvent, *, profiles: Iterable[str] = AGENT_PROFILES) -> DomainEvent | None:
+    """The domain event for ``ev``, or ``None`` when the core has no use for it."""
+    try:
+        return _from_esl(ev, tuple(profiles))
+    except Exception:  # a hostile event must never stop the daemon
+        return None
+
+
+def _from_esl(ev: EslEvent, profiles: tuple[str, ...]) -> DomainEvent | None:
+    name = ev.name
+    if name == "BACKGROUND_JOB":
+        return _job_result(ev)
+    if name == "CUSTOM":
+        if ev.subclass == "ccd::agent" and is_uuid(ev.uuid):
+            return _feature_code(ev, ev.uuid, profiles)
+        return _registration(ev)
+    uuid = ev.uuid
+    if not is_uuid(uuid):
+        return None
+    if name == "CHANNEL_PARK":
+        if ev.var("ccd_action"):
+            return _feature_code(ev, uuid, profiles)
+        if ev.var("ccd_queue"):
+            return _call_parked(ev, uuid)
+        return None
+    if name == "CHANNEL_CREATE":
+        return ChannelCreated(
+            uuid=uuid,
+            direction=ev.get("Call-Direction"),
+            channel_name=ev.get("Channel-Name"),
+            extension=channel_extension(ev, profiles),
+            caller_number=ev.get("Caller-Caller-ID-Number"),
+            caller_name=ev.get("Caller-Caller-ID-Name"),
+            callee_number=ev.get("Caller-Destination-Number"),
+            variables=_kept_vars(ev),
+        )
+    if name == "CHANNEL_ANSWER":
+        return ChannelAnswered(uuid, channel_extension(ev, profiles), _kept_vars(ev))
+    if name in ("CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE"):
+        other = ev.get("Other-Leg-Unique-ID")
+        if other == uuid or not is_uuid(other):
+            a, b = ev.get("Bridge-A-Unique-ID"), ev.get("Bridge-B-Unique-ID")
+            other = b if a == uuid else a
+        if not is_uuid(other):
+            return None
+        cls = ChannelBridged if name == "CHANNEL_BRIDGE" else ChannelUnbridged
+        return cls(uuid, other)
+    if name == "CHANNEL_HANGUP_COMPLETE":
+        cause = ev.get("Hangup-Cause")
+        if not _CAUSE_RE.match(cause):
+            return None
+        return ChannelHangup(
+            uuid, cause, ev.get("Call-Direction"), channel_extension(ev, profiles), _kept_vars(ev)
+        )
+    if name == "CHANNEL_EXECUTE_COMPLETE":
+        return ExecuteComplete(
+            uuid,
+            ev.get("Application"),
+            ev.get("Application-UUID"),
+            ev.get("Application-Response"),
+            _kept_vars(ev),
+        )
+    return None

@@ -1,0 +1,119 @@
+"""The agent repository on a real redis-server: atomic reservation, CAS, index sets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gevent
+import pytest
+
+from ccd import presence
+from ccd.adapters.redis_store import Store, connect_redis
+from ccd.agents import AgentError, AgentRepository, UnknownAgent
+
+
+@pytest.fixture
+def agents(redis_url):
+    client = connect_redis(redis_url)
+    yield AgentRepository(Store.create(client, "ccd:"))
+    client.close()
+
+
+def _ready(repo: AgentRepository, agent_id: str, now: float = 10.0) -> None:
+    repo.transition(agent_id, lambda s: presence.set_login(s, "login", now))
+    repo.transition(agent_id, lambda s: presence.set_registered(s, True, now))
+
+
+def test_created_agent_is_logged_out_and_not_available(agents):
+    agents.create("alice", "1001", ["Sales"], now=1.0)
+    alice = agents.require("alice")
+    assert alice.tags == frozenset({"sales"})
+    assert alice.state.login is presence.Login.LOGGED_OUT
+    assert agents.available_with(["sales"]) == []
+    assert agents.id_for_extension("1001") == "alice"
+
+
+def test_duplicate_id_and_extension_are_refused(agents):
+    agents.create("alice", "1001", [], now=1.0)
+    with pytest.raises(AgentError, match="exists"):
+        agents.create("alice", "1009", [], now=1.0)
+    with pytest.raises(AgentError, match="1001 already belongs to agent 'alice'"):
+        agents.create("bob", "1001", [], now=1.0)
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "ext", "tags"),
+    [("Alice", "1001", []), ("a b", "1001", []), ("al", "10a1", []), ("al", "1001", ["x y"])],
+)
+def test_bad_identifiers_are_refused(agents, agent_id, ext, tags):
+    with pytest.raises(AgentError):
+        agents.create(agent_id, ext, tags, now=1.0)
+
+
+def test_available_index_follows_presence_and_tags(agents):
+    agents.create("alice", "1001", ["sales"], now=1.0)
+    agents.create("bob", "1002", ["sales", "support"], now=1.0)
+    _ready(agents, "alice")
+    _ready(agents, "bob")
+    assert {a.id for a in agents.available_with(["sales"])} == {"alice", "bob"}
+    assert [a.id for a in agents.available_with(["support"])] == ["bob"]
+    agents.set_tags("bob", ["sales"])
+    assert agents.available_with(["support"]) == []
+    agents.transition("alice", lambda s: presence.set_login(s, "break", 11.0))
+    assert [a.id for a in agents.available_with(["sales"])] == ["bob"]
+
+
+def test_reservation_is_exclusive_under_concurrency(agents):
+    agents.create("alice", "1001", ["sales"], now=1.0)
+    _ready(agents, "alice")
+    results = []
+
+    def take(i: int) -> None:
+        results.append((i, agents.reserve("alice", f"call-{i}", 20.0)))
+
+    gevent.joinall([gevent.spawn(take, i) for i in range(50)])
+    winners = [i for i, ok in results if ok]
+    assert len(winners) == 1
+    alice = agents.require("alice")
+    assert alice.call == f"call-{winners[0]}"
+    assert alice.state.activity is presence.Activity.RINGING
+    assert agents.available_with(["sales"]) == []
+    # The same call asking again (a retry after a restart) still holds it.
+    assert agents.reserve("alice", f"call-{winners[0]}", 21.0) is True
+
+
+def test_cas_write_loses_to_a_reservation_in_between(agents):
+    agents.create("alice", "1001", [], now=1.0)
+    _ready(agents, "alice")
+    stale = agents.require("alice")
+    assert agents.reserve("alice", "call-1", 5.0)
+    # A writer still holding the old revision must not overwrite the reservation.
+    assert agents._write(dataclasses.replace(stale, tags=frozenset({"x"})), stale.rev) is False
+    assert agents.require("alice").call == "call-1"
+
+
+def test_transition_recomputes_after_a_concurrent_write(agents):
+    agents.create("alice", "1001", [], now=1.0)
+    _ready(agents, "alice")
+    seen = []
+
+    def step(state):
+        seen.append(state.activity)
+        if len(seen) == 1:  # another daemon reserves while we compute
+            agents.reserve("alice", "call-9", 6.0)
+        return presence.personal_call(state, "personal-1", 6.0)
+
+    agent, _ = agents.transition("alice", step)
+    assert seen == [presence.Activity.IDLE, presence.Activity.RINGING]
+    assert agent.state.personal == ("personal-1",)
+
+
+def test_unknown_agent_and_delete(agents):
+    with pytest.raises(UnknownAgent):
+        agents.require("nobody")
+    agents.create("alice", "1001", ["sales"], now=1.0)
+    _ready(agents, "alice")
+    assert agents.delete("alice") is True
+    assert agents.ids() == []
+    assert agents.available_with([]) == []
+    assert agents.id_for_extension("1001") is None

@@ -1,0 +1,372 @@
+"""ccd.hunt: one call's hunt for an agent, driven with a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+
+import msgpack
+import pytest
+
+from ccd.commands import Break, Bridge, Broadcast, Kill, Originate, Transfer, to_esl
+from ccd.hunt import Hunt, Phase, QueueRules, Release, outcome_for_cause, queue_order_key
+from ccd.routing import AgentView
+
+CALL = "c0000000-0000-0000-0000-000000000001"
+RULES = QueueRules("sales", ("sales",), ring_time=15.0, ring_margin=3)
+
+
+def uuids():
+    counter = itertools.count(1)
+    return lambda: f"00000000-0000-0000-0000-{next(counter):012d}"
+
+
+def agent(id: str, ext: str) -> AgentView:
+    return AgentView(id, ext, frozenset({"sales"}), "ready", True, "idle", 0.0)
+
+
+A1, A2, A3 = agent("a1", "1001"), agent("a2", "1002"), agent("a3", "1003")
+
+
+def new_hunt(rules: QueueRules = RULES, **kw) -> Hunt:
+    return Hunt(CALL, rules, uuids(), caller_number="+36 1 234", caller_display="Doe, John", **kw)
+
+
+def ring(hunt: Hunt, agents: list[AgentView], now: float):
+    """Offer ``agents``, reserve the first untried one; returns the Originate."""
+    step = hunt.on_candidates(agents, now)
+    assert step.reserve is not None
+    step = hunt.on_reserved(step.reserve, now)
+    (originate,) = [c for c in step.commands if isinstance(c, Originate)]
+    return originate, step
+
+
+def names(step) -> list[str]:
+    return [f.name for f in step.facts]
+
+
+def test_start_plays_music_and_asks_for_candidates():
+    hunt = new_hunt()
+    step = hunt.start(0.0)
+    assert step.commands == (Broadcast(CALL, "local_stream://moh", "aleg"),)
+    assert step.wants_candidates and names(step) == ["call.queued"]
+    assert hunt.phase is Phase.WAITING
+
+
+def test_originate_carries_call_agent_timeout_and_screen_pop():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    originate, step = ring(hunt, [A1, A2], 1.0)
+    assert originate.endpoint_ext == "1001"
+    assert originate.ring_timeout == 18  # 15 s ring + 3 s safety margin
+    assert originate.variables == {
+        "ccd_call": CALL,
+        "ccd_agent": "a1",
+        "ccd_queue": "sales",
+        "origination_caller_id_name": "Doe, John",
+        "origination_caller_id_number": "+361234",
+    }
+    assert originate.job_uuid is not None and originate.job_uuid != originate.leg_uuid
+    assert names(step) == ["agent.reserved", "agent.offered"]
+    assert hunt.next_deadline == 16.0
+    kind, text = to_esl(originate)
+    assert kind == "bgapi" and "origination_caller_id_name=\\'Doe, John\\'" in text
+
+
+def test_answer_bridges_after_stopping_music():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    originate, _ = ring(hunt, [A1], 1.0)
+    step = hunt.on_agent_answered(originate.leg_uuid, 5.0)
+    assert step.commands == (Break(CALL), Bridge(CALL, originate.leg_uuid))
+    # The +OK job result for the same answer does nothing more.
+    assert hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 5.1).commands == ()
+    step = hunt.on_bridged(5.2)
+    assert names(step) == ["call.bridged"] and hunt.phase is Phase.BRIDGED
+    step = hunt.on_agent_leg_hangup(originate.leg_uuid, "NORMAL_CLEARING", 60.0)
+    assert step.releases == (Release("a1", "completed", originate.leg_uuid),)
+    assert hunt.done and hunt.result == "bridged"
+
+
+def test_ok_job_result_alone_also_bridges():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    originate, _ = ring(hunt, [A1], 1.0)
+    step = hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 4.0)
+    assert Bridge(CALL, originate.leg_uuid) in step.commands
+
+
+def test_ring_timeout_moves_to_next_agent():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    assert hunt.on_tick(15.9).commands == ()  # not yet
+    step = hunt.on_tick(16.0)
+    assert step.commands == (Kill(first.leg_uuid, "ORIGINATOR_CANCEL"),)
+    assert step.releases == (Release("a1", "no_answer", first.leg_uuid),)
+    assert names(step) == ["agent.no_answer"] and step.wants_candidates
+    # a1 is still idle in the engine's fresh list, but is not rung again this pass.
+    second, _ = ring(hunt, [A1, A2], 16.0)
+    assert second.endpoint_ext == "1002" and second.leg_uuid != first.leg_uuid
+
+
+def test_normal_clearing_after_our_cancel_is_not_no_answer():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    hunt.on_tick(16.0)
+    second, _ = ring(hunt, [A2], 16.0)
+    # FreeSWITCH reports the leg we killed as NORMAL_CLEARING, job and hangup.
+    assert hunt.on_job_result(first.job_uuid, False, "NORMAL_CLEARING", 16.1) == hunt.on_tick(0)
+    step = hunt.on_agent_leg_hangup(first.leg_uuid, "NORMAL_CLEARING", 16.1)
+    assert step.releases == () and step.commands == () and step.facts == ()
+    assert hunt.phase is Phase.RINGING and hunt.leg_uuid == second.leg_uuid
+
+
+@pytest.mark.parametrize(
+    ("cause", "outcome"),
+    [
+        ("NO_ANSWER", "no_answer"),
+        ("USER_BUSY", "busy"),
+        ("CALL_REJECTED", "rejected"),
+        ("USER_NOT_REGISTERED", "unregistered"),
+        ("SUBSCRIBER_ABSENT", "failed"),
+    ],
+)
+def test_failed_offer_releases_with_outcome_and_tries_next(cause, outcome):
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    step = hunt.on_job_result(first.job_uuid, False, cause, 3.0)
+    assert step.releases == (Release("a1", outcome, first.leg_uuid),)
+    assert step.wants_candidates and hunt.tried == ["a1"]
+    # The leg's own hangup arriving afterwards changes nothing.
+    assert hunt.on_agent_leg_hangup(first.leg_uuid, cause, 3.1).releases == ()
+
+
+def test_leg_hangup_before_job_result_counts_once():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    step = hunt.on_agent_leg_hangup(first.leg_uuid, "USER_BUSY", 3.0)
+    assert step.releases == (Release("a1", "busy", first.leg_uuid),)
+    assert hunt.on_job_result(first.job_uuid, False, "USER_BUSY", 3.1).releases == ()
+
+
+def test_all_tried_goes_to_voicemail():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    _first, _ = ring(hunt, [A1, A2], 1.0)
+    hunt.on_tick(16.0)
+    second, _ = ring(hunt, [A1, A2], 16.0)
+    hunt.on_job_result(second.job_uuid, False, "USER_BUSY", 17.0)
+    step = hunt.on_candidates([A1, A2], 17.0)
+    assert step.commands == (Break(CALL), Transfer(CALL, "ccd_voicemail_sales", "ccd"))
+    assert names(step) == ["call.voicemail"]
+    assert step.facts[0].data["tried"] == ["a1", "a2"]
+    assert hunt.done and hunt.result == "voicemail"
+
+
+def test_exhausted_with_hangup_rule_and_named_box():
+    rules = QueueRules("sales", ring_time=5, on_exhausted="hangup", moh="")
+    hunt = new_hunt(rules)
+    assert hunt.start(0.0).commands == ()  # no music configured
+    first, _ = ring(hunt, [A1], 1.0)
+    hunt.on_job_result(first.job_uuid, False, "NO_ANSWER", 6.0)
+    step = hunt.on_candidates([], 6.0)
+    assert step.commands == (Kill(CALL, "NORMAL_CLEARING"),)
+    assert names(step) == ["call.unanswered"]
+    box = QueueRules("support", voicemail_box="helpdesk")
+    h2 = Hunt(CALL, box, uuids())
+    h2.start(0)
+    _o, _ = ring(h2, [A1], 0)
+    h2.on_tick(100)
+    assert Transfer(CALL, "ccd_voicemail_helpdesk", "ccd") in h2.on_candidates([], 100).commands
+
+
+def test_nobody_available_yet_means_wait_not_voicemail():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    step = hunt.on_candidates([], 1.0)
+    assert step.commands == () and not hunt.done and hunt.wants_candidates
+    originate, _ = ring(hunt, [A2], 30.0)
+    assert originate.endpoint_ext == "1002"
+
+
+def test_caller_hangup_while_ringing_kills_leg_and_frees_agent():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1], 1.0)
+    step = hunt.on_caller_hangup(4.0)
+    assert step.commands == (Kill(first.leg_uuid, "ORIGINATOR_CANCEL"),)
+    assert step.releases == (Release("a1", "cancelled", first.leg_uuid),)
+    assert names(step) == ["call.abandoned"] and hunt.done and hunt.result == "abandoned"
+    # The killed leg's -ERR NORMAL_CLEARING and hangup come later: nothing more happens.
+    assert hunt.on_job_result(first.job_uuid, False, "NORMAL_CLEARING", 4.1).releases == ()
+    assert hunt.on_agent_leg_hangup(first.leg_uuid, "NORMAL_CLEARING", 4.1).releases == ()
+    assert hunt.on_tick(100.0).commands == ()
+
+
+def test_caller_hangup_while_reserving_releases_the_late_reservation():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    step = hunt.on_candidates([A1], 1.0)
+    assert step.reserve == "a1"
+    assert hunt.on_caller_hangup(1.5).releases == ()
+    assert hunt.on_reserved("a1", 1.6).releases == (Release("a1", "cancelled"),)
+
+
+def test_caller_hangup_after_bridge_ends_call_and_frees_agent():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1], 1.0)
+    hunt.on_agent_answered(first.leg_uuid, 3.0)
+    hunt.on_bridged(3.1)
+    step = hunt.on_caller_hangup(90.0)
+    assert step.releases == (Release("a1", "completed", first.leg_uuid),)
+    assert names(step) == ["call.ended"]
+    assert hunt.on_agent_leg_hangup(first.leg_uuid, "NORMAL_CLEARING", 90.1).releases == ()
+
+
+def test_agent_hangs_up_before_the_bridge_caller_keeps_waiting_with_music():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    hunt.on_agent_answered(first.leg_uuid, 3.0)
+    step = hunt.on_agent_leg_hangup(first.leg_uuid, "NORMAL_CLEARING", 3.05)
+    assert step.releases == (Release("a1", "hangup", first.leg_uuid),)
+    assert Broadcast(CALL, "local_stream://moh", "aleg") in step.commands
+    assert step.wants_candidates
+    second, _ = ring(hunt, [A1, A2], 3.1)
+    assert second.endpoint_ext == "1002"
+
+
+def test_out_of_order_retries_same_agent():
+    rules = QueueRules("sales", ring_time=15, retry_delay=0.5, max_retries=2)
+    hunt = new_hunt(rules)
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    step = hunt.on_job_result(first.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 1.1)
+    assert step.releases == (Release("a1", "out_of_order", first.leg_uuid),)
+    assert names(step) == ["agent.retry"] and not step.wants_candidates
+    assert hunt.phase is Phase.RETRY and hunt.next_deadline == pytest.approx(1.6)
+    assert hunt.on_tick(1.5).reserve is None
+    step = hunt.on_tick(1.6)
+    assert step.reserve == "a1"
+    again = next(c for c in hunt.on_reserved("a1", 1.6).commands if isinstance(c, Originate))
+    assert again.endpoint_ext == "1001" and again.leg_uuid != first.leg_uuid
+    assert hunt.tried == []
+    # Second refusal: one more retry; third: the limit is reached, next agent.
+    hunt.on_job_result(again.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 1.7)
+    hunt.on_tick(2.2)
+    third = next(c for c in hunt.on_reserved("a1", 2.2).commands if isinstance(c, Originate))
+    step = hunt.on_job_result(third.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 2.3)
+    assert step.releases == (Release("a1", "failed", third.leg_uuid),)
+    assert step.wants_candidates and hunt.tried == ["a1"]
+
+
+def test_retry_reservation_lost_goes_back_to_candidates():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    hunt.on_job_result(first.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 1.1)
+    hunt.on_tick(10.0)
+    step = hunt.on_reserve_failed("a1", 10.0)
+    assert step.wants_candidates
+    second, _ = ring(hunt, [A1, A2], 10.0)
+    assert second.endpoint_ext == "1002"
+
+
+def test_reserve_race_lost_tries_next_and_does_not_spin():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    assert hunt.on_candidates([A1, A2], 1.0).reserve == "a1"
+    assert hunt.on_reserve_failed("a1", 1.0).wants_candidates
+    assert hunt.on_candidates([A1, A2], 1.0).reserve == "a2"
+    assert hunt.on_reserve_failed("a2", 1.0).wants_candidates
+    # Only agents we just lost remain: wait for the next change instead of looping.
+    assert hunt.on_candidates([A1, A2], 1.0) == hunt.on_tick(0)
+    assert hunt.on_candidates([A1, A2], 2.0).reserve == "a1"
+
+
+def test_state_roundtrips_through_dict_midhunt():
+    hunt = new_hunt(priority=5, entered_at=1000.0)
+    hunt.start(1000.0)
+    _first, _ = ring(hunt, [A1, A2, A3], 1001.0)
+    hunt.on_tick(1016.0)
+    second, _ = ring(hunt, [A1, A2, A3], 1016.0)
+    data = msgpack.unpackb(msgpack.packb(hunt.to_dict()))
+    assert data == hunt.to_dict()
+    restored = Hunt.from_dict(data, uuids())
+    assert restored.to_dict() == hunt.to_dict()
+    # The restored hunt carries on: ring deadline, then the untried a3.
+    assert restored.next_deadline == 1031.0
+    step = restored.on_tick(1031.0)
+    assert step.releases == (Release("a2", "no_answer", second.leg_uuid),)
+    third, _ = ring(restored, [A1, A2, A3], 1031.0)
+    assert third.endpoint_ext == "1003"
+
+
+def test_resync_after_restart_caller_gone_kills_leg_and_frees_agent():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1], 1.0)
+    restored = Hunt.from_dict(hunt.to_dict(), uuids())
+    step = restored.on_resync([first.leg_uuid], 5.0)
+    assert Kill(first.leg_uuid, "ORIGINATOR_CANCEL") in step.commands
+    assert step.releases == (Release("a1", "cancelled", first.leg_uuid),)
+    assert restored.done
+
+
+def test_resync_after_restart_agent_leg_gone_tries_next():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A2], 1.0)
+    step = hunt.on_resync([CALL], 5.0)
+    assert step.releases == (Release("a1", "failed", first.leg_uuid),)
+    assert step.wants_candidates
+
+
+def test_resync_bridged_call_whose_agent_leg_is_gone_completes():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1], 1.0)
+    hunt.on_agent_answered(first.leg_uuid, 2.0)
+    hunt.on_bridged(2.1)
+    step = hunt.on_resync([CALL], 50.0)
+    assert step.releases == (Release("a1", "completed", first.leg_uuid),)
+    assert hunt.done
+
+
+def test_resync_while_reserving_asks_for_the_reservation_again():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    hunt.on_candidates([A1], 1.0)
+    assert hunt.on_resync([CALL], 2.0).reserve == "a1"
+
+
+def test_queue_order_key_priority_first_then_arrival():
+    vip_late = queue_order_key(9, 1_800_000_100.0)
+    normal_early = queue_order_key(0, 1_800_000_000.0)
+    normal_late = queue_order_key(0, 1_800_000_000.001)
+    assert vip_late < normal_early < normal_late
+    assert queue_order_key(500, 5.0) == queue_order_key(99, 5.0)  # clamped
+    with pytest.raises(ValueError):
+        queue_order_key(0, -1.0)
+
+
+def test_outcome_for_cause_defaults_to_failed():
+    assert outcome_for_cause("NO_USER_RESPONSE") == "no_answer"
+    assert outcome_for_cause("WHATEVER") == "failed"
+
+
+def test_rules_validate_and_roundtrip():
+    with pytest.raises(ValueError):
+        QueueRules("q", on_exhausted="explode")
+    with pytest.raises(ValueError):
+        QueueRules("q", ring_time=0)
+    assert QueueRules.from_dict(RULES.to_dict()) == RULES
+
+
+def test_hunt_refuses_a_call_uuid_that_is_not_a_uuid():
+    with pytest.raises(ValueError):
+        Hunt("x' &park()", RULES, uuids())
