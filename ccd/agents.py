@@ -194,9 +194,7 @@ class Agent:
 
 def check_agent_id(agent_id: str) -> str:
     if not isinstance(agent_id, str) or not AGENT_ID_RE.match(agent_id):
-        raise AgentError(
-            f"agent id {agent_id!r}: use 1-32 lower-case letters, digits, '-' or '_'"
-        )
+        raise AgentError(f"agent id {agent_id!r}: use 1-32 lower-case letters, digits, '-' or '_'")
     return agent_id
 
 
@@ -308,9 +306,7 @@ class AgentRepository:
         existing = self.get(agent_id)
         if existing is not None:
             if existing.extension != extension:
-                return self.update(
-                    agent_id, lambda a: dataclasses.replace(a, extension=extension)
-                )
+                return self.update(agent_id, lambda a: dataclasses.replace(a, extension=extension))
             return existing
         try:
             return self.create(agent_id, extension, tags, now)

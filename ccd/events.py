@@ -58,6 +58,7 @@ __all__ = [
     "JobResult",
     "PhoneRegistered",
     "PhoneUnregistered",
+    "extension_of_channel_name",
     "from_esl",
     "parse_tags",
 ]
@@ -231,7 +232,15 @@ def channel_extension(ev: EslEvent, profiles: Iterable[str] = AGENT_PROFILES) ->
     ext = ev.var("ccd_agent_ext")
     if is_extension(ext):
         return ext
-    match = _SOFIA_USER_RE.match(ev.get("Channel-Name"))
+    return extension_of_channel_name(ev.get("Channel-Name"), profiles)
+
+
+def extension_of_channel_name(name: str, profiles: Iterable[str] = AGENT_PROFILES) -> str:
+    """``sofia/internal/1001@host`` -> ``1001`` on an agent profile, else ``""``.
+
+    Also used on the ``name`` column of ``show channels as json`` at resync.
+    """
+    match = _SOFIA_USER_RE.match(name)
     if match and match.group(1) in tuple(profiles) and is_extension(match.group(2)):
         return match.group(2)
     return ""
@@ -253,6 +262,10 @@ def _feature_code(ev: EslEvent, uuid: str, profiles: Iterable[str]) -> FeatureCo
 def _call_parked(ev: EslEvent, uuid: str) -> CallParked | None:
     queue = ev.var("ccd_queue")
     if not _QUEUE_RE.match(queue):
+        return None
+    if ev.var("ccd_call"):
+        # An agent leg the daemon originated (`&park()`): it carries ccd_queue
+        # too, but it is an offer, not a caller entering the queue.
         return None
     return CallParked(
         uuid=uuid,

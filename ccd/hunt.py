@@ -294,8 +294,17 @@ class Hunt:
         acc.wants_candidates = True
         return acc.step()
 
-    def on_candidates(self, agents: Iterable[AgentView], now: float) -> Step:
-        """``agents``: the current eligible agents, best first (ccd.routing.candidates)."""
+    def on_candidates(
+        self, agents: Iterable[AgentView], now: float, *, busy: Iterable[str] | None = None
+    ) -> Step:
+        """``agents``: the agents free now, best first (ccd.routing.candidates).
+
+        ``busy``: ids of the other agents who could take the call once free
+        (logged in, ready, carrying the tags, but ringing or on a call). While
+        one of them is untried the caller keeps waiting; when nobody is left
+        to try, the queue's ``on_exhausted`` applies. ``None`` (unknown) keeps
+        the caller waiting until someone has been tried.
+        """
         if self.phase is not Phase.WAITING:
             return _EMPTY
         untried = [a for a in agents if a.id not in self.tried]
@@ -311,7 +320,10 @@ class Hunt:
             # Only agents that just lost us a reservation race: wait for the
             # next change instead of spinning on them.
             self.passed.clear()
-        elif self.tried:
+        elif busy is None:
+            if self.tried:
+                self._exhausted(acc)
+        elif not any(agent_id not in self.tried for agent_id in busy):
             self._exhausted(acc)
         return acc.step()
 

@@ -11,4 +11,5 @@ monkey.patch_all()
 pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.fakeswitch_fixtures",
+    "tests.support.daemon_fixtures",
 ]

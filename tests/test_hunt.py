@@ -370,3 +370,32 @@ def test_rules_validate_and_roundtrip():
 def test_hunt_refuses_a_call_uuid_that_is_not_a_uuid():
     with pytest.raises(ValueError):
         Hunt("x' &park()", RULES, uuids())
+
+
+def test_busy_untried_agent_keeps_the_caller_waiting():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1], 1.0)
+    hunt.on_job_result(first.job_uuid, False, "NO_ANSWER", 6.0)
+    # A2 carries the tags but is on another call: wait for A2, no voicemail.
+    step = hunt.on_candidates([], 6.0, busy=[A2.id])
+    assert step.commands == () and not hunt.done and hunt.wants_candidates
+    originate, _ = ring(hunt, [A2], 40.0)
+    assert originate.endpoint_ext == A2.extension
+
+
+def test_nobody_who_could_ever_answer_goes_to_voicemail_at_once():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    step = hunt.on_candidates([], 0.0, busy=[])
+    assert hunt.done and hunt.result == "voicemail"
+    assert any(isinstance(c, Transfer) for c in step.commands)
+
+
+def test_only_tried_agents_busy_means_exhausted():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1], 1.0)
+    hunt.on_job_result(first.job_uuid, False, "USER_BUSY", 2.0)
+    hunt.on_candidates([], 2.0, busy=[A1.id])
+    assert hunt.done and hunt.result == "voicemail"

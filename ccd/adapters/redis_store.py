@@ -189,6 +189,10 @@ class Keys:
         """A queue's waiting calls."""
         return self._key("queue", name)
 
+    def ref(self, kind: str, uuid: str) -> str:
+        """Maps a FreeSWITCH id (``job``, ``leg``) to the caller's uuid."""
+        return self._key(kind, uuid)
+
     def lease(self, name: str) -> str:
         """A lease; the value is the owner's name."""
         return self._key("lease", name)
@@ -204,6 +208,14 @@ class Keys:
 
     def dnc(self, number: str) -> str:
         return self._key("dnc", number)
+
+    def customer(self, number: str) -> str:
+        """A customer record (msgpack), by normalised number (ccd.numbers)."""
+        return self._key("customer", number)
+
+    def contacts(self, number: str) -> str:
+        """A number's contact history: a list of msgpack entries, newest first."""
+        return self._key("contacts", number)
 
 
 # Shared Lua helpers, put in front of every registered script (Lua 5.1 in Redis).

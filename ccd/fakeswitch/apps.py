@@ -1,0 +1,382 @@
+"""Dialplan applications of the fake FreeSWITCH, executed on a channel.
+
+Theory of operation
+-------------------
+:meth:`Apps.execute` is ``switch_core_session_exec``: it expands ``${vars}``
+in the data, fires CHANNEL_EXECUTE (Application, Application-Data,
+Application-UUID), runs the application and always fires
+CHANNEL_EXECUTE_COMPLETE with Application-Response — also when the
+application is left by a hangup or an interrupt (bridge, transfer), exactly
+like FreeSWITCH, whose per-leg orders SEQUENCES.md records
+(``HANGUP → UNPARK → EXECUTE_COMPLETE(park)``).
+
+Applications run in the channel's own greenlet and wait only through
+``Channel.wait``, so a hangup (HangupSignal) or an Interrupt from another
+greenlet ends them at once. Durations are switch seconds (``switch.clock``).
+
+An unknown application does what FreeSWITCH does: no EXECUTE event, the
+channel is hung up with DESTINATION_OUT_OF_ORDER ("Invalid Application").
+Callers' key presses come from the caller model: each prompt takes the next
+entry of the channel's digits script ("" or a missing entry = no key pressed).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ccd.fakeswitch.channels import Channel, HangupSignal, Interrupt, new_uuid
+
+if TYPE_CHECKING:
+    from ccd.fakeswitch.switch import FakeSwitch
+
+log = structlog.get_logger()
+
+#: Files that play until broken (music on hold, endless streams).
+_ENDLESS = ("local_stream://", "moh", "${hold_music}")
+
+
+class Apps:
+    """The application table; ``switch`` gives events, clock, trace and call control."""
+
+    def __init__(self, switch: FakeSwitch) -> None:
+        self.sw = switch
+        self._table = {
+            "answer": self.answer,
+            "pre_answer": self.pre_answer,
+            "ring_ready": self.ring_ready,
+            "set": self.set,
+            "export": self.export,
+            "unset": self.unset,
+            "park": self.park,
+            "hangup": self.hangup,
+            "playback": self.playback,
+            "play_and_get_digits": self.play_and_get_digits,
+            "ivr": self.ivr,
+            "transfer": self.transfer,
+            "bridge": self.bridge,
+            "voicemail": self.voicemail,
+            "event": self.event,
+            "sleep": self.sleep,
+            "hash": self.noop,
+            "log": self.noop,
+            "info": self.noop,
+            "set_zombie_exec": self.noop,
+            "sched_hangup": self.sched_hangup,
+            "sched_transfer": self.sched_transfer,
+            "sched_cancel": self.sched_cancel,
+        }
+
+    def known(self, app: str) -> bool:
+        return app in self._table
+
+    # -- the exec wrapper ------------------------------------------------------
+
+    def execute(self, ch: Channel, app: str, data: str, app_uuid: str | None = None) -> str:
+        fn = self._table.get(app)
+        if fn is None:
+            self.sw.trace.record("unknown_app", uuid=ch.uuid, app=app, data=data)
+            log.warning("fakeswitch.app.unknown", uuid=ch.uuid, app=app)
+            self.sw.hangup_channel(ch, "DESTINATION_OUT_OF_ORDER")
+            raise HangupSignal()
+        data = self.sw.expand(ch, data)
+        app_uuid = app_uuid or new_uuid()
+        self.sw.ev.execute(ch, app, data, app_uuid)
+        response = "_none_"
+        try:
+            response = fn(ch, data) or "_none_"
+        finally:
+            self.sw.ev.execute_complete(ch, app, data, app_uuid, response)
+        return response
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _sleep(self, ch: Channel, seconds: float | None, **wake: bool) -> str:
+        real = None if seconds is None else self.sw.clock.real_seconds(seconds)
+        return ch.wait(real, **wake)
+
+    def play(self, ch: Channel, path: str, seconds: float | None = None) -> str:
+        """Play one file: PLAYBACK_START/STOP around its duration. 'done' | 'break'."""
+        endless = path.startswith(_ENDLESS)
+        if seconds is None:
+            seconds = None if endless else self.sw.playback_seconds
+        kind = path.split("://", 1)[0] if "://" in path else "file"
+        mid = [("Playback-File-Type", kind), ("Playback-File-Path", path)]
+        self.sw.ev.fire("PLAYBACK_START", ch, mid=mid)
+        self.sw.trace.record("playback", uuid=ch.uuid, file=path, party=ch.party or None)
+        status = "done"
+        try:
+            if self._sleep(ch, seconds, on_break=True) == "break":
+                status = "break"
+        finally:
+            self.sw.ev.fire("PLAYBACK_STOP", ch, mid=[*mid, ("Playback-Status", status)])
+        return status
+
+    def _press(self, ch: Channel, digits: str) -> None:
+        for digit in digits:
+            self.sw.ev.fire(
+                "DTMF",
+                ch,
+                mid=[("DTMF-Digit", digit), ("DTMF-Duration", "2000"), ("DTMF-Source", "APP")],
+            )
+
+    def _next_digits(self, ch: Channel) -> str:
+        """The caller's answer to one prompt ('' when nothing is pressed)."""
+        entry = ch.digits.popleft() if ch.digits else ""
+        entry = "" if entry is None else str(entry)
+        if entry:
+            self.sw.trace.record("digits", uuid=ch.uuid, digits=entry, party=ch.party or None)
+            self._press(ch, entry)
+        return entry
+
+    # -- applications ----------------------------------------------------------
+
+    def noop(self, ch: Channel, data: str) -> str:
+        return "_none_"
+
+    def answer(self, ch: Channel, data: str) -> str:
+        if not ch.answered:
+            self.sw.ev.answer(ch)
+            self.sw.trace.record("answer", uuid=ch.uuid, party=ch.party or None)
+        return "_none_"
+
+    def pre_answer(self, ch: Channel, data: str) -> str:
+        if not ch.answered and "progress_media" not in ch.times:
+            self.sw.ev.progress_media(ch)
+        return "_none_"
+
+    def ring_ready(self, ch: Channel, data: str) -> str:
+        self.sw.ev.progress(ch)
+        return "_none_"
+
+    def set(self, ch: Channel, data: str) -> str:
+        name, _, value = data.partition("=")
+        if name:
+            if value:
+                ch.variables[name.strip()] = value
+            else:
+                ch.variables.pop(name.strip(), None)
+        return "_none_"
+
+    def export(self, ch: Channel, data: str) -> str:
+        name, _, value = data.partition("=")
+        name = name.strip()
+        if name.startswith("nolocal:"):
+            name = name[len("nolocal:") :]
+        elif name:
+            ch.variables[name] = value
+        if name:
+            ch.exported[name] = value
+        return "_none_"
+
+    def unset(self, ch: Channel, data: str) -> str:
+        ch.variables.pop(data.strip(), None)
+        return "_none_"
+
+    def sleep(self, ch: Channel, data: str) -> str:
+        try:
+            ms = int(data.strip() or "0")
+        except ValueError:
+            ms = 0
+        self._sleep(ch, ms / 1000.0)
+        return "_none_"
+
+    def hangup(self, ch: Channel, data: str) -> str:
+        cause = data.strip() or "NORMAL_CLEARING"
+        self.sw.hangup_channel(ch, self.sw.valid_cause(cause))
+        raise HangupSignal()
+
+    def park(self, ch: Channel, data: str) -> str:
+        self.park_loop(ch)
+        return "_none_"
+
+    def park_loop(self, ch: Channel) -> None:
+        """CHANNEL_PARK, then run queued commands until hangup/interrupt; UNPARK on leaving."""
+        ch.parked = True
+        self.sw.ev.fire("CHANNEL_PARK", ch)
+        self.sw.trace.record(
+            "park", uuid=ch.uuid, party=ch.party or None, queue=ch.variables.get("ccd_queue")
+        )
+        try:
+            while True:
+                if self._sleep(ch, None, on_message=True) == "message":
+                    self.sw.run_message(ch, ch.inbox.popleft())
+        finally:
+            ch.parked = False
+            self.sw.ev.fire("CHANNEL_UNPARK", ch)
+
+    def playback(self, ch: Channel, data: str) -> str:
+        for path in [p for p in data.split("!") if p] or [data]:
+            if self.play(ch, path) == "break":
+                break
+        return "FILE PLAYED"
+
+    def play_and_get_digits(self, ch: Channel, data: str) -> str:
+        args = data.split()
+        if len(args) < 8:
+            log.warning("fakeswitch.app.bad_args", app="play_and_get_digits", data=data)
+            return "_none_"
+        min_d, max_d, tries = int(args[0]), int(args[1]), max(1, int(args[2]))
+        terminators, prompt, invalid, var = args[4], args[5], args[6], args[7]
+        regex = args[8] if len(args) > 8 else r"\d+"
+        failure_target = " ".join(args[10:])
+        for _ in range(tries):
+            self.play(ch, prompt)
+            got = self._next_digits(ch)
+            if not got:
+                self._sleep(ch, int(args[3]) / 1000.0 if args[3].isdigit() else 5.0)
+            got = got.rstrip(terminators) if terminators not in ("", "none") else got
+            if got and min_d <= len(got) <= max_d and re.fullmatch(regex, got):
+                ch.variables[var] = got
+                ch.variables["read_result"] = "success"
+                return "_none_"
+            if got and invalid and not invalid.startswith("silence_stream"):
+                self.play(ch, invalid)
+        ch.variables.pop(var, None)
+        ch.variables["read_result"] = "failure"
+        if failure_target:
+            self.transfer(ch, failure_target)
+        return "_none_"
+
+    def transfer(self, ch: Channel, data: str) -> str:
+        parts = data.split()
+        if not parts:
+            return "_none_"
+        ext = parts[0]
+        context = parts[2] if len(parts) > 2 else ch.context
+        raise Interrupt("transfer", (ext, context))
+
+    def event(self, ch: Channel, data: str) -> str:
+        headers: list[tuple[str, str]] = []
+        subclass = None
+        for item in data.split(","):
+            name, sep, value = item.partition("=")
+            if not sep:
+                continue
+            name = name.strip()
+            if name == "Event-Subclass":
+                subclass = value
+            elif name != "Event-Name":
+                headers.append((name, value))
+        self.sw.ev.fire(
+            "CUSTOM",
+            ch,
+            leading=(),
+            subclass=subclass or "",
+            event_app=True,
+            pre=headers,
+        )
+        self.sw.trace.record("event", uuid=ch.uuid, subclass=subclass)
+        return "_none_"
+
+    def voicemail(self, ch: Channel, data: str) -> str:
+        parts = data.split()
+        box = parts[-1] if parts else ""
+        if not ch.answered:
+            self.sw.ev.answer(ch)
+        self.sw.trace.record("voicemail", uuid=ch.uuid, box=box, party=ch.party or None)
+        self.play(ch, "voicemail/vm-record_message.wav")
+        # The caller model: leave a message, then hang up.
+        self._sleep(ch, self.sw.voicemail_seconds)
+        self.sw.trace.record("voicemail_left", uuid=ch.uuid, box=box, party=ch.party or None)
+        self.sw.hangup_channel(ch, "NORMAL_CLEARING")
+        raise HangupSignal()
+
+    def sched_transfer(self, ch: Channel, data: str) -> str:
+        when, _, target = data.strip().partition(" ")
+        self.sw.schedule(ch, _delay(when), "transfer", target)
+        return "_none_"
+
+    def sched_hangup(self, ch: Channel, data: str) -> str:
+        when, _, cause = data.strip().partition(" ")
+        self.sw.schedule(ch, _delay(when), "hangup", cause or "ALLOTTED_TIMEOUT")
+        return "_none_"
+
+    def sched_cancel(self, ch: Channel, data: str) -> str:
+        self.sw.unschedule(ch.uuid)
+        return "_none_"
+
+    def bridge(self, ch: Channel, data: str) -> str:
+        self.sw.bridge_app(ch, data)
+        return "_none_"
+
+    def ivr(self, ch: Channel, data: str) -> str:
+        name = data.strip()
+        menus = self.sw.menus()
+        if name not in menus:
+            log.warning("fakeswitch.ivr.unknown_menu", menu=name)
+            self.sw.trace.record("ivr_missing", uuid=ch.uuid, menu=name)
+            return "_none_"
+        self.sw.trace.record("ivr", uuid=ch.uuid, menu=name, party=ch.party or None)
+        stack = [name]
+        while stack:
+            result = self._run_menu(ch, menus[stack[-1]])
+            if result == "exit":
+                return "_none_"
+            if result == "back":
+                stack.pop()
+            elif result == "top":
+                del stack[1:]
+            elif result.startswith("sub:"):
+                target = result[4:]
+                if target in menus:
+                    stack.append(target)
+        return "_none_"
+
+    def _run_menu(self, ch: Channel, menu: Any) -> str:
+        """One menu until it exits or moves: 'exit', 'back', 'top' or 'sub:<name>'."""
+        failures = timeouts = 0
+        greeting = menu.greet_long or menu.greet_short
+        while True:
+            if greeting:
+                self.play(ch, greeting)
+            greeting = menu.greet_short or menu.greet_long
+            got = self._next_digits(ch)
+            if not got:
+                self._sleep(ch, menu.timeout_ms / 1000.0)
+                timeouts += 1
+                if timeouts >= max(1, menu.max_timeouts):
+                    break
+                continue
+            entry = next((e for e in menu.entries if e.digits == got), None)
+            if entry is None:
+                failures += 1
+                if menu.invalid_sound:
+                    self.play(ch, menu.invalid_sound)
+                if failures >= max(1, menu.max_failures):
+                    break
+                continue
+            self.sw.trace.record(
+                "ivr_choice",
+                uuid=ch.uuid,
+                menu=menu.name,
+                digits=got,
+                action=entry.action,
+                param=entry.param,
+            )
+            if entry.action == "menu-exec-app":
+                app, _, app_data = entry.param.partition(" ")
+                self.execute(ch, app, app_data)
+            elif entry.action == "menu-sub":
+                return "sub:" + entry.param
+            elif entry.action == "menu-top":
+                return "top"
+            elif entry.action == "menu-back":
+                return "back"
+            elif entry.action == "menu-exit":
+                return "exit"
+            elif entry.action == "menu-play-sound":
+                self.play(ch, entry.param)
+        if menu.exit_sound:
+            self.play(ch, menu.exit_sound)
+        return "exit"
+
+
+def _delay(when: str) -> float:
+    """``+N`` (seconds from now) or an absolute epoch, FreeSWITCH's sched_* syntax."""
+    try:
+        return float(when[1:]) if when.startswith("+") else max(0.0, float(when))
+    except ValueError:
+        return 0.0

@@ -1,0 +1,607 @@
+"""Call control: feeds the pure core from FreeSWITCH events and Redis, runs its commands.
+
+Theory of operation
+-------------------
+The dispatcher greenlet calls :meth:`CallControl.on_event`, :meth:`on_tick` and
+:meth:`on_resync`, one at a time. Each handler
+
+1. decodes the event (:func:`ccd.events.from_esl`),
+2. loads what it needs from Redis (the agent, the call and its hunt),
+3. asks the pure core what to do (:mod:`ccd.hunt`, :mod:`ccd.presence`,
+   :mod:`ccd.routing`),
+4. writes the new state to Redis atomically (agent reservation and presence
+   writes are Lua; the call record is rewritten after every hunt step), and
+5. sends the commands to FreeSWITCH and logs the facts.
+
+A hunt belongs to the daemon holding the call's lease (``lease:call.<uuid>``);
+events about calls owned by another daemon are left to it. Waiting calls get
+a fresh candidate list whenever an agent may have become free (any presence
+change, a finished call) and at least once a second, in queue order (priority,
+then arrival), so the longest-waiting caller gets the next free agent.
+
+Hunts are cached in memory for speed; the call record in Redis is the truth,
+and :meth:`on_resync` rebuilds the cache from it after a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid as uuidlib
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ccd import events as ev
+from ccd import presence
+from ccd.adapters.esl import EslError
+from ccd.adapters.redis_store import RedisUnavailable, Store
+from ccd.agents import Agent, AgentRepository
+from ccd.calls import CallRecord, CallRepository
+from ccd.commands import Command, Fact, Originate, UnsafeValue, to_esl
+from ccd.config import Config
+from ccd.esl_wire import EslEvent
+from ccd.hunt import Hunt, Phase, QueueRules, Release, Step
+from ccd.routing import candidates
+
+if TYPE_CHECKING:
+    from ccd.daemon import Daemon, LiveSnapshot
+
+log = structlog.get_logger()
+
+#: How long a daemon's claim on a call lasts without renewal (real milliseconds).
+CALL_LEASE_MS = 30_000
+#: Feature-code answers: two rising beeps = done, one low tone = refused.
+TONE_OK = "tone_stream://%(120,60,880);%(180,0,1320)"
+TONE_REFUSED = "tone_stream://%(600,0,330)"
+#: Hunt phases in which the caller is still waiting for an agent.
+_WAITING_PHASES = (Phase.WAITING, Phase.RESERVING, Phase.RINGING, Phase.RETRY)
+
+
+def _new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class CallControl:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        esl: Any,
+        node_id: str,
+        new_uuid: Callable[[], str] = _new_uuid,
+        customers: Any = None,
+        webhook: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.esl = esl
+        self.node_id = node_id
+        self.new_uuid = new_uuid
+        self.customers = customers
+        self.webhook = webhook
+        self.metrics = metrics
+        self.agents = AgentRepository(store)
+        self.calls = CallRepository(store)
+        routing = config.routing
+        self.rules = presence.PresenceRules(
+            wrapup_time=routing.wrapup_time, max_missed_offers=routing.max_missed_offers
+        )
+        self.hunts: dict[str, Hunt] = {}  # caller uuid -> hunt this daemon owns
+        self.records: dict[str, CallRecord] = {}
+        self.jobs: dict[str, str] = {}  # job uuid -> caller uuid
+        self.legs: dict[str, str] = {}  # agent leg uuid -> caller uuid
+        self.wrapups: dict[str, float] = {}  # agent id -> wrap-up deadline
+        self._unsent_jobs: list[str] = []
+        self._dirty = True
+        self._last_pump = 0.0
+        self._last_renew = 0.0
+
+    # ------------------------------------------------------------------ setup
+    def seed_agents(self, now: float) -> None:
+        """Agents named in the configuration exist in Redis (run-time changes win)."""
+        for agent_id, agent in self.config.agents.items():
+            self.agents.ensure(agent_id, agent.extension, agent.tags, now)
+
+    def queue_rules(self, queue: str, channel_tags: Iterable[str]) -> QueueRules:
+        routing = self.config.routing
+        q = self.config.queues.get(queue)
+        tags = sorted({*(q.tags if q else ()), *channel_tags})
+        return QueueRules(
+            name=queue,
+            required_tags=tuple(tags),
+            ring_time=q.ring_time if q else routing.ring_time,
+            ring_margin=max(1, int(routing.originate_timeout_margin)),
+            on_exhausted=q.on_exhausted if q else "voicemail",
+            voicemail_box=(q.voicemail if q else "") or queue,
+            moh=routing.moh,
+            context=self.config.daemon.dialplan_context,
+        )
+
+    # ------------------------------------------------------------------ events
+    def on_event(self, event: EslEvent, now: float) -> None:
+        decoded = ev.from_esl(event)
+        if decoded is None:
+            return
+        handler = self._handlers.get(type(decoded))
+        if handler is not None:
+            handler(self, decoded, now)
+
+    def _on_parked(self, e: ev.CallParked, now: float) -> None:
+        if e.uuid in self.hunts:
+            return  # parked again (after a bridge ended, a transfer): already ours
+        if not self.store.lease(f"call.{e.uuid}", self.node_id, CALL_LEASE_MS):
+            return  # another daemon took this caller
+        rules = self.queue_rules(e.queue, e.tags)
+        customer = self._customer(e.caller_number)
+        priority = self._priority(e.queue, customer)
+        rules = self._with_implied_tags(rules, customer)
+        display = self._screen_pop(e, customer)
+        record = CallRecord(
+            uuid=e.uuid,
+            queue=e.queue,
+            caller_number=e.caller_number,
+            caller_name=e.caller_name,
+            destination=e.destination,
+            tags=list(rules.required_tags),
+            entered_at=now,
+            priority=priority,
+            customer=customer,
+            node=self.node_id,
+        )
+        hunt = Hunt(
+            e.uuid,
+            rules,
+            self.new_uuid,
+            caller_number=e.caller_number,
+            caller_display=display,
+            priority=priority,
+            entered_at=now,
+        )
+        record.hunt = hunt.to_dict()
+        if not self.calls.create(record, hunt.order_key):
+            return  # known already (a second park of the same caller)
+        structlog.contextvars.bind_contextvars(call=e.uuid, queue=e.queue)
+        try:
+            self.hunts[e.uuid] = hunt
+            self.records[e.uuid] = record
+            self._drive(hunt, hunt.start(now), now)
+        finally:
+            structlog.contextvars.unbind_contextvars("call", "queue")
+
+    def _on_job(self, e: ev.JobResult, now: float) -> None:
+        call_uuid = self.jobs.pop(e.job_uuid, None)
+        hunt = self.hunts.get(call_uuid) if call_uuid else None
+        if hunt is None:
+            return
+        self._drive(hunt, hunt.on_job_result(e.job_uuid, e.ok, e.value, now), now)
+
+    def _on_answered(self, e: ev.ChannelAnswered, now: float) -> None:
+        call_uuid = e.variables.get("ccd_call") or self.legs.get(e.uuid)
+        hunt = self.hunts.get(call_uuid) if call_uuid else None
+        if hunt is not None:
+            self._drive(hunt, hunt.on_agent_answered(e.uuid, now), now)
+
+    def _on_bridged(self, e: ev.ChannelBridged, now: float) -> None:
+        for caller in (e.uuid, e.other_uuid):
+            hunt = self.hunts.get(caller)
+            if hunt is not None and hunt.phase is Phase.BRIDGING:
+                self._drive(hunt, hunt.on_bridged(now), now)
+                record = self.records[caller]
+                record.status, record.bridged_at = "bridged", now
+                self.calls.leave_queue(record)
+                self._save(hunt)
+                # The dialplan's safety net (sched_transfer to voicemail for a caller
+                # left parked with no daemon) must not cut a conversation short.
+                self._send_api(f"sched_del {caller}")
+
+    def _on_hangup(self, e: ev.ChannelHangup, now: float) -> None:
+        hunt = self.hunts.get(e.uuid)
+        if hunt is not None:
+            self._drive(hunt, hunt.on_caller_hangup(now), now)
+            return
+        call_uuid = e.variables.get("ccd_call") or self.legs.get(e.uuid)
+        if call_uuid:
+            self.legs.pop(e.uuid, None)
+            hunt = self.hunts.get(call_uuid)
+            if hunt is not None:
+                self._drive(hunt, hunt.on_agent_leg_hangup(e.uuid, e.cause, now), now)
+            agent_id = e.variables.get("ccd_agent")
+            if agent_id:
+                self._presence(agent_id, lambda s: presence.call_ended(s, e.uuid, now, self.rules))
+            return
+        agent = self._agent_for(e.extension)
+        if agent is not None:
+            self._presence(agent.id, lambda s: presence.call_ended(s, e.uuid, now, self.rules))
+
+    def _on_created(self, e: ev.ChannelCreated, now: float) -> None:
+        if e.variables.get("ccd_call"):
+            return  # our own offer leg; presence already knows it
+        agent = self._agent_for(e.extension)
+        if agent is not None:
+            self._presence(agent.id, lambda s: presence.personal_call(s, e.uuid, now))
+
+    def _on_feature_code(self, e: ev.FeatureCode, now: float) -> None:
+        if not self.store.lease(f"chan.{e.uuid}", self.node_id, CALL_LEASE_MS):
+            return
+        agent = self._agent_for(e.extension)
+        ok = False
+        if agent is None:
+            log.warning(
+                "agent.feature_code_refused",
+                extension=e.extension,
+                action=e.action,
+                reason="unknown_extension",
+            )
+        elif e.action in ("login", "logout", "break", "ready"):
+            try:
+                self._presence(agent.id, lambda s: presence.set_login(s, e.action, now))
+                ok = True
+            except presence.IllegalTransition as exc:
+                log.info(
+                    "agent.feature_code_refused", agent=agent.id, action=e.action, reason=str(exc)
+                )
+        else:
+            log.info(
+                "agent.feature_code_refused",
+                agent=agent.id,
+                action=e.action,
+                reason="not_supported",
+            )
+        if ok:
+            log.info("agent.feature_code", agent=agent.id if agent else None, action=e.action)
+        self._execute(e.uuid, "playback", TONE_OK if ok else TONE_REFUSED)
+        self._execute(e.uuid, "hangup", "NORMAL_CLEARING")
+
+    def _on_registered(self, e: ev.PhoneRegistered, now: float) -> None:
+        agent = self._agent_for(e.extension)
+        if agent is not None and not agent.state.registered:
+            self._presence(agent.id, lambda s: presence.set_registered(s, True, now))
+
+    def _on_unregistered(self, e: ev.PhoneUnregistered, now: float) -> None:
+        agent = self._agent_for(e.extension)
+        if agent is not None and agent.state.registered:
+            self._presence(agent.id, lambda s: presence.set_registered(s, False, now))
+
+    _handlers: dict[type, Callable[[CallControl, Any, float], None]] = {
+        ev.CallParked: _on_parked,
+        ev.JobResult: _on_job,
+        ev.ChannelAnswered: _on_answered,
+        ev.ChannelBridged: _on_bridged,
+        ev.ChannelHangup: _on_hangup,
+        ev.ChannelCreated: _on_created,
+        ev.FeatureCode: _on_feature_code,
+        ev.PhoneRegistered: _on_registered,
+        ev.PhoneUnregistered: _on_unregistered,
+    }
+
+    def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None:
+        """A bgapi lost with the connection: the originate's fate is unknown.
+
+        Treated like FreeSWITCH refusing the session: the agent is released
+        without blame and tried again shortly; the resync after the reconnect
+        tells whether a leg was left behind.
+        """
+        call_uuid = self.jobs.pop(job_uuid, None)
+        hunt = self.hunts.get(call_uuid) if call_uuid else None
+        if hunt is not None:
+            step = hunt.on_job_result(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now)
+            self._drive(hunt, step, now)
+
+    # ------------------------------------------------------------------ time
+    def on_tick(self, now: float) -> None:
+        for hunt in list(self.hunts.values()):
+            deadline = hunt.next_deadline
+            if deadline is not None and now >= deadline:
+                self._drive(hunt, hunt.on_tick(now), now)
+        for agent_id, until in list(self.wrapups.items()):
+            if now >= until:
+                self.wrapups.pop(agent_id, None)
+                self._presence(agent_id, lambda s: presence.tick(s, now))
+        if self._dirty or now - self._last_pump >= 1.0:
+            self._pump(now)
+        if now - self._last_renew >= 5.0:
+            self._last_renew = now
+            for call_uuid in list(self.hunts):
+                self.store.renew(f"call.{call_uuid}", self.node_id, CALL_LEASE_MS)
+
+    def _pump(self, now: float) -> None:
+        """Offer free agents to waiting calls, best-placed call first."""
+        self._dirty = False
+        self._last_pump = now
+        waiting = sorted(
+            (h for h in self.hunts.values() if h.wants_candidates), key=lambda h: h.order_key
+        )
+        for hunt in waiting:
+            if hunt.wants_candidates:
+                self._drive(hunt, Step(wants_candidates=True), now)
+
+    # ------------------------------------------------------------------ resync
+    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None:
+        """After (re)connecting: registrations, agents' live channels, orphaned hunts."""
+        self.seed_agents(now)
+        registered = {str(r.get("reg_user", "")) for r in snapshot.registrations}
+        live = {str(row.get("uuid", "")) for row in snapshot.channels}
+        per_ext: dict[str, list[str]] = {}
+        for row in snapshot.channels:
+            ext = ev.extension_of_channel_name(str(row.get("name", "")))
+            if ext:
+                per_ext.setdefault(ext, []).append(str(row.get("uuid", "")))
+        for agent in self.agents.all():
+            if agent.state.registered != (agent.extension in registered):
+                self._presence(
+                    agent.id,
+                    lambda s, a=agent: presence.set_registered(s, a.extension in registered, now),
+                )
+            self._presence(
+                agent.id,
+                lambda s, a=agent: presence.reconcile(
+                    s, per_ext.get(a.extension, []), now, self.rules
+                ),
+            )
+        for call_uuid in self.calls.live():
+            self._resume(call_uuid, live, now)
+        self._dirty = True
+
+    def _resume(self, call_uuid: str, live: set[str], now: float) -> None:
+        hunt = self.hunts.get(call_uuid)
+        if hunt is None:
+            if not self.store.lease(f"call.{call_uuid}", self.node_id, CALL_LEASE_MS):
+                return
+            record = self.calls.get(call_uuid)
+            if record is None or not record.hunt:
+                return
+            try:
+                hunt = Hunt.from_dict(record.hunt, self.new_uuid)
+            except (KeyError, ValueError) as exc:
+                log.error("call.resume_failed", call=call_uuid, error=str(exc))
+                return
+            if hunt.done:
+                self.calls.finish(record)
+                return
+            record.node = self.node_id
+            self.hunts[call_uuid], self.records[call_uuid] = hunt, record
+            if hunt.job_uuid:
+                self.jobs[hunt.job_uuid] = call_uuid
+            if hunt.leg_uuid:
+                self.legs[hunt.leg_uuid] = call_uuid
+            log.info("call.resumed", call=call_uuid, queue=record.queue, phase=str(hunt.phase))
+        self._drive(hunt, hunt.on_resync(live, now), now)
+
+    # ------------------------------------------------------------------ views
+    def call_view(self, uuid: str) -> dict[str, Any] | None:
+        record = self.records.get(uuid) or self.calls.get(uuid)
+        if record is None:
+            return None
+        view = record.to_dict()
+        hunt = view.pop("hunt", {}) or {}
+        view["phase"] = hunt.get("phase")
+        view["tried"] = hunt.get("tried", [])
+        view["ringing_agent"] = hunt.get("agent_id")
+        if self.customers is not None:
+            view["history"] = self.customers.history(record.caller_number)
+        return view
+
+    # ------------------------------------------------------------------ the engine
+    def _drive(self, hunt: Hunt, step: Step, now: float) -> None:
+        """Apply a step and follow its requests until the hunt needs an outside answer."""
+        for _ in range(64):  # a bound, so a bug can never spin the dispatcher
+            self._apply(hunt, step, now)
+            if step.reserve:
+                if self.agents.reserve(step.reserve, hunt.call_uuid, now):
+                    step = hunt.on_reserved(step.reserve, now)
+                else:
+                    step = hunt.on_reserve_failed(step.reserve, now)
+                continue
+            if step.wants_candidates and hunt.wants_candidates:
+                free, busy = self._candidates(hunt)
+                step = hunt.on_candidates(free, now, busy=busy)
+                if step == Step():
+                    break
+                continue
+            break
+        self._save(hunt)
+        while self._unsent_jobs:
+            self.on_job_failed(self._unsent_jobs.pop(0), "not sent", now)
+
+    def _candidates(self, hunt: Hunt) -> tuple[list, list[str]]:
+        tags = hunt.rules.required_tags
+        free = candidates(self.agents.available_with(tags), tags)
+        free_ids = {a.id for a in free}
+        busy = [
+            a.id
+            for a in self.agents.count_with(tags)
+            if a.id not in free_ids
+            and a.state.login is presence.Login.READY
+            and a.state.registered
+            and a.state.activity is not presence.Activity.IDLE
+        ]
+        return free, busy
+
+    def _apply(self, hunt: Hunt, step: Step, now: float) -> None:
+        for fact in step.facts:
+            self._fact(fact)
+            if fact.name == "agent.answered":
+                agent_id, leg = fact.data.get("agent"), fact.data.get("leg")
+                if agent_id and leg:
+                    self._presence(agent_id, lambda s, lg=leg: presence.answered(s, lg, now))
+                    record = self.records.get(hunt.call_uuid)
+                    if record is not None:
+                        record.agent, record.agent_leg = agent_id, leg
+            elif fact.name == "agent.offered":
+                self._offered(hunt, fact)
+        for release in step.releases:
+            self._release(release, now)
+        for command in step.commands:
+            if isinstance(command, Originate):
+                self._offer_leg(hunt, command)
+            if not self._send(command) and isinstance(command, Originate) and command.job_uuid:
+                # Never reached FreeSWITCH: handled like a refused session, after this step.
+                self._unsent_jobs.append(command.job_uuid)
+        if hunt.done:
+            self._finish(hunt, now)
+
+    def _offer_leg(self, hunt: Hunt, command: Originate) -> None:
+        self.legs[command.leg_uuid] = hunt.call_uuid
+        if command.job_uuid:
+            self.jobs[command.job_uuid] = hunt.call_uuid
+        agent_id = hunt.agent_id
+        if agent_id is None:
+            return
+
+        def set_leg(agent: Agent) -> Agent:
+            if agent.call != hunt.call_uuid:
+                return agent
+            state = dataclasses.replace(agent.state, offer_leg=command.leg_uuid)
+            return dataclasses.replace(agent, state=state)
+
+        self.agents.update(agent_id, set_leg)
+        record = self.records.get(hunt.call_uuid)
+        if record is not None:
+            record.status, record.agent, record.agent_leg = "ringing", agent_id, command.leg_uuid
+
+    def _offered(self, hunt: Hunt, fact: Fact) -> None:
+        if self.webhook is None:
+            return
+        record = self.records.get(hunt.call_uuid)
+        payload = {"event": "agent.offered", **fact.data}
+        if record is not None:
+            payload["caller_number"] = record.caller_number
+            payload["customer"] = record.customer
+        self.webhook.send(payload)
+
+    def _release(self, release: Release, now: float) -> None:
+        if release.outcome == "completed":
+            if release.leg_uuid:
+                leg = release.leg_uuid
+                self._presence(
+                    release.agent_id, lambda s: presence.call_ended(s, leg, now, self.rules)
+                )
+            return
+
+        def failed(state: presence.AgentState) -> presence.Outcome:
+            return presence.offer_failed(
+                state,
+                state.offer_leg if release.leg_uuid is None else release.leg_uuid,
+                release.outcome,
+                now,
+                self.rules,
+            )
+
+        if self.agents.get(release.agent_id) is not None:
+            self._presence(release.agent_id, failed)
+
+    def _finish(self, hunt: Hunt, now: float) -> None:
+        record = self.records.pop(hunt.call_uuid, None)
+        self.hunts.pop(hunt.call_uuid, None)
+        if record is None:
+            return
+        record.status = hunt.result or "done"
+        record.ended_at = now
+        record.hunt = hunt.to_dict()
+        self.calls.finish(record)
+        self.store.release(f"call.{hunt.call_uuid}", self.node_id)
+        if self.customers is not None:
+            self.customers.add_contact(
+                record.caller_number,
+                {
+                    "at": record.entered_at,
+                    "queue": record.queue,
+                    "agent": record.agent,
+                    "outcome": record.status,
+                    "direction": "inbound",
+                    "call": record.uuid,
+                },
+            )
+        self._dirty = True
+
+    def _save(self, hunt: Hunt) -> None:
+        record = self.records.get(hunt.call_uuid)
+        if record is not None:
+            record.hunt = hunt.to_dict()
+            self.calls.save(record)
+
+    # ------------------------------------------------------------------ presence
+    def _agent_for(self, extension: str) -> Agent | None:
+        return self.agents.by_extension(extension) if extension else None
+
+    def _presence(
+        self, agent_id: str, step: Callable[[presence.AgentState], presence.Outcome]
+    ) -> None:
+        agent, outcome = self.agents.transition(agent_id, step)
+        for fact in outcome.facts:
+            self._fact(fact)
+        if agent.state.wrapup_until is not None:
+            self.wrapups[agent_id] = agent.state.wrapup_until
+        if outcome.facts:
+            self._dirty = True
+
+    # ------------------------------------------------------------------ I/O
+    def _fact(self, fact: Fact) -> None:
+        data = dict(fact.data)
+        log.info(fact.name, **data)
+        if self.metrics is not None:
+            self.metrics.inc('facts_total{name="%s"}' % fact.name)
+
+    def _send(self, command: Command) -> bool:
+        try:
+            kind, text = to_esl(command)
+        except UnsafeValue as exc:
+            log.error("esl.command_refused", command=type(command).__name__, error=str(exc))
+            return False
+        try:
+            if kind == "bgapi":
+                self.esl.bgapi(text, job_uuid=getattr(command, "job_uuid", None))
+            elif kind == "execute":
+                uuid, app, *rest = text.split(" ", 2)
+                self.esl.execute(uuid, app, rest[0] if rest else "")
+            else:
+                self.esl.api(text)
+        except EslError as exc:
+            log.warning("esl.command_failed", command=text.split(" ", 1)[0], error=str(exc))
+            return False
+        return True
+
+    def _send_api(self, text: str) -> None:
+        try:
+            self.esl.api(text)
+        except EslError as exc:
+            log.warning("esl.command_failed", command=text.split(" ", 1)[0], error=str(exc))
+
+    def _execute(self, uuid: str, app: str, arg: str) -> None:
+        try:
+            self.esl.execute(uuid, app, arg)
+        except EslError as exc:
+            log.warning("esl.command_failed", command=app, error=str(exc))
+
+    def _customer(self, number: str) -> dict[str, Any] | None:
+        if self.customers is None or not number:
+            return None
+        try:
+            customer = self.customers.get(number)
+        except (RedisUnavailable, ValueError):
+            return None
+        return None if customer is None else customer.to_dict()
+
+    def _priority(self, queue: str, customer: dict[str, Any] | None) -> int:
+        q = self.config.queues.get(queue)
+        base = q.priority if q else 0
+        return base + (10 if customer and customer.get("vip") else 0)
+
+    def _with_implied_tags(self, rules: QueueRules, customer: dict[str, Any] | None) -> QueueRules:
+        return rules
+
+    def _screen_pop(self, e: ev.CallParked, customer: dict[str, Any] | None) -> str:
+        return e.caller_name or e.caller_number
+
+
+def build_call_control(daemon: Daemon) -> CallControl:
+    return CallControl(
+        config=daemon.config,
+        store=daemon.store,
+        esl=daemon.esl,
+        node_id=daemon.node_id,
+        metrics=daemon.metrics,
+    )
