@@ -264,6 +264,12 @@ def _template(value: Any) -> str:
             raise _Invalid(
                 f"template fields must be plain names like {{name}}, got {{{field_name}}}"
             )
+    from ccd.screenpop import validate_template  # the one list of placeholders
+
+    try:
+        validate_template(value)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
     return value
 
 

@@ -140,11 +140,13 @@ class Daemon:
         self.http = HttpServer(config.http.host, config.http.port)
         self.snapshot = LiveSnapshot()
         self.synced = False
-        self.control: CallControl | None = (
-            call_control_factory(self) if call_control_factory else None
-        )
         self._stopping = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
+        self._on_stop: list[Any] = []
+        self.control: CallControl | None = None
+        if call_control_factory is not None:
+            self.control = call_control_factory(self)
+
         self._routes()
 
     # -- time ---------------------------------------------------------------
@@ -162,6 +164,10 @@ class Daemon:
             gevent.spawn(self._tick_loop),
         ]
 
+    def on_stop(self, callback: Any) -> None:
+        """Run ``callback()`` when the daemon stops (after the dispatcher)."""
+        self._on_stop.append(callback)
+
     def stop(self) -> None:
         if self._stopping.is_set():
             return
@@ -171,6 +177,8 @@ class Daemon:
         self.inbox.put(StopIteration)
         gevent.joinall(self._greenlets, timeout=2)
         gevent.killall(self._greenlets, timeout=1)
+        for callback in self._on_stop:
+            callback()
         self.http.stop()
         self.redis.close()
         log.info("daemon.stopped", node=self.node_id)

@@ -36,13 +36,16 @@ from ccd import events as ev
 from ccd import presence
 from ccd.adapters.esl import EslError
 from ccd.adapters.redis_store import RedisUnavailable, Store
+from ccd.adapters.webhook import WebhookSender
 from ccd.agents import Agent, AgentRepository
 from ccd.calls import CallRecord, CallRepository
 from ccd.commands import Command, Fact, Originate, UnsafeValue, to_esl
 from ccd.config import Config
+from ccd.customers import Customer, CustomerStore, implied_tags
 from ccd.esl_wire import EslEvent
 from ccd.hunt import Hunt, Phase, QueueRules, Release, Step
 from ccd.routing import candidates
+from ccd.screenpop import caller_id_name, offer_payload
 
 if TYPE_CHECKING:
     from ccd.daemon import Daemon, LiveSnapshot
@@ -56,6 +59,8 @@ TONE_OK = "tone_stream://%(120,60,880);%(180,0,1320)"
 TONE_REFUSED = "tone_stream://%(600,0,330)"
 #: Hunt phases in which the caller is still waiting for an agent.
 _WAITING_PHASES = (Phase.WAITING, Phase.RESERVING, Phase.RINGING, Phase.RETRY)
+#: Priority points a VIP customer's call gains in its queue.
+VIP_PRIORITY_BOOST = 10
 
 
 def _new_uuid() -> str:
@@ -134,11 +139,18 @@ class CallControl:
             return  # parked again (after a bridge ended, a transfer): already ours
         if not self.store.lease(f"call.{e.uuid}", self.node_id, CALL_LEASE_MS):
             return  # another daemon took this caller
-        rules = self.queue_rules(e.queue, e.tags)
         customer = self._customer(e.caller_number)
+        history = self._history(e.caller_number)
+        rules = self._with_implied_tags(self.queue_rules(e.queue, e.tags), customer)
         priority = self._priority(e.queue, customer)
-        rules = self._with_implied_tags(rules, customer)
-        display = self._screen_pop(e, customer)
+        display = caller_id_name(
+            self.config.routing.caller_id_template,
+            customer,
+            e.caller_name,
+            e.caller_number,
+            e.queue,
+            history=history,
+        )
         record = CallRecord(
             uuid=e.uuid,
             queue=e.queue,
@@ -148,7 +160,7 @@ class CallControl:
             tags=list(rules.required_tags),
             entered_at=now,
             priority=priority,
-            customer=customer,
+            customer=None if customer is None else customer.to_dict(),
             node=self.node_id,
         )
         hunt = Hunt(
@@ -380,8 +392,7 @@ class CallControl:
         view["phase"] = hunt.get("phase")
         view["tried"] = hunt.get("tried", [])
         view["ringing_agent"] = hunt.get("agent_id")
-        if self.customers is not None:
-            view["history"] = self.customers.history(record.caller_number)
+        view["history"] = self._history(record.caller_number)
         return view
 
     # ------------------------------------------------------------------ the engine
@@ -463,13 +474,21 @@ class CallControl:
             record.status, record.agent, record.agent_leg = "ringing", agent_id, command.leg_uuid
 
     def _offered(self, hunt: Hunt, fact: Fact) -> None:
+        """The screen-pop for a CRM: the offer as JSON, sent without waiting."""
         if self.webhook is None:
             return
         record = self.records.get(hunt.call_uuid)
-        payload = {"event": "agent.offered", **fact.data}
-        if record is not None:
-            payload["caller_number"] = record.caller_number
-            payload["customer"] = record.customer
+        if record is None:
+            return
+        agent = self.agents.get(str(fact.data.get("agent", "")))
+        customer = Customer(**record.customer) if record.customer else None
+        payload = offer_payload(
+            {**record.to_dict(), "tags": list(hunt.rules.required_tags)},
+            {"id": agent.id, "ext": agent.extension, "tags": sorted(agent.tags)} if agent else {},
+            customer,
+            self._history(record.caller_number),
+            display_name=hunt.caller_display,
+        )
         self.webhook.send(payload)
 
     def _release(self, release: Release, now: float) -> None:
@@ -503,18 +522,8 @@ class CallControl:
         record.hunt = hunt.to_dict()
         self.calls.finish(record)
         self.store.release(f"call.{hunt.call_uuid}", self.node_id)
-        if self.customers is not None:
-            self.customers.add_contact(
-                record.caller_number,
-                {
-                    "at": record.entered_at,
-                    "queue": record.queue,
-                    "agent": record.agent,
-                    "outcome": record.status,
-                    "direction": "inbound",
-                    "call": record.uuid,
-                },
-            )
+        if self.customers is not None and record.customer is not None:
+            self._remember_contact(record)
         self._dirty = True
 
     def _save(self, hunt: Hunt) -> None:
@@ -576,32 +585,71 @@ class CallControl:
         except EslError as exc:
             log.warning("esl.command_failed", command=app, error=str(exc))
 
-    def _customer(self, number: str) -> dict[str, Any] | None:
+    def _customer(self, number: str) -> Customer | None:
         if self.customers is None or not number:
             return None
         try:
-            customer = self.customers.get(number)
-        except (RedisUnavailable, ValueError):
-            return None
-        return None if customer is None else customer.to_dict()
+            return self.customers.get(number)
+        except RedisUnavailable:
+            return None  # screen-pop data is a nicety; the call is routed without it
 
-    def _priority(self, queue: str, customer: dict[str, Any] | None) -> int:
+    def _history(self, number: str) -> list[dict[str, Any]]:
+        if self.customers is None or not number:
+            return []
+        try:
+            return self.customers.history(number)
+        except RedisUnavailable:
+            return []
+
+    def _remember_contact(self, record: CallRecord) -> None:
+        entry = {
+            "at": record.entered_at,
+            "direction": "inbound",
+            "queue": record.queue,
+            "agent": record.agent,
+            "outcome": record.status,
+            "call": record.uuid,
+        }
+        try:
+            self.customers.add_contact(record.caller_number, entry)
+        except (RedisUnavailable, ValueError) as exc:
+            log.warning("customer.history_failed", call=record.uuid, error=str(exc))
+
+    def _priority(self, queue: str, customer: Customer | None) -> int:
+        """VIP customers wait ahead of others (DESIGN: priority first, then arrival)."""
         q = self.config.queues.get(queue)
         base = q.priority if q else 0
-        return base + (10 if customer and customer.get("vip") else 0)
+        return base + (VIP_PRIORITY_BOOST if customer is not None and customer.vip else 0)
 
-    def _with_implied_tags(self, rules: QueueRules, customer: dict[str, Any] | None) -> QueueRules:
-        return rules
+    def _with_implied_tags(self, rules: QueueRules, customer: Customer | None) -> QueueRules:
+        """Add the tags the customer implies (a language) when some agent carries them.
 
-    def _screen_pop(self, e: ev.CallParked, customer: dict[str, Any] | None) -> str:
-        return e.caller_name or e.caller_number
+        Nobody carrying them would send the caller to voicemail at once; routing on
+        the queue's own tags is the better service then, and it is logged.
+        """
+        extra = implied_tags(customer) - set(rules.required_tags)
+        if not extra:
+            return rules
+        wanted = tuple(sorted({*rules.required_tags, *extra}))
+        if not self.agents.count_with(wanted, logged_in=False):
+            log.info("call.implied_tags_ignored", queue=rules.name, tags=sorted(extra))
+            return rules
+        return dataclasses.replace(rules, required_tags=wanted)
 
 
 def build_call_control(daemon: Daemon) -> CallControl:
+    routing = daemon.config.routing
+    webhook = None
+    if routing.webhook_url:
+        webhook = WebhookSender(routing.webhook_url, routing.webhook_timeout)
+        webhook.start()
+        daemon.on_stop(webhook.stop)
     return CallControl(
         config=daemon.config,
         store=daemon.store,
         esl=daemon.esl,
         node_id=daemon.node_id,
+        customers=CustomerStore(daemon.store),
+        webhook=webhook,
         metrics=daemon.metrics,
     )

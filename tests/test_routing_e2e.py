@@ -29,7 +29,12 @@ def offers(switch):
     """Desk phones the daemon called, in order (rung, or refused at once: busy, 603)."""
     seen: dict[str, str] = {}
     for e in switch.trace.entries:
-        if e["kind"] in ("ring", "originate_failed") and e.get("uuid") and e.get("party"):
+        if (
+            e["kind"] in ("ring", "originate_failed")
+            and e.get("uuid")
+            and e.get("party") in switch.phones
+            and e.get("leg") in (None, "phone")
+        ):
             seen.setdefault(e["uuid"], e["party"])
     return list(seen.values())
 

@@ -63,8 +63,8 @@ __all__ = [
     "ScriptRegistry",
     "Store",
     "connect_redis",
-    "unavailable_as_domain_error",
     "new_agent_record",
+    "unavailable_as_domain_error",
 ]
 
 log = structlog.get_logger()
