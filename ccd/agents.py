@@ -26,7 +26,6 @@ and ``agents:ext`` maps extensions to ids.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,14 +33,14 @@ from typing import Any
 import structlog
 
 from ccd.adapters.redis_store import Store, unavailable_as_domain_error
+from ccd.config import EXTENSION_RE, NAME_RE
 from ccd.presence import Activity, AgentState, Login, Outcome
 from ccd.routing import AgentView, normalize_tags
 
 log = structlog.get_logger()
 
-AGENT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
-EXTENSION_RE = re.compile(r"^[0-9]{2,15}$")
-TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
+# One rule for names, shared with the configuration file's validation.
+AGENT_ID_RE = TAG_RE = NAME_RE
 
 #: Fields of the record that may be nil; Lua's cmsgpack would drop them otherwise.
 _NULLABLE = ("call", "offer_leg", "wrapup_until")
@@ -67,7 +66,7 @@ end
 
 _LUA_WRITE = r"""
 -- KEYS[1] agent record; ARGV version, prefix, id, expected rev (-1: must not exist), record.
--- 1 written, 0 rev changed, -2 foreign schema.
+-- 1 written, 0 rev changed (or exists), -2 foreign schema, -3 extension owned by another agent.
 local old = nil
 local raw = redis.call("GET", KEYS[1])
 if raw then
@@ -82,6 +81,8 @@ elseif not old or tonumber(old.rev) ~= expected then
   return 0
 end
 local new = cmsgpack.unpack(ARGV[5])
+local owner = redis.call("HGET", ARGV[2] .. "agents:ext", new.ext)
+if owner and owner ~= ARGV[3] then return -3 end
 new["_v"] = tonumber(ARGV[1])
 new.rev = expected + 1
 if expected < 0 then new.rev = 1 end
@@ -200,7 +201,7 @@ def check_agent_id(agent_id: str) -> str:
 
 def check_extension(extension: str) -> str:
     if not isinstance(extension, str) or not EXTENSION_RE.match(extension):
-        raise AgentError(f"extension {extension!r}: use 2-15 digits")
+        raise AgentError(f"extension {extension!r}: use 1-16 digits")
     return extension
 
 
@@ -287,9 +288,6 @@ class AgentRepository:
         check_agent_id(agent_id)
         check_extension(extension)
         tag_set = check_tags(tags)
-        owner = self.id_for_extension(extension)
-        if owner is not None and owner != agent_id:
-            raise AgentError(f"extension {extension} already belongs to agent {owner!r}")
         agent = Agent(
             agent_id,
             extension,
@@ -302,16 +300,23 @@ class AgentRepository:
         return dataclasses.replace(agent, rev=1)
 
     def ensure(self, agent_id: str, extension: str, tags: Iterable[str], now: float) -> Agent:
-        """Create the agent from configuration unless it exists (run-time tags win)."""
+        """Create the agent from configuration unless it exists (run-time tags win).
+
+        A configured extension that changed is applied; AgentError when another agent
+        holds it (checked atomically in the write).
+        """
+        check_extension(extension)
         existing = self.get(agent_id)
-        if existing is not None:
-            if existing.extension != extension:
-                return self.update(agent_id, lambda a: dataclasses.replace(a, extension=extension))
-            return existing
-        try:
-            return self.create(agent_id, extension, tags, now)
-        except AgentError:
-            return self.require(agent_id)
+        if existing is None:
+            try:
+                return self.create(agent_id, extension, tags, now)
+            except AgentError:
+                existing = self.get(agent_id)
+                if existing is None:
+                    raise  # the extension is someone else's: say so
+        if existing.extension != extension:
+            return self.update(agent_id, lambda a: dataclasses.replace(a, extension=extension))
+        return existing
 
     def set_tags(self, agent_id: str, tags: Iterable[str]) -> Agent:
         tag_set = check_tags(tags)
@@ -381,4 +386,7 @@ class AgentRepository:
         )
         if code == -2:
             raise AgentError(f"agent {agent.id!r} is stored in another schema version")
+        if code == -3:
+            owner = self.id_for_extension(agent.extension)
+            raise AgentError(f"extension {agent.extension} already belongs to agent {owner!r}")
         return code == 1

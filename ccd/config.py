@@ -58,7 +58,7 @@ ENV_REDIS_URL = "CCD_REDIS_URL"
 
 #: Queue and agent names, and tags.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
-_EXTENSION_RE = re.compile(r"^[0-9]{1,16}$")
+EXTENSION_RE = re.compile(r"^[0-9]{1,16}$")
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:\-\[\]]{1,253}$")
 _MASK = "***"
@@ -613,7 +613,7 @@ _AGENT_OPTIONS: tuple[_Option, ...] = (
     _Option(
         "extension",
         None,
-        _string(_EXTENSION_RE, "a string of 1-16 digits"),
+        _string(EXTENSION_RE, "a string of 1-16 digits"),
         "the agent's desk phone extension (required, unique)",
     ),
     _Option("tags", [], _tags, "the agent's tags (skills, departments, languages...)"),

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -116,11 +117,18 @@ def parse_registrations(body: str) -> list[dict[str, str]]:
 
 
 class Daemon:
-    def __init__(self, config: Config, *, call_control_factory: Any = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        call_control_factory: Any = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.config = config
         self.node_id = config.daemon.node_id or f"{socket.gethostname()}:{os.getpid()}"
         self.scale = config.daemon.time_scale
-        self._clock = ScaledClock(self.scale)
+        # Tests running several daemons at a time scale hand them one shared clock.
+        self._now = clock or ScaledClock(self.scale).now
         self.inbox: gevent.queue.Queue = gevent.queue.Queue()
         self.metrics = Metrics()
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
@@ -141,6 +149,7 @@ class Daemon:
         self.snapshot = LiveSnapshot()
         self.synced = False
         self._stopping = gevent.event.Event()
+        self._stopped = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
         self._on_stop: list[Any] = []
         self.control: CallControl | None = None
@@ -152,7 +161,7 @@ class Daemon:
     # -- time ---------------------------------------------------------------
     def now(self) -> float:
         """Daemon time: wall time, running ``time_scale`` times faster for tests."""
-        return self._clock.now()
+        return self._now()
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
@@ -182,13 +191,14 @@ class Daemon:
         self.http.stop()
         self.redis.close()
         log.info("daemon.stopped", node=self.node_id)
+        self._stopped.set()
 
     def run_forever(self) -> None:
         """Start, stop cleanly on SIGTERM/SIGINT."""
         gevent.signal_handler(signal.SIGTERM, self.stop)
         gevent.signal_handler(signal.SIGINT, self.stop)
         self.start()
-        self._stopping.wait()
+        self._stopped.wait()
 
     @property
     def stopped(self) -> bool:

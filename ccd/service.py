@@ -37,7 +37,7 @@ from ccd import presence
 from ccd.adapters.esl import EslError
 from ccd.adapters.redis_store import RedisUnavailable, Store
 from ccd.adapters.webhook import WebhookSender
-from ccd.agents import Agent, AgentRepository
+from ccd.agents import Agent, AgentError, AgentRepository
 from ccd.calls import CallRecord, CallRepository
 from ccd.commands import Command, Fact, Originate, UnsafeValue, to_esl
 from ccd.config import Config
@@ -108,7 +108,11 @@ class CallControl:
     def seed_agents(self, now: float) -> None:
         """Agents named in the configuration exist in Redis (run-time changes win)."""
         for agent_id, agent in self.config.agents.items():
-            self.agents.ensure(agent_id, agent.extension, agent.tags, now)
+            try:
+                self.agents.ensure(agent_id, agent.extension, agent.tags, now)
+            except AgentError as exc:
+                # One conflicting entry must not keep the daemon from serving calls.
+                log.error("agent.config_conflict", agent=agent_id, error=str(exc))
 
     def queue_rules(self, queue: str, channel_tags: Iterable[str]) -> QueueRules:
         routing = self.config.routing
@@ -382,6 +386,16 @@ class CallControl:
             log.info("call.resumed", call=call_uuid, queue=record.queue, phase=str(hunt.phase))
         self._drive(hunt, hunt.on_resync(live, now), now)
 
+    def release_all(self) -> None:
+        """On a clean stop: hand every call back at once (another daemon, or this one
+        restarted, resumes them from Redis without waiting for the leases to expire)."""
+        for call_uuid in list(self.hunts):
+            try:
+                self.store.release(f"call.{call_uuid}", self.node_id)
+            except RedisUnavailable:
+                return
+        log.info("calls.released", calls=len(self.hunts))
+
     # ------------------------------------------------------------------ views
     def call_view(self, uuid: str) -> dict[str, Any] | None:
         record = self.records.get(uuid) or self.calls.get(uuid)
@@ -644,7 +658,7 @@ def build_call_control(daemon: Daemon) -> CallControl:
         webhook = WebhookSender(routing.webhook_url, routing.webhook_timeout)
         webhook.start()
         daemon.on_stop(webhook.stop)
-    return CallControl(
+    control = CallControl(
         config=daemon.config,
         store=daemon.store,
         esl=daemon.esl,
@@ -653,3 +667,5 @@ def build_call_control(daemon: Daemon) -> CallControl:
         webhook=webhook,
         metrics=daemon.metrics,
     )
+    daemon.on_stop(control.release_all)
+    return control

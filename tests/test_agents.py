@@ -117,3 +117,28 @@ def test_unknown_agent_and_delete(agents):
     assert agents.ids() == []
     assert agents.available_with([]) == []
     assert agents.id_for_extension("1001") is None
+
+
+def test_concurrent_adds_of_one_extension_admit_exactly_one(agents):
+    results = []
+
+    def add(i: int) -> None:
+        try:
+            agents.create(f"agent{i}", "1001", [], now=1.0)
+            results.append(i)
+        except AgentError:
+            pass
+
+    gevent.joinall([gevent.spawn(add, i) for i in range(20)])
+    assert len(results) == 1
+    assert agents.id_for_extension("1001") == f"agent{results[0]}"
+
+
+def test_ensure_reports_an_extension_owned_by_another_agent(agents):
+    agents.create("alice", "1001", [], now=1.0)
+    with pytest.raises(AgentError, match="1001 already belongs to agent 'alice'"):
+        agents.ensure("bob", "1001", [], now=1.0)
+    agents.ensure("bob", "1002", [], now=1.0)
+    with pytest.raises(AgentError, match="already belongs"):
+        agents.ensure("bob", "1001", [], now=1.0)
+    assert agents.require("bob").extension == "1002"

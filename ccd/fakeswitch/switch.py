@@ -239,9 +239,19 @@ class FakeSwitch:
 
     def restart_esl(self) -> None:
         """Drop every ESL connection and listen again on the same port."""
-        host, port = self.address
+        self.stop_esl()
+        self.start_esl()
+
+    def stop_esl(self) -> None:
+        """FreeSWITCH going away: connections cut, nothing listening (calls go on)."""
+        self._esl_address = self.address
         self.server.drop_connections()
         self.server.stop()
+
+    def start_esl(self) -> None:
+        """Listen again on the port used before :meth:`stop_esl`."""
+        saved = getattr(self, "_esl_address", None)
+        host, port = saved if saved is not None else self.address
         self.server = EslServer(
             api=self.api,
             bus=self.bus,

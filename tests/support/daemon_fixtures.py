@@ -45,8 +45,14 @@ def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
 def daemon_config(switch: FakeSwitch, redis_url: str, **sections: Any) -> Config:
     host, port = switch.address
     data: dict[str, Any] = {
-        "esl": {"host": host, "port": port, "password": "ClueCon", "backoff_min": 0.05,
-                "backoff_max": 0.5, "command_timeout": 5},
+        "esl": {
+            "host": host,
+            "port": port,
+            "password": "ClueCon",
+            "backoff_min": 0.05,
+            "backoff_max": 0.5,
+            "command_timeout": 5,
+        },
         "redis": {"url": redis_url},
         "http": {"port": 0},
         "daemon": {"time_scale": switch.clock.time_scale, "node_id": "test-node"},
@@ -66,8 +72,11 @@ def start_daemon(redis_url: str) -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
     def start(switch: FakeSwitch, **sections: Any) -> Daemon:
-        daemon = Daemon(daemon_config(switch, redis_url, **sections),
-                        call_control_factory=build_call_control)
+        daemon = Daemon(
+            daemon_config(switch, redis_url, **sections),
+            call_control_factory=build_call_control,
+            clock=switch.clock.now,  # one clock for the switch and every daemon
+        )
         daemon.start()
         started.append(daemon)
         eventually(lambda: daemon.synced, what="daemon connected and resynchronised")

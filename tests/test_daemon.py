@@ -1,0 +1,171 @@
+"""The daemon as operators run it: health, readiness, FreeSWITCH going away, restarts.
+
+Over real sockets: the fake FreeSWITCH's event socket, a real redis-server, the
+daemon's loopback HTTP port; `ccd run` as a subprocess for signals and config errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ccd import presence
+from tests.support.daemon_fixtures import agents_of, eventually
+from tests.test_routing_e2e import SALES, login, offers
+
+
+def http_get(daemon_or_port, path: str) -> tuple[int, bytes]:
+    port = daemon_or_port if isinstance(daemon_or_port, int) else daemon_or_port.http.address[1]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_health_and_readiness_follow_freeswitch(fakeswitch, start_daemon):
+    daemon = start_daemon(fakeswitch)
+    assert http_get(daemon, "/healthz") == (200, b"ok\n")
+    status, body = http_get(daemon, "/readyz")
+    assert status == 200 and json.loads(body) == {"esl": True, "redis": True, "synced": True}
+    fakeswitch.stop_esl()
+    eventually(lambda: http_get(daemon, "/readyz")[0] == 503, what="not ready without ESL")
+    assert json.loads(http_get(daemon, "/readyz")[1])["esl"] is False
+    assert http_get(daemon, "/healthz")[0] == 200  # alive all the same
+    fakeswitch.start_esl()
+    eventually(lambda: http_get(daemon, "/readyz")[0] == 200, what="ready again")
+
+
+def test_freeswitch_restart_resubscribes_resyncs_and_routes_again(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1)
+    daemon = start_daemon(fakeswitch, agents={"alice": {"extension": "1001", "tags": ["sales"]}})
+    login(daemon, "alice")
+    fakeswitch.stop_esl()
+    eventually(lambda: not daemon.esl.connected, what="disconnect noticed")
+    fakeswitch.start_esl()
+    eventually(lambda: daemon.metrics.counters.get("resyncs_total") == 2, what="resynced")
+    # Subscribed again: a call is routed exactly as before the outage.
+    caller = fakeswitch.place_call("+3612345678", "After", digits=[SALES])
+    eventually(
+        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        what="routed after reconnect",
+    )
+
+
+def test_metrics_and_call_view(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1)
+    daemon = start_daemon(fakeswitch, agents={"alice": {"extension": "1001", "tags": ["sales"]}})
+    login(daemon, "alice")
+    caller = fakeswitch.place_call("+3612345678", "Doe, John", digits=[SALES])
+    eventually(lambda: fakeswitch.trace.of("bridge"), what="bridged")
+    status, body = http_get(daemon, f"/calls/{caller}")
+    view = json.loads(body)
+    assert status == 200
+    assert view["queue"] == "sales" and view["caller_name"] == "Doe, John"
+    assert view["agent"] == "alice" and view["status"] == "bridged"
+    assert http_get(daemon, "/calls/00000000-0000-0000-0000-000000000000")[0] == 404
+    assert http_get(daemon, "/calls/not%20a%20uuid")[0] == 404
+    status, text = http_get(daemon, "/metrics")
+    assert status == 200 and b'ccd_facts_total{name="call.bridged"} 1' in text
+
+
+def test_daemon_restarted_mid_hunt_resumes_without_stuck_agent(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", ring_forever=True)
+    fakeswitch.add_phone("1002", answer_after=1)
+    agents = {
+        "alice": {"extension": "1001", "tags": ["sales"]},
+        "bob": {"extension": "1002", "tags": ["sales", "support"]},
+    }
+    first = start_daemon(fakeswitch, agents=agents, routing={"wrapup_time": 0})
+    login(first, "alice", "bob")
+    caller = fakeswitch.place_call("+3612345678", "Patient", digits=[SALES])
+    eventually(lambda: offers(fakeswitch) == ["1001"], what="alice rings")
+    first.stop()  # mid-hunt: alice's phone is ringing
+    second = start_daemon(fakeswitch, agents=agents, routing={"wrapup_time": 0})
+    eventually(
+        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        what="the restarted daemon finishes the hunt",
+    )
+    assert offers(fakeswitch) == ["1001", "1002"]
+    alice = eventually(
+        lambda: (a := agents_of(second).require("alice")).state.activity
+        is presence.Activity.IDLE and a,
+        what="alice not stuck ringing",
+    )
+    assert alice.call is None
+
+
+def _run_ccd(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ccd.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
+
+
+def test_ccd_run_stops_cleanly_on_sigterm_and_never_logs_secrets(
+    fakeswitch, redis_url, tmp_path: Path
+):
+    host, port = fakeswitch.address
+    config = tmp_path / "ccd.toml"
+    config.write_text(
+        f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n'
+        '[voicemail]\nboxes = []\n'
+    )
+    proc = _run_ccd(
+        ["run", "--config", str(config), "--log-format", "json"],
+        env={"CCD_ESL_PASSWORD": "ClueCon", "CCD_REDIS_URL": redis_url},
+    )
+    try:
+        eventually(lambda: fakeswitch.server.connections >= 1, what="daemon connected")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    events = [json.loads(line)["event"] for line in out.decode().splitlines() if line.strip()]
+    assert "daemon.resynced" in events and events[-1] == "daemon.stopped"
+    assert b"ClueCon" not in out + err
+
+
+def test_config_error_names_the_key_and_stops_the_start(tmp_path: Path):
+    config = tmp_path / "ccd.toml"
+    config.write_text('[routing]\nring_time = "abc"\n[esl]\npasword = "x"\n')
+    proc = _run_ccd(["run", "--config", str(config)])
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    text = err.decode()
+    assert "routing.ring_time" in text and "esl.pasword" in text and "password" in text
+
+
+def test_wrong_esl_password_is_a_clear_error_not_a_retry_storm(fakeswitch, redis_url, tmp_path):
+    host, port = fakeswitch.address
+    config = tmp_path / "ccd.toml"
+    config.write_text(f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n')
+    proc = _run_ccd(
+        ["run", "--config", str(config), "--log-format", "json"],
+        env={"CCD_ESL_PASSWORD": "WrongSecret", "CCD_REDIS_URL": redis_url},
+    )
+    try:
+        lines = []
+        eventually(
+            lambda: lines.append(proc.stdout.readline()) or b"esl.auth_failed" in lines[-1],
+            what="auth failure logged",
+        )
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = b"".join(lines) + out + err
+    assert b"WrongSecret" not in text
+    assert text.count(b"esl.auth_failed") == 1
