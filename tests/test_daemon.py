@@ -94,8 +94,9 @@ def test_daemon_restarted_mid_hunt_resumes_without_stuck_agent(fakeswitch, start
     )
     assert offers(fakeswitch) == ["1001", "1002"]
     alice = eventually(
-        lambda: (a := agents_of(second).require("alice")).state.activity
-        is presence.Activity.IDLE and a,
+        lambda: (
+            (a := agents_of(second).require("alice")).state.activity is presence.Activity.IDLE and a
+        ),
         what="alice not stuck ringing",
     )
     assert alice.call is None
@@ -117,8 +118,7 @@ def test_ccd_run_stops_cleanly_on_sigterm_and_never_logs_secrets(
     host, port = fakeswitch.address
     config = tmp_path / "ccd.toml"
     config.write_text(
-        f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n'
-        '[voicemail]\nboxes = []\n'
+        f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n[voicemail]\nboxes = []\n'
     )
     proc = _run_ccd(
         ["run", "--config", str(config), "--log-format", "json"],
@@ -141,7 +141,7 @@ def test_config_error_names_the_key_and_stops_the_start(tmp_path: Path):
     config = tmp_path / "ccd.toml"
     config.write_text('[routing]\nring_time = "abc"\n[esl]\npasword = "x"\n')
     proc = _run_ccd(["run", "--config", str(config)])
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     text = err.decode()
     assert "routing.ring_time" in text and "esl.pasword" in text and "password" in text

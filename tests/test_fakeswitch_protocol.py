@@ -33,8 +33,13 @@ needs_captures = pytest.mark.skipif(captures_dir() is None, reason="fs-captures 
 
 #: Commands whose answer depends on calls/registrations (the call model's) or on
 #: mod_callcenter (not modelled): body not compared here.
-CALL_DEPENDENT = ("show ", "uuid_", "originate", "sofia status profile internal reg",
-                  "callcenter_config")
+CALL_DEPENDENT = (
+    "show ",
+    "uuid_",
+    "originate",
+    "sofia status profile internal reg",
+    "callcenter_config",
+)
 #: Event names that only a live call produces.
 CALL_EVENTS = re.compile(r"^(CHANNEL_|CODEC|CALL_UPDATE|PRESENCE_IN|PLAYBACK_|DTMF|PRIVATE_)")
 
@@ -59,8 +64,9 @@ class Rig:
             self.api, clock=self.clock, switch_stats=SwitchStats, started_at=self.clock() - 558.7
         )
         self.sendmsg_calls: list[tuple[str, dict[str, str]]] = []
-        self.server = EslServer(api=self.api, bus=self.bus, events=self.events,
-                                sendmsg=self._sendmsg, **server_kwargs)
+        self.server = EslServer(
+            api=self.api, bus=self.bus, events=self.events, sendmsg=self._sendmsg, **server_kwargs
+        )
 
     def _sendmsg(self, uuid: str, headers: dict[str, str]) -> str:
         self.sendmsg_calls.append((uuid, headers))
@@ -97,6 +103,7 @@ def wait_for(predicate, timeout: float = 5.0) -> None:
 
 
 # ---- replaying captures ---------------------------------------------------------------
+
 
 def _digits(text: str) -> str:
     return re.sub(r"\d+", "#", text)
@@ -145,7 +152,7 @@ def compare_frame(line: str, want: Frame, have: Frame, where: str) -> None:
         if w.startswith("+OK Job-UUID: ") and "Job-UUID:" not in line:
             # A server-chosen job uuid: same form, any value.
             assert re.fullmatch(r"\+OK Job-UUID: [0-9a-f-]{36}", h), where
-            assert have.headers["Job-UUID"] == h[len("+OK Job-UUID: "):], where
+            assert have.headers["Job-UUID"] == h[len("+OK Job-UUID: ") :], where
         else:
             assert h == w, where
             if "Job-UUID" in want.headers:
@@ -200,7 +207,8 @@ def test_capture_14_custom_subscriptions(rig, suffix):
     # The capture's side connection subscribed, then the dialplan `event` app fired
     # ccd::test twice (and sofia::register went by); bare CUSTOM received nothing.
     _greeting, auth, subscribe, leave = load_capture(
-        "14_dialplan_park_vars_and_custom_event_sub_custom_" + suffix)
+        "14_dialplan_park_vars_and_custom_event_sub_custom_" + suffix
+    )
     sock, reader = rig.connect()
     sock.sendall(auth.command)
     assert reader.read(1)[0].headers["Reply-Text"] == auth.frames[0].headers["Reply-Text"]
@@ -208,10 +216,17 @@ def test_capture_14_custom_subscriptions(rig, suffix):
     want = subscribe.frames[0].headers["Reply-Text"]
     assert reader.read(1)[0].headers["Reply-Text"] == want
     for _ in range(2):
-        rig.bus.fire(rig.events.make(
-            "CUSTOM", [("ccd_note", "hello world")], subclass="ccd::test", event_app=True,
-            calling_file="mod_dptools.c", calling_function="event_function",
-            calling_line=1902))
+        rig.bus.fire(
+            rig.events.make(
+                "CUSTOM",
+                [("ccd_note", "hello world")],
+                subclass="ccd::test",
+                event_app=True,
+                calling_file="mod_dptools.c",
+                calling_function="event_function",
+                calling_line=1902,
+            )
+        )
     rig.bus.fire(rig.events.make("CUSTOM", subclass="sofia::register"))
     expected_events = subscribe.frames[1:]
     got = reader.read(len(expected_events))
@@ -229,8 +244,9 @@ def test_capture_14_custom_subscriptions(rig, suffix):
 def test_capture_14_custom_event_header_order_matches(rig):
     exchanges = load_capture("14_dialplan_park_vars_and_custom_event_sub_custom_ccd_test")
     want = next(f for ex in exchanges for f in ex.frames if f.content_type == "text/event-plain")
-    ev = rig.events.make("CUSTOM", [("ccd_note", "hello world")], subclass="ccd::test",
-                         event_app=True)
+    ev = rig.events.make(
+        "CUSTOM", [("ccd_note", "hello world")], subclass="ccd::test", event_app=True
+    )
     have = FrameParser()
     have.feed(serialize_plain(ev))
     names = _header_names(next(iter(have)))
@@ -238,6 +254,7 @@ def test_capture_14_custom_event_header_order_matches(rig):
 
 
 # ---- serialisation fidelity -----------------------------------------------------------
+
 
 def _capture_frames(ctype: str):
     for name in capture_names():
@@ -268,8 +285,9 @@ def test_every_plain_event_reserializes_byte_identical():
         pairs = [ln.split(": ", 1) for ln in frame.body[:end].decode().split("\n")]
         headers = [(k, unquote(v)) for k, v in pairs if k != "Content-Length"]
         body = decode_event(frame).body
-        frame_bytes = (b"Content-Length: %d\nContent-Type: text/event-plain\n\n"
-                       % len(frame.body) + frame.body)
+        frame_bytes = (
+            b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(frame.body) + frame.body
+        )
         assert serialize_plain(FsEvent(headers, body)) == frame_bytes, name
         count += 1
     assert count > 1000
@@ -281,10 +299,10 @@ def test_every_json_event_reserializes_byte_identical():
     for name, frame in _capture_frames("text/event-json"):
         pairs = json.loads(frame.body, object_pairs_hook=list)
         body = dict(pairs).get("_body")
-        headers = [(k, v) for k, v in pairs if k not in ("_body", "Content-Length")
-                   or body is None]
-        frame_bytes = (b"Content-Length: %d\nContent-Type: text/event-json\n\n"
-                       % len(frame.body) + frame.body)
+        headers = [(k, v) for k, v in pairs if k not in ("_body", "Content-Length") or body is None]
+        frame_bytes = (
+            b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(frame.body) + frame.body
+        )
         assert serialize_json(FsEvent(headers, body)) == frame_bytes, name
         count += 1
     assert count > 300
@@ -297,10 +315,14 @@ def test_every_xml_event_reserializes_byte_identical():
         text = frame.body.decode()
         pairs = re.findall(r"^    <([^>]+)>(.*)</\1>$", text[: text.index("</headers>")], re.M)
         m = re.search(r"<body>(.*)  </body>", text, re.S)
-        body = m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") \
-            if m else None
-        frame_bytes = (b"Content-Length: %d\nContent-Type: text/event-xml\n\n"
-                       % len(frame.body) + frame.body)
+        body = (
+            m.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+            if m
+            else None
+        )
+        frame_bytes = (
+            b"Content-Length: %d\nContent-Type: text/event-xml\n\n" % len(frame.body) + frame.body
+        )
         assert serialize_xml(FsEvent([(k, unquote(v)) for k, v in pairs], body)) == frame_bytes
         count += 1
     assert count > 200
@@ -308,18 +330,27 @@ def test_every_xml_event_reserializes_byte_identical():
 
 def test_factory_stamps_standard_block_in_freeswitch_order_and_counts_sequence():
     clock = FakeClock(1_795_381_174.832842)
-    factory = EventFactory(clock, hostname="vm", core_uuid="c0", ipv4="192.0.2.2",
-                           ipv6="fd00::2", first_sequence=2489)
-    ev = factory.make("API", [("API-Command", "status")], calling_file="f.c",
-                      calling_function="fn", calling_line=7)
+    factory = EventFactory(
+        clock, hostname="vm", core_uuid="c0", ipv4="192.0.2.2", ipv6="fd00::2", first_sequence=2489
+    )
+    ev = factory.make(
+        "API",
+        [("API-Command", "status")],
+        calling_file="f.c",
+        calling_function="fn",
+        calling_line=7,
+    )
     assert ev.headers[:2] == [("Event-Name", "API"), ("Core-UUID", "c0")]
     assert ev.get("Event-Date-Timestamp") == "1795381174832842"
     assert ev.get("Event-Date-GMT") == "Sun, 22 Nov 2026 20:59:34 GMT"
     assert ev.get("event-sequence") == "2489"
     assert [k for k, _ in ev.headers][-2:] == ["Event-Sequence", "API-Command"]
     module_custom = factory.make("CUSTOM", subclass="sofia::register")
-    assert [k for k, _ in module_custom.headers[:3]] == ["Event-Subclass", "Event-Name",
-                                                         "Core-UUID"]
+    assert [k for k, _ in module_custom.headers[:3]] == [
+        "Event-Subclass",
+        "Event-Name",
+        "Core-UUID",
+    ]
     assert module_custom.get("Event-Sequence") == "2490"
     with pytest.raises(ValueError):
         factory.make("API", subclass="x::y")
@@ -342,6 +373,7 @@ def test_event_bus_keeps_going_when_a_subscriber_raises():
 
 
 # ---- api registry ---------------------------------------------------------------------
+
 
 def test_api_registry_longest_word_prefix_wins_and_unknown_is_freeswitch_text():
     reg = ApiRegistry()
@@ -376,15 +408,18 @@ def test_static_commands_follow_stats_and_clock():
     assert reg.run("global_setvar ccd_x=1") == "+OK"
     assert reg.run("global_getvar ccd_x") == "1"
     assert reg.run("sofia status profile internal reg").endswith(
-        "Total items returned: 0\n" + "=" * 97 + "\n")
+        "Total items returned: 0\n" + "=" * 97 + "\n"
+    )
 
 
 # ---- behaviour over a socket ----------------------------------------------------------
 
+
 def test_commands_before_auth_get_command_not_found_and_connection_stays(rig):
     sock, reader = rig.connect()
-    assert rig.command(sock, reader, "api status")[0].headers["Reply-Text"] == \
-        "-ERR command not found"
+    assert (
+        rig.command(sock, reader, "api status")[0].headers["Reply-Text"] == "-ERR command not found"
+    )
     assert rig.command(sock, reader, "auth ClueCon")[0].headers["Reply-Text"] == "+OK accepted"
     assert rig.command(sock, reader, "api version")[0].body_text() == FS_VERSION + "\n"
 
@@ -405,15 +440,18 @@ def test_events_fan_out_by_subscription_filters_and_format(rig):
     rig.command(plain, plain_r, "event plain CHANNEL_PARK CUSTOM ccd::agent")
     rig.command(plain, plain_r, "filter Unique-ID u1")
     rig.command(js, js_r, "event json ALL")
-    _fire_channel(rig, "CHANNEL_PARK", "u2")           # filtered out for plain
-    _fire_channel(rig, "CHANNEL_ANSWER", "u1")         # not subscribed by plain
-    _fire_channel(rig, "CHANNEL_PARK", "u1", variable_ccd_queue="sales, \"vip\"")
+    _fire_channel(rig, "CHANNEL_PARK", "u2")  # filtered out for plain
+    _fire_channel(rig, "CHANNEL_ANSWER", "u1")  # not subscribed by plain
+    _fire_channel(rig, "CHANNEL_PARK", "u1", variable_ccd_queue='sales, "vip"')
     got = plain_r.read(1)[0]
     ev = decode_event(got)
     assert (ev.name, ev.uuid, ev.var("ccd_queue")) == ("CHANNEL_PARK", "u1", 'sales, "vip"')
     js_frames = js_r.read(3)
-    assert [decode_event(f).name for f in js_frames] == ["CHANNEL_PARK", "CHANNEL_ANSWER",
-                                                         "CHANNEL_PARK"]
+    assert [decode_event(f).name for f in js_frames] == [
+        "CHANNEL_PARK",
+        "CHANNEL_ANSWER",
+        "CHANNEL_PARK",
+    ]
     assert all(f.content_type == "text/event-json" for f in js_frames)
     # A negative filter beats a positive one; "filter delete all" lifts filtering.
     rig.command(plain, plain_r, "filter Unique-ID -u1")
@@ -429,8 +467,10 @@ def test_custom_needs_named_subclass_and_nixevent_removes(rig):
     rig.bus.fire(rig.events.make("CUSTOM", subclass="ccd::other"))
     rig.bus.fire(rig.events.make("CUSTOM", subclass="ccd::agent"))
     assert decode_event(reader.read(1)[0]).subclass == "ccd::agent"
-    assert rig.command(sock, reader, "nixevent CUSTOM ccd::agent")[0].headers["Reply-Text"] \
+    assert (
+        rig.command(sock, reader, "nixevent CUSTOM ccd::agent")[0].headers["Reply-Text"]
         == "+OK events nixed"
+    )
     rig.bus.fire(rig.events.make("CUSTOM", subclass="ccd::agent"))
     rig.bus.fire(rig.events.make("CUSTOM", subclass="sofia::register"))
     assert decode_event(reader.read(1)[0]).subclass == "sofia::register"
@@ -452,7 +492,9 @@ def test_api_event_follows_api_response_and_bgapi_job_follows_reply(rig):
     assert [f.content_type for f in frames] == ["api/response", "text/event-plain"]
     api_ev = decode_event(frames[1])
     assert (api_ev.get("API-Command"), api_ev.get("API-Command-Argument")) == (
-        "global_getvar", "domain")
+        "global_getvar",
+        "domain",
+    )
     frames = rig.command(sock, reader, "bgapi version", count=3)
     job = frames[0].headers["Job-UUID"]
     events = [decode_event(f) for f in frames[1:]]
@@ -477,13 +519,17 @@ def test_slow_api_blocks_only_its_connection(rig):
 
 def test_sendmsg_forms_and_replies(rig):
     sock, reader = rig.connect(auth=True)
-    sock.sendall(b"sendmsg known\ncall-command: execute\nexecute-app-name: playback\n"
-                 b"execute-app-arg: tone_stream://%(500,100,440)\n\n")
+    sock.sendall(
+        b"sendmsg known\ncall-command: execute\nexecute-app-name: playback\n"
+        b"execute-app-arg: tone_stream://%(500,100,440)\n\n"
+    )
     assert reader.read(1)[0].headers["Reply-Text"] == "+OK"
     sock.sendall(b"sendmsg\nsession-id: gone\ncall-command: hangup\n\n")
     assert reader.read(1)[0].headers["Reply-Text"] == "-ERR invalid session id [gone]"
-    assert rig.command(sock, reader, "sendmsg")[0].headers["Reply-Text"] == \
-        "-ERR invalid session id []"
+    assert (
+        rig.command(sock, reader, "sendmsg")[0].headers["Reply-Text"]
+        == "-ERR invalid session id []"
+    )
     uuid, headers = rig.sendmsg_calls[0]
     assert uuid == "known"
     assert headers["execute-app-arg"] == "tone_stream://%(500,100,440)"

@@ -88,8 +88,9 @@ def test_queue_extension_sets_contract_vars_arms_voicemail_safety_and_parks(conf
 
 def test_park_safety_delay_comes_from_the_vars_file():
     conf = load_conf(CONF_DIR, {"ccd_park_timeout_s": "42"})
-    sched = [a for a in conf.dialplan.route("ccd", "ccd_queue_sales", {})
-             if a.app == "sched_transfer"]
+    sched = [
+        a for a in conf.dialplan.route("ccd", "ccd_queue_sales", {}) if a.app == "sched_transfer"
+    ]
     assert sched[0].data.startswith("+42 ")
 
 
@@ -108,8 +109,13 @@ def test_gateway_call_gets_a_domain_name_inline_but_a_phone_keeps_its_own(conf):
 
 @pytest.mark.parametrize(
     ("code", "action"),
-    [("*21", "login"), ("*22", "logout"), ("*23", "break"), ("*24", "ready"),
-     ("*25", "next_callback")],
+    [
+        ("*21", "login"),
+        ("*22", "logout"),
+        ("*23", "break"),
+        ("*24", "ready"),
+        ("*25", "next_callback"),
+    ],
 )
 def test_feature_codes_park_with_ccd_action_and_a_timeout(conf, code, action):
     actions = conf.dialplan.route("ccd_agents", code, AGENT)
@@ -242,23 +248,26 @@ def _ctx(body: str, name: str = "t") -> str:
 
 
 def test_include_is_relative_to_the_including_file_and_set_applies_in_order(tmp_path):
-    root = _write(tmp_path, {
-        "ccd_vars.xml": """\
+    root = _write(
+        tmp_path,
+        {
+            "ccd_vars.xml": """\
             <include>
               <X-PRE-PROCESS cmd="set" data="a=one"/>
               <X-PRE-PROCESS cmd="set" data="b=$${a}-two"/>
             </include>""",
-        "dialplan/t.xml": """\
+            "dialplan/t.xml": """\
             <include>
               <context name="t">
                 <X-PRE-PROCESS cmd="include" data="t/*.xml"/>
               </context>
             </include>""",
-        "dialplan/t/10_x.xml": """\
+            "dialplan/t/10_x.xml": """\
             <include><extension name="x"><condition field="destination_number" expression="^x$">
               <action application="log" data="$${b}"/>
             </condition></extension></include>""",
-    })
+        },
+    )
     conf = load_conf(root)
     assert conf.vars["b"] == "one-two"
     assert conf.dialplan.route("t", "x", {}) == [Action("log", "one-two")]
@@ -266,21 +275,31 @@ def test_include_is_relative_to_the_including_file_and_set_applies_in_order(tmp_
 
 
 def test_preprocess_directive_inside_a_comment_is_refused(tmp_path):
-    root = _write(tmp_path, {"ccd_vars.xml": """\
+    root = _write(
+        tmp_path,
+        {
+            "ccd_vars.xml": """\
         <include>
           <!--
           <X-PRE-PROCESS cmd="set" data="a=1"/>
           -->
-        </include>"""})
+        </include>"""
+        },
+    )
     with pytest.raises(ConfError, match=r"ccd_vars\.xml:3: X-PRE-PROCESS inside a comment"):
         load_conf(root)
 
 
 def test_include_of_a_missing_file_is_refused(tmp_path):
-    root = _write(tmp_path, {"dialplan/t.xml": """\
+    root = _write(
+        tmp_path,
+        {
+            "dialplan/t.xml": """\
         <include>
           <X-PRE-PROCESS cmd="include" data="nothere.xml"/>
-        </include>"""})
+        </include>"""
+        },
+    )
     with pytest.raises(ConfError, match=r"t\.xml:2: include of missing file"):
         load_conf(root)
 
@@ -308,8 +327,10 @@ def test_first_matching_extension_wins_and_captures_substitute(tmp_path):
 
 
 def test_no_capture_groups_leave_dollar_digits_alone(tmp_path):
-    body = ('<extension name="a"><condition field="destination_number" expression="^7$">'
-            '<action application="log" data="costs $5"/></condition></extension>')
+    body = (
+        '<extension name="a"><condition field="destination_number" expression="^7$">'
+        '<action application="log" data="costs $5"/></condition></extension>'
+    )
     assert _route(tmp_path, body, "7") == [Action("log", "costs $5")]
 
 
@@ -323,8 +344,10 @@ def test_no_route_when_nothing_matches(tmp_path):
 
 
 def test_anti_action_runs_when_condition_is_false(tmp_path):
-    body = ('<extension name="a"><condition field="caller_id_number" expression="^100$">'
-            '<action application="yes"/><anti-action application="no"/></condition></extension>')
+    body = (
+        '<extension name="a"><condition field="caller_id_number" expression="^100$">'
+        '<action application="yes"/><anti-action application="no"/></condition></extension>'
+    )
     assert [a.app for a in _route(tmp_path, body, "1", {"caller_id_number": "100"})] == ["yes"]
     assert [a.app for a in _route(tmp_path, body, "1", {"caller_id_number": "7"})] == ["no"]
 
@@ -339,28 +362,42 @@ def test_break_on_false_stops_extension_and_hunt_moves_on(tmp_path):
 
 
 def test_break_never_evaluates_the_next_condition(tmp_path):
-    body = ('<extension name="a">' + _cond("^9$", "first", extra='break="never"')
-            + _cond("^1$", "second") + "</extension>")
+    body = (
+        '<extension name="a">'
+        + _cond("^9$", "first", extra='break="never"')
+        + _cond("^1$", "second")
+        + "</extension>"
+    )
     assert [a.app for a in _route(tmp_path, body, "1")] == ["second"]
 
 
 def test_break_on_true_stops_after_a_true_condition(tmp_path):
-    body = ('<extension name="a">' + _cond("^1$", "first", extra='break="on-true"')
-            + _cond("^1$", "second") + "</extension>")
+    body = (
+        '<extension name="a">'
+        + _cond("^1$", "first", extra='break="on-true"')
+        + _cond("^1$", "second")
+        + "</extension>"
+    )
     assert [a.app for a in _route(tmp_path, body, "1")] == ["first"]
 
 
 def test_break_always_stops_even_after_false(tmp_path):
-    body = ('<extension name="a">' + _cond("^9$", "first", extra='break="always"')
-            + _cond("^1$", "second") + "</extension>"
-            '<extension name="b">' + _cond("^1$", "b") + "</extension>")
+    body = (
+        '<extension name="a">'
+        + _cond("^9$", "first", extra='break="always"')
+        + _cond("^1$", "second")
+        + "</extension>"
+        '<extension name="b">' + _cond("^1$", "b") + "</extension>"
+    )
     assert [a.app for a in _route(tmp_path, body, "1")] == ["b"]
 
 
 def test_continue_true_keeps_hunting_after_a_match(tmp_path):
-    body = ('<extension name="a" continue="true">' + _cond("^1$", "a") + "</extension>"
-            '<extension name="b">' + _cond("^1$", "b") + "</extension>"
-            '<extension name="c">' + _cond("^1$", "c") + "</extension>")
+    body = (
+        '<extension name="a" continue="true">' + _cond("^1$", "a") + "</extension>"
+        '<extension name="b">' + _cond("^1$", "b") + "</extension>"
+        '<extension name="c">' + _cond("^1$", "c") + "</extension>"
+    )
     assert [a.app for a in _route(tmp_path, body, "1")] == ["a", "b"]
 
 
@@ -370,7 +407,7 @@ def test_condition_without_field_is_always_true(tmp_path):
 
 
 def test_variable_condition_and_expression_expansion(tmp_path):
-    body = ('<extension name="a">' + _cond("^${want}$", "ok", field="${vip}") + "</extension>")
+    body = '<extension name="a">' + _cond("^${want}$", "ok", field="${vip}") + "</extension>"
     assert [a.app for a in _route(tmp_path, body, "1", {"vip": "gold", "want": "gold"})] == ["ok"]
     with pytest.raises(NoRoute):
         _route(tmp_path, body, "1", {"vip": "tin", "want": "gold"})
@@ -387,8 +424,10 @@ def test_inline_set_is_seen_by_later_conditions(tmp_path):
 
 
 def test_unsupported_dialplan_features_are_refused(tmp_path):
-    body = ('<extension name="a"><condition wday="1-5"><action application="park" '
-            'inline="true"/></condition></extension>')
+    body = (
+        '<extension name="a"><condition wday="1-5"><action application="park" '
+        'inline="true"/></condition></extension>'
+    )
     with pytest.raises(ConfError) as info:
         _route(tmp_path, body, "1")
     assert "'wday'" in str(info.value) and "inline" in str(info.value)

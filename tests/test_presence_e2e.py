@@ -64,26 +64,25 @@ def test_two_simultaneous_calls_never_ring_one_agent(fakeswitch, start_daemon):
     fakeswitch.add_phone("1002", answer_after=3, hangup_after=5)
     daemon = start_daemon(fakeswitch, agents=TWO_SALES, routing={"wrapup_time": 0})
     login(daemon, "alice", "bob")
-    callers = [
-        fakeswitch.place_call(f"+361234567{i}", f"C{i}", digits=[SALES]) for i in range(4)
-    ]
+    callers = [fakeswitch.place_call(f"+361234567{i}", f"C{i}", digits=[SALES]) for i in range(4)]
     for caller in callers:
         eventually(lambda c=caller: bridged(fakeswitch, c), timeout=20, what="all bridged")
     # Per phone, each ring starts only after the previous offer to it has ended.
     for ext in ("1001", "1002"):
         legs = [e["uuid"] for e in fakeswitch.trace.of("ring") if e.get("party") == ext]
         assert len(legs) == 2
-        first_end = [e["t"] for e in fakeswitch.trace.entries
-                     if e["kind"] == "hangup" and e.get("uuid") == legs[0]]
+        first_end = [
+            e["t"]
+            for e in fakeswitch.trace.entries
+            if e["kind"] == "hangup" and e.get("uuid") == legs[0]
+        ]
         second_ring = [e["t"] for e in fakeswitch.trace.of("ring", uuid=legs[1])]
         assert first_end and second_ring and first_end[0] <= second_ring[0]
 
 
 def test_tag_change_at_run_time_is_seen_by_the_next_call(fakeswitch, start_daemon):
     fakeswitch.add_phone("1001")
-    daemon = start_daemon(
-        fakeswitch, agents={"alice": {"extension": "1001", "tags": ["support"]}}
-    )
+    daemon = start_daemon(fakeswitch, agents={"alice": {"extension": "1001", "tags": ["support"]}})
     login(daemon, "alice")
     first = fakeswitch.place_call("+3612345678", "X", digits=[SALES])
     eventually(lambda: fakeswitch.trace.of("voicemail", uuid=first), what="nobody for sales")
@@ -131,7 +130,8 @@ def test_unknown_feature_code_user_hears_the_refusal_tone(fakeswitch, start_daem
 def test_vip_overtakes_earlier_callers(fakeswitch, start_daemon):
     fakeswitch.add_phone("1001", answer_after=1, hangup_after=10)
     daemon = start_daemon(
-        fakeswitch, agents={"alice": {"extension": "1001", "tags": ["sales"]}},
+        fakeswitch,
+        agents={"alice": {"extension": "1001", "tags": ["sales"]}},
         routing={"wrapup_time": 0},
     )
     CustomerStore(daemon.store).put(Customer(number="+3615550000", name="Big Boss", vip=True))

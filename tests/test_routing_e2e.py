@@ -7,6 +7,8 @@ switch's trace (rings, bridges, voicemail) and from Redis.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ccd import presence
@@ -58,13 +60,11 @@ def test_seed_002_fewest_tags_rung_first_then_next_then_voicemail(fakeswitch, st
     assert voicemail["box"] == "sales"
     # Each agent rang for the ring time (15 s), timed by the daemon, not FreeSWITCH.
     ring_times = [e["t"] for e in fakeswitch.trace.of("ring") if e.get("leg") == "phone"]
-    gaps = [b - a for a, b in zip(ring_times, ring_times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(ring_times)]
     assert all(14.5 <= g <= 17.5 for g in gaps), gaps
     # Nobody is left ringing: every agent is idle again.
     eventually(
-        lambda: all(
-            a.state.activity is presence.Activity.IDLE for a in agents_of(daemon).all()
-        ),
+        lambda: all(a.state.activity is presence.Activity.IDLE for a in agents_of(daemon).all()),
         what="agents idle",
     )
 
@@ -80,8 +80,10 @@ def test_answering_agent_is_bridged_to_the_caller(fakeswitch, start_daemon):
     )[0]
     leg = bridge["b"] if bridge["a"] == caller else bridge["a"]
     alice = eventually(
-        lambda: (a := agents_of(daemon).require("alice")).state.activity
-        is presence.Activity.ONCALL and a,
+        lambda: (
+            (a := agents_of(daemon).require("alice")).state.activity is presence.Activity.ONCALL
+            and a
+        ),
         what="alice on call",
     )
     assert alice.state.offer_leg == leg and alice.call == caller
@@ -97,8 +99,9 @@ def test_caller_hangs_up_while_agent_rings_frees_the_agent(fakeswitch, start_dae
     eventually(lambda: fakeswitch.trace.of("abandon"), what="caller gives up")
     eventually(lambda: fakeswitch.trace.of("kill"), what="agent leg cancelled")
     alice = eventually(
-        lambda: (a := agents_of(daemon).require("alice")).state.activity
-        is presence.Activity.IDLE and a,
+        lambda: (
+            (a := agents_of(daemon).require("alice")).state.activity is presence.Activity.IDLE and a
+        ),
         what="alice idle",
     )
     assert alice.call is None and alice.state.offer_leg is None

@@ -44,13 +44,30 @@ from ccd.fakeswitch.fsxml import PreprocessError, Preprocessor
 BREAK_MODES = ("on-false", "on-true", "always", "never")
 INLINE_APPS = ("set", "unset", "export")
 IVR_ACTIONS = (
-    "menu-exec-app", "menu-sub", "menu-top", "menu-back", "menu-exit", "menu-play-sound",
+    "menu-exec-app",
+    "menu-sub",
+    "menu-top",
+    "menu-back",
+    "menu-exit",
+    "menu-play-sound",
 )
 # Condition attributes FreeSWITCH has and this loader does not implement: refused, so a
 # conf using them fails loudly instead of routing differently here than on the switch.
 _UNSUPPORTED_CONDITION_ATTRS = (
-    "regex", "wday", "mon", "mday", "yday", "week", "mweek", "hour", "minute",
-    "minute-of-day", "time-of-day", "date-time", "year", "tz",
+    "regex",
+    "wday",
+    "mon",
+    "mday",
+    "yday",
+    "week",
+    "mweek",
+    "hour",
+    "minute",
+    "minute-of-day",
+    "time-of-day",
+    "date-time",
+    "year",
+    "tz",
 )
 _CAPTURE = re.compile(r"\$(\d+)")
 # Pre-process variables FreeSWITCH defines before reading any conf (local_ip_v4) or that
@@ -107,8 +124,10 @@ class IvrMenu:
     def entry_for(self, digits: str) -> IvrEntry | None:
         """The entry the caller's digits select, `$N` of a /regex/ entry substituted."""
         for entry in self.entries:
-            if len(entry.digits) > 2 and entry.digits.startswith("/") and entry.digits.endswith(
-                "/"
+            if (
+                len(entry.digits) > 2
+                and entry.digits.startswith("/")
+                and entry.digits.endswith("/")
             ):
                 match = re.search(entry.digits[1:-1], digits)
                 if match:
@@ -292,8 +311,12 @@ def load_conf(conf_dir: Path, overrides: Mapping[str, str] = {}) -> Conf:
         raise ConfError(f"{conf_dir}: not a directory")
     pre = Preprocessor(overrides=dict(overrides), vars=dict(BUILTIN_VARS))
     try:
-        roots: dict[str, list[ET.Element]] = {"vars": [], "configs": [], "dialplan": [],
-                                              "directory": []}
+        roots: dict[str, list[ET.Element]] = {
+            "vars": [],
+            "configs": [],
+            "dialplan": [],
+            "directory": [],
+        }
         if (conf_dir / "ccd_vars.xml").is_file():
             roots["vars"].append(pre.preprocess_file(conf_dir / "ccd_vars.xml"))
         for section, pattern in (
@@ -399,8 +422,9 @@ class _Builder:
     # autoload configs -------------------------------------------------------
     def config(self, element: ET.Element, conf: Conf) -> None:
         if element.tag != "configuration":
-            self.problem(element, f"autoload_configs files hold <configuration>, not "
-                         f"<{element.tag}>")
+            self.problem(
+                element, f"autoload_configs files hold <configuration>, not <{element.tag}>"
+            )
             return
         name = element.get("name", "")
         params = {p.get("name", ""): p.get("value", "") for p in element.iter("param")}
@@ -506,8 +530,8 @@ def check_references(conf: Conf, builder: _Builder | None = None) -> list[str]:
                         check_transfer(item.data, context, where)
                     elif item.app == "sched_transfer":
                         check_transfer(item.data.partition(" ")[2], context, where)
-                    elif item.app == "ivr" and "$" not in item.data and (
-                        item.data not in conf.menus
+                    elif (
+                        item.app == "ivr" and "$" not in item.data and (item.data not in conf.menus)
                     ):
                         problems.append(f"{where}: ivr {item.data!r} is not a menu")
     for menu in conf.menus.values():

@@ -81,16 +81,18 @@ class Preprocessor:
                 out_lines.append(line)
                 continue
             if in_comment or "<!--" in line[: tag.start()]:
-                raise PreprocessError(f"{where}: X-PRE-PROCESS inside a comment (FreeSWITCH "
-                                      "would still run it); delete the line instead")
-            if line[: tag.start()].strip() or line[tag.end():].strip():
+                raise PreprocessError(
+                    f"{where}: X-PRE-PROCESS inside a comment (FreeSWITCH "
+                    "would still run it); delete the line instead"
+                )
+            if line[: tag.start()].strip() or line[tag.end() :].strip():
                 raise PreprocessError(f"{where}: X-PRE-PROCESS must be alone on its line")
             attrs = dict(_ATTR.findall(tag.group(1)))
             cmd, data = attrs.get("cmd", ""), attrs.get("data", "")
             if cmd == "set":
                 name, sep, value = data.partition("=")
                 if not sep or not name.strip():
-                    raise PreprocessError(f"{where}: set needs data=\"name=value\"")
+                    raise PreprocessError(f'{where}: set needs data="name=value"')
                 if name.strip() not in self.overrides:
                     self.vars[name.strip()] = value
                 out_lines.append("")
