@@ -599,13 +599,16 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
     ),
     _Option("priority", 0, _integer(-1000, 1000), "higher priority queues are served first"),
     _Option(
-        "overflow_time", 30.0, _seconds(), "seconds of waiting before the callback offer; 0 = off"
+        "overflow_time",
+        30.0,
+        _seconds(),
+        "seconds of waiting before the callback offer; 0 = off (not acted on yet)",
     ),
     _Option(
         "callback_strategy",
         "active",
         _choice("active", "passive", "customer_first"),
-        "how callback requests of this queue are dialed",
+        "how callback requests of this queue are dialed (not acted on yet)",
     ),
 )
 

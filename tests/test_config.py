@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 from pathlib import Path
 
@@ -56,16 +58,26 @@ def test_defaults_table_documents_every_key_once():
 
 def test_example_config_is_accepted_and_complete():
     config = load_config(EXAMPLE, env={})
-    assert set(config.queues) == {"general", "support", "billing", "billing-vip"}
     assert config.queues["support"].ring_time == 20
-    assert config.queues["general"].ring_time == config.routing.ring_time  # inherited
-    assert config.queues["billing"].voicemail == "billing"  # defaults to the queue name
-    assert config.queues["billing-vip"].voicemail == "billing"
+    assert config.queues["sales"].ring_time == config.routing.ring_time  # inherited
+    assert config.queues["payments"].voicemail == "payments"  # defaults to the queue name
     assert config.agents["bob"].extension == "1002"
     # Every schema key appears in the example, so the file documents them all.
     text = EXAMPLE.read_text()
     for key, _, _ in defaults_table():
         assert key.rsplit(".", 1)[-1] in text, key
+
+
+def test_example_config_matches_the_shipped_dialplan():
+    """The queues the IVR sends callers to are the example's queues, with their boxes."""
+    conf = Path(__file__).resolve().parent.parent / "freeswitch_conf"
+    dialplan = (conf / "dialplan" / "ccd.xml").read_text()
+    queues_in_dialplan = set(re.findall(r"ccd_queue=([a-z0-9_\-]+)", dialplan))
+    config = load_config(EXAMPLE, env={})
+    assert queues_in_dialplan == set(config.queues)
+    boxes = (conf / "directory" / "default" / "ccd_voicemail_boxes.xml").read_text()
+    for queue in config.queues.values():
+        assert f'id="{queue.voicemail}"' in boxes, queue.voicemail
 
 
 def test_file_values_override_defaults_and_tags_are_canonical(tmp_path):
@@ -299,3 +311,9 @@ def test_secrets_never_in_error_messages():
 )
 def test_redact_url(url, shown):
     assert redact_url(url) == shown
+
+
+def test_readme_configuration_reference_lists_every_key():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for key, _, _ in defaults_table():
+        assert f"`{key}`" in readme, f"README's configuration table lacks {key}"
