@@ -146,3 +146,65 @@ def test_vip_overtakes_earlier_callers(fakeswitch, start_daemon):
     # The agent's phone showed who is calling (screen pop from the customer store).
     assert leg.caller_id_name == "VIP Big Boss"
     assert not bridged(fakeswitch, normal)
+
+
+def test_two_daemons_on_one_switch_hunt_each_caller_once(fakeswitch, start_daemon):
+    for ext in ("1001", "1002"):
+        fakeswitch.add_phone(ext, answer_after=2, hangup_after=4)
+    agents = TWO_SALES
+    first = start_daemon(fakeswitch, agents=agents, routing={"wrapup_time": 0})
+    second = start_daemon(
+        fakeswitch, agents=agents, routing={"wrapup_time": 0}, daemon={"node_id": "other-node"}
+    )
+    login(first, "alice", "bob")
+    callers = [fakeswitch.place_call(f"+36123456{i:02d}", f"C{i}", digits=[SALES]) for i in range(6)]
+    for caller in callers:
+        eventually(lambda c=caller: bridged(fakeswitch, c), timeout=30, what="every caller bridged")
+    # Each caller was bridged exactly once, and no phone ever rang for two offers at a time.
+    for caller in callers:
+        assert len(bridged(fakeswitch, caller)) == 1
+    rings = [e for e in fakeswitch.trace.of("ring") if e.get("party") in ("1001", "1002")]
+    assert len(rings) == len(callers)
+    owners = {calls_of(first).get(c).node for c in callers}
+    assert owners <= {"test-node", "other-node"}
+    assert second.synced
+
+
+def test_wrapup_holds_the_agent_then_frees_it(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1, hangup_after=3)
+    daemon = start_daemon(
+        fakeswitch,
+        agents={"alice": {"extension": "1001", "tags": ["sales"]}},
+        routing={"wrapup_time": 20},
+    )
+    login(daemon, "alice")
+    first = fakeswitch.place_call("+3612345678", "One", digits=[SALES])
+    eventually(lambda: activity(daemon, "alice") is presence.Activity.WRAPUP, what="wrap-up")
+    ended = fakeswitch.clock.now()
+    second = fakeswitch.place_call("+3612345679", "Two", digits=[SALES])
+    eventually(lambda: bridged(fakeswitch, second), timeout=20, what="second call after wrap-up")
+    second_ring = [e["t"] for e in fakeswitch.trace.of("ring") if e.get("party") == "1001"][1]
+    assert second_ring - ended >= 19.0  # not offered during the 20 s of wrap-up
+    assert bridged(fakeswitch, first)
+
+
+def test_missed_offers_put_the_agent_on_break(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", ring_forever=True)
+    daemon = start_daemon(
+        fakeswitch,
+        agents={"alice": {"extension": "1001", "tags": ["sales"]}},
+        routing={"max_missed_offers": 2},
+    )
+    login(daemon, "alice")
+    for number in ("+3612345670", "+3612345671"):
+        caller = fakeswitch.place_call(number, "X", digits=[SALES])
+        eventually(lambda c=caller: fakeswitch.trace.of("voicemail", uuid=c), what="voicemail")
+    alice = eventually(
+        lambda: (a := agents_of(daemon).require("alice")).state.login is presence.Login.BREAK
+        and a,
+        what="alice put on break",
+    )
+    assert alice.state.activity is presence.Activity.IDLE
+    third = fakeswitch.place_call("+3612345672", "Y", digits=[SALES])
+    eventually(lambda: fakeswitch.trace.of("voicemail", uuid=third), what="nobody left")
+    assert len([e for e in fakeswitch.trace.of("ring") if e.get("party") == "1001"]) == 2
