@@ -152,6 +152,8 @@ class Daemon:
         self._stopped = gevent.event.Event()
         self._greenlets: list[gevent.Greenlet] = []
         self._on_stop: list[Any] = []
+        self._tick_queued = False
+        self._redis_warned = -1e9
         self.control: CallControl | None = None
         if call_control_factory is not None:
             self.control = call_control_factory(self)
@@ -235,19 +237,30 @@ class Daemon:
     # -- the dispatcher ---------------------------------------------------------
     def _tick_loop(self) -> None:
         # 0.2 s of daemon time between ticks keeps deadlines within a fifth of a
-        # second; at a time scale the interval shrinks with everything else.
+        # second; at a time scale the interval shrinks with everything else. A
+        # tick is only queued once the previous one was handled, so a slow spell
+        # (Redis timing out) never leaves a backlog of stale ticks behind it.
         interval = 0.2 / self.scale
         while not self._stopping.is_set():
             gevent.sleep(interval)
-            self.inbox.put(Tick(self.now()))
+            if not self._tick_queued:
+                self._tick_queued = True
+                self.inbox.put(Tick(self.now()))
 
     def _dispatch_loop(self) -> None:
         while True:
             item = self.inbox.get()
             if item is StopIteration:
                 return
+            if isinstance(item, Tick):
+                self._tick_queued = False
             try:
                 self._dispatch(item)
+            except RedisUnavailable as exc:
+                self.metrics.inc("redis_errors_total")
+                if time.monotonic() - self._redis_warned >= 5.0:  # one line, not a flood
+                    self._redis_warned = time.monotonic()
+                    log.error("daemon.redis_unavailable", error=str(exc))
             except Exception:
                 # One bad event must not stop call handling for everyone else.
                 log.exception("daemon.dispatch_failed", item=type(item).__name__)
@@ -256,10 +269,12 @@ class Daemon:
     def _dispatch(self, item: Any) -> None:
         if isinstance(item, EslEvent):
             self.metrics.inc("esl_events_total")
-            if self.control and self.synced:
+            if self.control:
                 self.control.on_event(item, self.now())
         elif isinstance(item, Tick):
-            if self.control and self.synced:
+            if not self.synced and self.esl.connected:
+                self.resync()  # the last attempt failed (Redis down): try again
+            if self.control:
                 self.control.on_tick(item.now)
         elif isinstance(item, Connected | Reconnected):
             kind = "reconnected" if isinstance(item, Reconnected) else "connected"

@@ -100,6 +100,7 @@ class CallControl:
         self.legs: dict[str, str] = {}  # agent leg uuid -> caller uuid
         self.wrapups: dict[str, float] = {}  # agent id -> wrap-up deadline
         self._unsent_jobs: list[str] = []
+        self._deferred: dict[str, ev.CallParked] = {}  # callers parked while Redis was down
         self._dirty = True
         self._last_pump = 0.0
         self._last_renew = 0.0
@@ -135,8 +136,34 @@ class CallControl:
         if decoded is None:
             return
         handler = self._handlers.get(type(decoded))
-        if handler is not None:
+        if handler is None:
+            return
+        try:
             handler(self, decoded, now)
+        except RedisUnavailable:
+            if isinstance(decoded, ev.CallParked):
+                self._defer(decoded)
+            elif isinstance(decoded, ev.ChannelHangup):
+                self._deferred.pop(decoded.uuid, None)
+            raise
+
+    def _defer(self, parked: ev.CallParked) -> None:
+        """Redis is down as a caller arrives: music now, queued as soon as Redis is back.
+
+        The caller is never left in silence, and nothing is lost; the dialplan's
+        sched_transfer to voicemail remains the last resort.
+        """
+        if parked.uuid in self._deferred:
+            return
+        self._deferred[parked.uuid] = parked
+        if self.config.routing.moh:
+            self._send_api(f"uuid_broadcast {parked.uuid} {self.config.routing.moh} aleg")
+        log.warning("call.queue_deferred", call=parked.uuid, queue=parked.queue)
+
+    def _retry_deferred(self, now: float) -> None:
+        for uuid, parked in list(self._deferred.items()):
+            self._on_parked(parked, now)  # RedisUnavailable propagates: try next tick
+            self._deferred.pop(uuid, None)
 
     def _on_parked(self, e: ev.CallParked, now: float) -> None:
         if e.uuid in self.hunts:
@@ -214,6 +241,7 @@ class CallControl:
                 self._send_api(f"sched_del {caller}")
 
     def _on_hangup(self, e: ev.ChannelHangup, now: float) -> None:
+        self._deferred.pop(e.uuid, None)
         hunt = self.hunts.get(e.uuid)
         if hunt is not None:
             self._drive(hunt, hunt.on_caller_hangup(now), now)
@@ -308,6 +336,8 @@ class CallControl:
 
     # ------------------------------------------------------------------ time
     def on_tick(self, now: float) -> None:
+        if self._deferred:
+            self._retry_deferred(now)
         for hunt in list(self.hunts.values()):
             deadline = hunt.next_deadline
             if deadline is not None and now >= deadline:

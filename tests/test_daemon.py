@@ -169,3 +169,31 @@ def test_wrong_esl_password_is_a_clear_error_not_a_retry_storm(fakeswitch, redis
     text = b"".join(lines) + out + err
     assert b"WrongSecret" not in text
     assert text.count(b"esl.auth_failed") == 1
+
+
+def test_redis_outage_caller_hears_music_and_is_routed_when_redis_returns(
+    fakeswitch, start_daemon, make_redis_server
+):
+    fakeswitch.add_phone("1001", answer_after=1)
+    server = make_redis_server(persistence=True)  # production Redis keeps its data
+    daemon = start_daemon(
+        fakeswitch,
+        agents={"alice": {"extension": "1001", "tags": ["sales"]}},
+        redis={"url": server.url, "socket_timeout": 0.5},
+    )
+    login(daemon, "alice")
+    server.stop()
+    caller = fakeswitch.place_call("+3612345678", "During outage", digits=[SALES])
+    eventually(
+        lambda: [e for e in fakeswitch.trace.of("playback", uuid=caller) if "moh" in e["file"]]
+        or fakeswitch.trace.of("broadcast", uuid=caller),
+        what="music while Redis is down",
+    )
+    assert http_get(daemon, "/readyz")[0] == 503
+    server.start()
+    eventually(
+        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        timeout=20,
+        what="routed once Redis is back",
+    )
+    assert daemon.metrics.counters.get("redis_errors_total", 0) >= 1
