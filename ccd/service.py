@@ -461,9 +461,13 @@ class CallControl:
         while self._unsent_jobs:
             self.on_job_failed(self._unsent_jobs.pop(0), "not sent", now)
 
-    def _candidates(self, hunt: Hunt) -> tuple[list, list[str]]:
+    def _candidates(self, hunt: Hunt) -> tuple[list, list[str] | None]:
+        """Free agents in routing order, and (only when they are needed to decide
+        between waiting and giving up) the busy agents who could take the call later."""
         tags = hunt.rules.required_tags
         free = candidates(self.agents.available_with(tags), tags)
+        if any(a.id not in hunt.tried for a in free):
+            return free, None
         free_ids = {a.id for a in free}
         busy = [
             a.id

@@ -121,7 +121,7 @@ def test_feature_codes_park_with_ccd_action_and_a_timeout(conf, code, action):
     actions = conf.dialplan.route("ccd_agents", code, AGENT)
     variables = _set_vars(actions)
     assert variables["ccd_action"] == action
-    assert variables["ccd_agent_ext"] == "${caller_id_number}"
+    assert variables["ccd_agent_ext"] == "${user_name}"
     assert variables["park_timeout"].split(":")[0] == conf.vars["ccd_feature_park_timeout_s"]
     assert actions[0].app == "answer" and actions[-1].app == "park"
 
@@ -137,7 +137,7 @@ def test_outside_number_is_marked_and_goes_out_the_gateway(conf, number):
     variables = _set_vars(actions)
     assert variables["ccd_outbound"] == "true"
     assert variables["ccd_dialed"] == number
-    assert variables["ccd_agent_ext"] == "${caller_id_number}"
+    assert variables["ccd_agent_ext"] == "${user_name}"
     assert variables["ccd_gateway"] == conf.vars["ccd_gateway"]
     assert variables["effective_caller_id_number"] == conf.vars["ccd_outbound_caller_id_number"]
     assert variables["hangup_after_bridge"] == "true"
