@@ -185,8 +185,10 @@ def test_redis_outage_caller_hears_music_and_is_routed_when_redis_returns(
     server.stop()
     caller = fakeswitch.place_call("+3612345678", "During outage", digits=[SALES])
     eventually(
-        lambda: [e for e in fakeswitch.trace.of("playback", uuid=caller) if "moh" in e["file"]]
-        or fakeswitch.trace.of("broadcast", uuid=caller),
+        lambda: (
+            [e for e in fakeswitch.trace.of("playback", uuid=caller) if "moh" in e["file"]]
+            or fakeswitch.trace.of("broadcast", uuid=caller)
+        ),
         what="music while Redis is down",
     )
     assert http_get(daemon, "/readyz")[0] == 503
@@ -197,3 +199,49 @@ def test_redis_outage_caller_hears_music_and_is_routed_when_redis_returns(
         what="routed once Redis is back",
     )
     assert daemon.metrics.counters.get("redis_errors_total", 0) >= 1
+
+
+def test_slow_crm_webhook_gets_the_offer_and_never_holds_up_routing(fakeswitch, start_daemon):
+    import gevent
+    from gevent.event import Event
+    from gevent.pywsgi import WSGIServer
+
+    received: list[dict] = []
+    release = Event()
+
+    def crm(environ, start_response):
+        received.append(json.loads(environ["wsgi.input"].read()))
+        release.wait(10)  # a CRM that hangs until the test lets it go
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+
+    server = WSGIServer(("127.0.0.1", 0), crm, log=None)
+    server.start()
+    try:
+        fakeswitch.add_phone("1001", answer_after=1)
+        daemon = start_daemon(
+            fakeswitch,
+            agents={"alice": {"extension": "1001", "tags": ["sales"]}},
+            routing={
+                "webhook_url": f"http://127.0.0.1:{server.server_port}/offer",
+                "webhook_timeout": 10,
+            },
+        )
+        login(daemon, "alice")
+        caller = fakeswitch.place_call("+3612345678", "Doe, John", digits=[SALES])
+        eventually(lambda: received, what="offer posted")
+        # The CRM has not answered yet, and the call is bridged all the same.
+        eventually(
+            lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+            what="bridged while the webhook hangs",
+        )
+        assert not release.is_set()
+        offer = received[0]
+        assert offer["event"] == "agent.offered"
+        assert offer["call"]["uuid"] == caller and offer["call"]["queue"] == "sales"
+        assert offer["agent"] == {"id": "alice", "ext": "1001", "tags": ["sales"]}
+        assert offer["display_name"] == "Doe, John"
+    finally:
+        release.set()
+        gevent.sleep(0)
+        server.stop()
