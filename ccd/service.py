@@ -355,11 +355,15 @@ class CallControl:
 
     def _pump(self, now: float) -> None:
         """Offer free agents to waiting calls, best-placed call first."""
-        self._dirty = False
+        changed, self._dirty = self._dirty, False
         self._last_pump = now
         waiting = sorted(
             (h for h in self.hunts.values() if h.wants_candidates), key=lambda h: h.order_key
         )
+        if waiting and not changed and not self.agents.any_free():
+            # The periodic look with nobody free: only hunts that tried everyone
+            # they could may have to give up; the others just keep waiting.
+            waiting = [h for h in waiting if h.tried]
         for hunt in waiting:
             if hunt.wants_candidates:
                 self._drive(hunt, Step(wants_candidates=True), now)
@@ -461,23 +465,22 @@ class CallControl:
         while self._unsent_jobs:
             self.on_job_failed(self._unsent_jobs.pop(0), "not sent", now)
 
+    #: Free agents fetched per routing decision: enough to skip a few lost races.
+    CANDIDATE_BATCH = 4
+
     def _candidates(self, hunt: Hunt) -> tuple[list, list[str] | None]:
-        """Free agents in routing order, and (only when they are needed to decide
-        between waiting and giving up) the busy agents who could take the call later."""
+        """The first free, untried agents in routing order, and (only when none is free,
+        to decide between waiting and giving up) the busy ones who could take it later."""
         tags = hunt.rules.required_tags
-        free = candidates(self.agents.available_with(tags), tags)
-        if any(a.id not in hunt.tried for a in free):
+        free = candidates(
+            self.agents.available_with(
+                tags, limit=self.CANDIDATE_BATCH + len(hunt.passed), exclude=hunt.tried
+            ),
+            tags,
+        )
+        if free:
             return free, None
-        free_ids = {a.id for a in free}
-        busy = [
-            a.id
-            for a in self.agents.count_with(tags)
-            if a.id not in free_ids
-            and a.state.login is presence.Login.READY
-            and a.state.registered
-            and a.state.activity is not presence.Activity.IDLE
-        ]
-        return free, busy
+        return free, sorted(self.agents.ready_with(tags))
 
     def _apply(self, hunt: Hunt, step: Step, now: float) -> None:
         for fact in step.facts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ _PATH = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
 _spec = importlib.util.spec_from_file_location("ccd_bench", _PATH)
 assert _spec is not None and _spec.loader is not None
 bench = importlib.util.module_from_spec(_spec)
+sys.modules["ccd_bench"] = bench  # dataclasses look their module up while the class is built
 _spec.loader.exec_module(bench)
 
 

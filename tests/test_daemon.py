@@ -63,10 +63,13 @@ def test_metrics_and_call_view(fakeswitch, start_daemon):
     daemon = start_daemon(fakeswitch, agents={"alice": {"extension": "1001", "tags": ["sales"]}})
     login(daemon, "alice")
     caller = fakeswitch.place_call("+3612345678", "Doe, John", digits=[SALES])
-    eventually(lambda: fakeswitch.trace.of("bridge"), what="bridged")
-    status, body = http_get(daemon, f"/calls/{caller}")
-    view = json.loads(body)
-    assert status == 200
+    view = eventually(
+        lambda: (
+            (v := json.loads(http_get(daemon, f"/calls/{caller}")[1])).get("status") == "bridged"
+            and v
+        ),
+        what="the daemon saw the bridge",
+    )
     assert view["queue"] == "sales" and view["caller_name"] == "Doe, John"
     assert view["agent"] == "alice" and view["status"] == "bridged"
     assert http_get(daemon, "/calls/00000000-0000-0000-0000-000000000000")[0] == 404

@@ -157,7 +157,9 @@ def test_two_daemons_on_one_switch_hunt_each_caller_once(fakeswitch, start_daemo
         fakeswitch, agents=agents, routing={"wrapup_time": 0}, daemon={"node_id": "other-node"}
     )
     login(first, "alice", "bob")
-    callers = [fakeswitch.place_call(f"+36123456{i:02d}", f"C{i}", digits=[SALES]) for i in range(6)]
+    callers = [
+        fakeswitch.place_call(f"+36123456{i:02d}", f"C{i}", digits=[SALES]) for i in range(6)
+    ]
     for caller in callers:
         eventually(lambda c=caller: bridged(fakeswitch, c), timeout=30, what="every caller bridged")
     # Each caller was bridged exactly once, and no phone ever rang for two offers at a time.
@@ -200,8 +202,7 @@ def test_missed_offers_put_the_agent_on_break(fakeswitch, start_daemon):
         caller = fakeswitch.place_call(number, "X", digits=[SALES])
         eventually(lambda c=caller: fakeswitch.trace.of("voicemail", uuid=c), what="voicemail")
     alice = eventually(
-        lambda: (a := agents_of(daemon).require("alice")).state.login is presence.Login.BREAK
-        and a,
+        lambda: (a := agents_of(daemon).require("alice")).state.login is presence.Login.BREAK and a,
         what="alice put on break",
     )
     assert alice.state.activity is presence.Activity.IDLE
