@@ -265,6 +265,7 @@ class AgentRepository:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.prefix = store.keys.prefix
+        self._cache: dict[str, Agent] = {}  # last record seen or written, per agent
         store.scripts.register("agent_write", _LUA_INDEX + _LUA_WRITE)
         store.scripts.register("agent_reserve", _LUA_INDEX + _LUA_RESERVE)
         store.scripts.register("agent_delete", _LUA_DELETE)
@@ -280,7 +281,12 @@ class AgentRepository:
     # -- reads ---------------------------------------------------------------
     def get(self, agent_id: str) -> Agent | None:
         record = self.store.get(self._key(agent_id))
-        return None if record is None else Agent.from_record(record)
+        if record is None:
+            self._cache.pop(agent_id, None)
+            return None
+        agent = Agent.from_record(record)
+        self._cache[agent_id] = agent
+        return agent
 
     def require(self, agent_id: str) -> Agent:
         agent = self.get(check_agent_id(agent_id))
@@ -384,6 +390,7 @@ class AgentRepository:
         return self.update(agent_id, lambda a: dataclasses.replace(a, tags=tag_set))
 
     def delete(self, agent_id: str) -> bool:
+        self._cache.pop(agent_id, None)
         code = self.store.scripts.call(
             "agent_delete",
             keys=[self._key(check_agent_id(agent_id))],
@@ -393,6 +400,7 @@ class AgentRepository:
 
     def reserve(self, agent_id: str, call_uuid: str, now: float) -> bool:
         """Atomically make a ready, registered, idle agent ``ringing`` for ``call_uuid``."""
+        self._cache.pop(agent_id, None)  # the script bumps the revision
         code = self.store.scripts.call(
             "agent_reserve",
             keys=[self._key(agent_id)],
@@ -401,14 +409,24 @@ class AgentRepository:
         return code == 1
 
     def update(self, agent_id: str, change: Callable[[Agent], Agent]) -> Agent:
-        """Read, apply ``change``, compare-and-set; retried when another writer won."""
+        """Apply ``change`` and compare-and-set; re-read and retry when another writer won.
+
+        The first attempt starts from this process's last copy of the record when it
+        has one: Redis refuses the write if the revision moved on, so a stale copy
+        costs one retry, never a lost update, and the usual case is one round trip.
+        """
+        agent = self._cache.get(agent_id)
         for _ in range(self.MAX_CAS_RETRIES):
-            agent = self.require(agent_id)
+            if agent is None:
+                agent = self.require(agent_id)
             new = change(agent)
             if new == agent:
                 return agent
             if self._write(new, expected_rev=agent.rev):
-                return dataclasses.replace(new, rev=agent.rev + 1)
+                written = dataclasses.replace(new, rev=agent.rev + 1)
+                self._cache[agent_id] = written
+                return written
+            agent = None
         raise AgentError(f"agent {agent_id!r}: too many concurrent writers")
 
     def transition(

@@ -21,7 +21,7 @@ Theory of operation
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ccd.adapters.redis_store import Store, unavailable_as_domain_error
@@ -50,7 +50,8 @@ class CallRecord:
     node: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Shallow on purpose: asdict() deep-copies the hunt state on every save.
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CallRecord:

@@ -100,6 +100,7 @@ class CallControl:
         self.legs: dict[str, str] = {}  # agent leg uuid -> caller uuid
         self.wrapups: dict[str, float] = {}  # agent id -> wrap-up deadline
         self._unsent_jobs: list[str] = []
+        self._fire_jobs: dict[str, str] = {}  # job uuid -> command, for commands not awaited
         self._deferred: dict[str, ev.CallParked] = {}  # callers parked while Redis was down
         self._dirty = True
         self._last_pump = 0.0
@@ -215,6 +216,11 @@ class CallControl:
             structlog.contextvars.unbind_contextvars("call", "queue")
 
     def _on_job(self, e: ev.JobResult, now: float) -> None:
+        command = self._fire_jobs.pop(e.job_uuid, None)
+        if command is not None:
+            if not e.ok:
+                log.warning("esl.command_failed", command=command, reply=e.value)
+            return
         call_uuid = self.jobs.pop(e.job_uuid, None)
         hunt = self.hunts.get(call_uuid) if call_uuid else None
         if hunt is None:
@@ -611,30 +617,38 @@ class CallControl:
         except UnsafeValue as exc:
             log.error("esl.command_refused", command=type(command).__name__, error=str(exc))
             return False
+        if kind == "execute":
+            uuid, app, *rest = text.split(" ", 2)
+            return self._execute(uuid, app, rest[0] if rest else "")
+        return self._bgapi(text, getattr(command, "job_uuid", None))
+
+    def _send_api(self, text: str) -> None:
+        self._bgapi(text)
+
+    def _bgapi(self, text: str, job_uuid: str | None = None) -> bool:
+        """Every command goes as bgapi: FreeSWITCH answers at once and runs it in the
+        background, so one slow command never stalls the dispatcher (DESIGN.md). A
+        command whose result nobody waits for is remembered until its BACKGROUND_JOB
+        comes, to log it if it failed."""
+        job = job_uuid or self.new_uuid()
         try:
-            if kind == "bgapi":
-                self.esl.bgapi(text, job_uuid=getattr(command, "job_uuid", None))
-            elif kind == "execute":
-                uuid, app, *rest = text.split(" ", 2)
-                self.esl.execute(uuid, app, rest[0] if rest else "")
-            else:
-                self.esl.api(text)
+            self.esl.bgapi(text, job_uuid=job)
         except EslError as exc:
             log.warning("esl.command_failed", command=text.split(" ", 1)[0], error=str(exc))
             return False
+        if job_uuid is None:
+            if len(self._fire_jobs) >= 10_000:  # results that never came: forget the oldest
+                self._fire_jobs.pop(next(iter(self._fire_jobs)))
+            self._fire_jobs[job] = text
         return True
 
-    def _send_api(self, text: str) -> None:
-        try:
-            self.esl.api(text)
-        except EslError as exc:
-            log.warning("esl.command_failed", command=text.split(" ", 1)[0], error=str(exc))
-
-    def _execute(self, uuid: str, app: str, arg: str) -> None:
+    def _execute(self, uuid: str, app: str, arg: str) -> bool:
         try:
             self.esl.execute(uuid, app, arg)
         except EslError as exc:
             log.warning("esl.command_failed", command=app, error=str(exc))
+            return False
+        return True
 
     def _customer(self, number: str) -> Customer | None:
         if self.customers is None or not number:
