@@ -142,10 +142,11 @@ return 1
 
 _LUA_RESERVE = r"""
 -- KEYS[1] agent record; ARGV version, prefix, id, call uuid, now.
--- 1 reserved (or already reserved for this call), 0 not available, -1 missing, -2 foreign.
+-- The record as now stored when reserved (or already reserved for this call),
+-- else 0 not available, -1 missing, -2 foreign.
 local rec, code = load_record(KEYS[1], ARGV[1])
 if not rec then return code end
-if rec.activity == "ringing" and rec.call == ARGV[4] then return 1 end
+if rec.activity == "ringing" and rec.call == ARGV[4] then return redis.call("GET", KEYS[1]) end
 if rec.login ~= "ready" or rec.registered ~= true or rec.activity ~= "idle" then return 0 end
 rec.activity = "ringing"
 rec.call = ARGV[4]
@@ -153,7 +154,7 @@ rec.since = tonumber(ARGV[5])
 rec.rev = (tonumber(rec.rev) or 0) + 1
 save_record(KEYS[1], rec, {"call", "offer_leg", "wrapup_until"})
 index(ARGV[2], ARGV[3], rec, rec)
-return 1
+return redis.call("GET", KEYS[1])
 """
 
 _LUA_DELETE = r"""
@@ -401,12 +402,16 @@ class AgentRepository:
     def reserve(self, agent_id: str, call_uuid: str, now: float) -> bool:
         """Atomically make a ready, registered, idle agent ``ringing`` for ``call_uuid``."""
         self._cache.pop(agent_id, None)  # the script bumps the revision
-        code = self.store.scripts.call(
+        result = self.store.scripts.call(
             "agent_reserve",
             keys=[self._key(agent_id)],
             args=[self.store.codec.schema_version, self.prefix, agent_id, call_uuid, repr(now)],
         )
-        return code == 1
+        if not isinstance(result, bytes):
+            return False
+        # The script hands back the record it wrote: the next write starts from it.
+        self._cache[agent_id] = Agent.from_record(self.store.codec.decode(result))
+        return True
 
     def update(self, agent_id: str, change: Callable[[Agent], Agent]) -> Agent:
         """Apply ``change`` and compare-and-set; re-read and retry when another writer won.

@@ -39,7 +39,7 @@ from ccd.adapters.redis_store import RedisUnavailable, Store
 from ccd.adapters.webhook import WebhookSender
 from ccd.agents import Agent, AgentError, AgentRepository
 from ccd.calls import CallRecord, CallRepository
-from ccd.commands import Command, Fact, Originate, UnsafeValue, to_esl
+from ccd.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
 from ccd.config import Config
 from ccd.customers import Customer, CustomerStore, implied_tags
 from ccd.esl_wire import EslEvent
@@ -172,7 +172,8 @@ class CallControl:
         if not self.store.lease(f"call.{e.uuid}", self.node_id, CALL_LEASE_MS):
             return  # another daemon took this caller
         customer = self._customer(e.caller_number)
-        history = self._history(e.caller_number)
+        # Contacts are recorded for known customers only (see _finish).
+        history = self._history(e.caller_number) if customer is not None else []
         rules = self._with_implied_tags(self.queue_rules(e.queue, e.tags), customer)
         priority = self._priority(e.queue, customer)
         display = caller_id_name(
@@ -399,7 +400,47 @@ class CallControl:
             )
         for call_uuid in self.calls.live():
             self._resume(call_uuid, live, now)
+        for row in snapshot.channels:
+            if row.get("application") == "park" and str(row.get("uuid")) not in self.hunts:
+                self._adopt_parked(row, now)
         self._dirty = True
+
+    def _adopt_parked(self, row: dict[str, Any], now: float) -> None:
+        """A channel parked while no daemon listened (down, or FreeSWITCH reconnecting):
+        a caller waiting for a queue, or a desk phone waiting for a feature code's answer.
+        Its variables tell which; without this it would wait for the dialplan's timeouts."""
+        uuid = str(row.get("uuid", ""))
+        if not is_uuid(uuid) or self.calls.get(uuid) is not None:
+            return
+        if self._getvar(uuid, "ccd_call"):
+            return  # one of our offer legs; its hunt (if any) was resumed from Redis
+        queue, action = self._getvar(uuid, "ccd_queue"), self._getvar(uuid, "ccd_action")
+        if action:
+            ext = self._getvar(uuid, "ccd_agent_ext")
+            decoded: Any = ev.FeatureCode(uuid, ext, action, self._getvar(uuid, "ccd_digits"))
+            handler = CallControl._on_feature_code
+        elif queue:
+            decoded = ev.CallParked(
+                uuid=uuid,
+                caller_number=str(row.get("cid_num", "")),
+                caller_name=str(row.get("cid_name", "")),
+                destination=str(row.get("dest", "")),
+                queue=queue,
+                tags=ev.parse_tags(self._getvar(uuid, "ccd_tags")),
+            )
+            handler = CallControl._on_parked
+        else:
+            return
+        log.info("call.adopted", call=uuid, queue=queue or None, action=action or None)
+        handler(self, decoded, now)
+
+    def _getvar(self, uuid: str, name: str) -> str:
+        """A channel variable, "" when unset (FreeSWITCH answers ``_undef_``) or unknown."""
+        try:
+            value = self.esl.api(f"uuid_getvar {uuid} {name}").strip()
+        except EslError:
+            return ""
+        return "" if value == "_undef_" else value
 
     def _resume(self, call_uuid: str, live: set[str], now: float) -> None:
         hunt = self.hunts.get(call_uuid)

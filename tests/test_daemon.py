@@ -16,6 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from ccd import presence
+from ccd.adapters.redis_store import Store, connect_redis
+from ccd.agents import AgentRepository
 from tests.support.daemon_fixtures import agents_of, eventually
 from tests.test_routing_e2e import SALES, login, offers
 
@@ -248,3 +250,34 @@ def test_slow_crm_webhook_gets_the_offer_and_never_holds_up_routing(fakeswitch, 
         release.set()
         gevent.sleep(0)
         server.stop()
+
+
+def test_callers_parked_while_no_daemon_listened_are_adopted(fakeswitch, start_daemon, redis_url):
+    # Alice logged in before the daemon went away: her state is in Redis.
+    client = connect_redis(redis_url)
+    repo = AgentRepository(Store.create(client))
+    repo.create("alice", "1001", ["sales"], now=fakeswitch.clock.now())
+    repo.transition("alice", lambda s: presence.set_login(s, "login", fakeswitch.clock.now()))
+    client.close()
+    fakeswitch.add_phone("1001", answer_after=1)
+    caller = fakeswitch.place_call("+3612345678", "Early bird", digits=[SALES])
+    fakeswitch.wait_for(lambda: fakeswitch.channels[caller].application == "park", timeout=5)
+    fakeswitch.add_phone("1002")
+    code_call = fakeswitch.phone_call("1002", "*21")  # bob logs in while nobody listens
+    fakeswitch.wait_for(lambda: fakeswitch.channels[code_call].application == "park", timeout=5)
+    daemon = start_daemon(
+        fakeswitch,
+        agents={
+            "alice": {"extension": "1001", "tags": ["sales"]},
+            "bob": {"extension": "1002", "tags": ["support"]},
+        },
+    )
+    eventually(
+        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        what="the early caller is routed",
+    )
+    eventually(
+        lambda: agents_of(daemon).require("bob").state.login is presence.Login.READY,
+        what="bob's feature code is answered",
+    )
+    assert fakeswitch.trace.of("playback", uuid=code_call)
