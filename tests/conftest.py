@@ -8,8 +8,20 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import pytest  # noqa: E402  (after patching, as everything else)
+import structlog  # noqa: E402
+
 pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.fakeswitch_fixtures",
     "tests.support.daemon_fixtures",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_structlog():
+    """A test (or a script it imports) that configures structlog must not change what
+    later tests see: every test starts from structlog's defaults and no bound context."""
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
