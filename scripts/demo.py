@@ -61,12 +61,10 @@ SHORT_SCENARIO = HERE / "scenario-short.toml"
 #: Real seconds each part gets to come up before the demo gives up on it.
 START_TIMEOUT = 15.0
 
-#: Presence changes during the full story, in switch seconds: (when, action, agent), done with
-#: the operators' command ``ccd agent <action> <agent>``. A desk phone's feature codes (*23
-#: break, *24 ready) would tell the story better, but the fake's scenario format cannot make a
-#: desk phone dial yet (only outside callers), and feature codes are accepted only from the
-#: authenticated desk phone.
-OPERATOR_ACTIONS = [(38.0, "break", "bob"), (60.0, "ready", "bob")]
+#: Presence changes made by an operator during the full story, in switch seconds:
+#: (when, action, agent), done with ``ccd agent <action> <agent>``. The story's breaks are
+#: dialled on the desk phone (*23 / *24, in scenario.toml); this is for operator steps.
+OPERATOR_ACTIONS: list[tuple[float, str, str]] = []
 
 
 class DemoError(Exception):

@@ -15,6 +15,11 @@ Example::
     answer_after = 3
     digits = ["1"]
 
+    [[calls]]                 # a desk phone dialling (feature code, outside number)
+    at = 5
+    phone = "1002"            # the phone's extension: dials through its user_context
+    to = "*23"
+
     [[calls]]
     at = 0                    # switch seconds after the start
     from = "+3612345678"
@@ -59,7 +64,7 @@ _OUTSIDE_KEYS = {
     "hangup_after",
     "digits",
 }
-_CALL_KEYS = {"at", "from", "name", "to", "context", "digits", "patience", "hangup_after"}
+_CALL_KEYS = {"at", "from", "phone", "name", "to", "context", "digits", "patience", "hangup_after"}
 
 
 class ScenarioError(ValueError):
@@ -101,6 +106,22 @@ def _check(items: Any, section: str, keys: set[str], required: str) -> list[dict
     return items
 
 
+def _desk_phone_calls(calls: Any) -> Any:
+    """A call with ``phone`` is made by that desk phone: it is its own ``from``."""
+    if not isinstance(calls, list):
+        return calls
+    out = []
+    for call in calls:
+        if isinstance(call, dict) and "phone" in call:
+            if not isinstance(call["phone"], str) or not call["phone"].isdigit():
+                raise ScenarioError("calls: 'phone' must be a desk phone's extension (digits)")
+            if "to" not in call:
+                raise ScenarioError(f"calls: the call from phone {call['phone']} needs 'to'")
+            call = {"from": call["phone"], **call}
+        out.append(call)
+    return out
+
+
 def parse_scenario(data: dict[str, Any]) -> Scenario:
     unknown = set(data) - {"phones", "outside", "calls", "duration"}
     if unknown:
@@ -111,7 +132,7 @@ def parse_scenario(data: dict[str, Any]) -> Scenario:
     return Scenario(
         phones=_check(data.get("phones", []), "phones", _PHONE_KEYS, "ext"),
         outside=_check(data.get("outside", []), "outside", _OUTSIDE_KEYS, "number"),
-        calls=_check(data.get("calls", []), "calls", _CALL_KEYS, "from"),
+        calls=_check(_desk_phone_calls(data.get("calls", [])), "calls", _CALL_KEYS, "from"),
         duration=duration,
     )
 
@@ -142,6 +163,16 @@ def run_scenario(switch: Any, scenario: Scenario, *, poll: float = 0.01) -> None
     placed = []
 
     def place(call: dict[str, Any]) -> None:
+        if "phone" in call:
+            placed.append(
+                switch.phone_call(
+                    call["phone"],
+                    call["to"],
+                    hangup_after=call.get("hangup_after"),
+                    digits=call.get("digits", []),
+                )
+            )
+            return
         placed.append(
             switch.place_call(
                 call["from"],
