@@ -27,7 +27,6 @@ import json
 import math
 import os
 import re
-import string
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -246,31 +245,14 @@ def _webhook_url(value: Any) -> str:
 
 
 def _template(value: Any) -> str:
-    """A str.format template with plain field names only ({name}, {vip:.10}).
-
-    Attribute and index access ({name.__class__}) is refused: the template is applied to
-    caller-controlled values.
-    """
-    if not isinstance(value, str):
-        raise _Invalid(f"expected a template string, got {_show(value)}")
-    try:
-        fields = list(string.Formatter().parse(value))
-    except ValueError as exc:
-        raise _Invalid(f"not a valid template ({exc}): {_show(value)}") from None
-    for _, field_name, spec, conversion in fields:
-        if field_name is None:
-            continue
-        if not field_name.isidentifier() or "{" in (spec or "") or conversion:
-            raise _Invalid(
-                f"template fields must be plain names like {{name}}, got {{{field_name}}}"
-            )
-    from ccd.screenpop import validate_template  # the one list of placeholders
+    """The caller-id template; ccd.screenpop owns the list of placeholders and the rules
+    (plain names only: the template is applied to caller-controlled values)."""
+    from ccd.screenpop import validate_template
 
     try:
-        validate_template(value)
+        return validate_template(value)
     except ValueError as exc:
         raise _Invalid(str(exc)) from None
-    return value
 
 
 # --- the schema ---------------------------------------------------------------------------

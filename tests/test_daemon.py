@@ -18,7 +18,7 @@ from pathlib import Path
 from ccd import presence
 from ccd.adapters.redis_store import Store, connect_redis
 from ccd.agents import AgentRepository
-from tests.support.daemon_fixtures import agents_of, eventually
+from tests.support.daemon_fixtures import agents_of, bridged, eventually
 from tests.test_routing_e2e import SALES, login, offers
 
 
@@ -55,7 +55,7 @@ def test_freeswitch_restart_resubscribes_resyncs_and_routes_again(fakeswitch, st
     # Subscribed again: a call is routed exactly as before the outage.
     caller = fakeswitch.place_call("+3612345678", "After", digits=[SALES])
     eventually(
-        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        lambda: bridged(fakeswitch, caller),
         what="routed after reconnect",
     )
 
@@ -94,7 +94,7 @@ def test_daemon_restarted_mid_hunt_resumes_without_stuck_agent(fakeswitch, start
     first.stop()  # mid-hunt: alice's phone is ringing
     second = start_daemon(fakeswitch, agents=agents, routing={"wrapup_time": 0})
     eventually(
-        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        lambda: bridged(fakeswitch, caller),
         what="the restarted daemon finishes the hunt",
     )
     assert offers(fakeswitch) == ["1001", "1002"]
@@ -199,7 +199,7 @@ def test_redis_outage_caller_hears_music_and_is_routed_when_redis_returns(
     assert http_get(daemon, "/readyz")[0] == 503
     server.start()
     eventually(
-        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        lambda: bridged(fakeswitch, caller),
         timeout=20,
         what="routed once Redis is back",
     )
@@ -237,7 +237,7 @@ def test_slow_crm_webhook_gets_the_offer_and_never_holds_up_routing(fakeswitch, 
         eventually(lambda: received, what="offer posted")
         # The CRM has not answered yet, and the call is bridged all the same.
         eventually(
-            lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+            lambda: bridged(fakeswitch, caller),
             what="bridged while the webhook hangs",
         )
         assert not release.is_set()
@@ -273,7 +273,7 @@ def test_callers_parked_while_no_daemon_listened_are_adopted(fakeswitch, start_d
         },
     )
     eventually(
-        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        lambda: bridged(fakeswitch, caller),
         what="the early caller is routed",
     )
     eventually(

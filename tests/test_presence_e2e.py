@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ccd import presence
 from ccd.customers import Customer, CustomerStore
-from tests.support.daemon_fixtures import agents_of, calls_of, eventually
+from tests.support.daemon_fixtures import agents_of, bridged, calls_of, eventually
 from tests.test_routing_e2e import SALES, login, offers
 
 TWO_SALES = {
@@ -18,10 +18,6 @@ TWO_SALES = {
 
 def activity(daemon, agent_id):
     return agents_of(daemon).require(agent_id).state.activity
-
-
-def bridged(switch, caller):
-    return [b for b in switch.trace.of("bridge") if caller in (b["a"], b["b"])]
 
 
 def agent_leg(switch, caller):

@@ -12,7 +12,7 @@ import itertools
 import pytest
 
 from ccd import presence
-from tests.support.daemon_fixtures import agents_of, eventually
+from tests.support.daemon_fixtures import agents_of, bridged, eventually
 
 SALES = "1"  # the main menu's digit for sales (freeswitch_conf/ivr_menus/ccd_main.xml)
 
@@ -75,7 +75,7 @@ def test_answering_agent_is_bridged_to_the_caller(fakeswitch, start_daemon):
     login(daemon, "alice")
     caller = fakeswitch.place_call("+3612345678", "Doe, John", digits=[SALES])
     bridge = eventually(
-        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        lambda: bridged(fakeswitch, caller),
         what="bridge",
     )[0]
     leg = bridge["b"] if bridge["a"] == caller else bridge["a"]
@@ -122,7 +122,7 @@ def test_busy_or_rejecting_agent_moves_to_the_next(fakeswitch, start_daemon, beh
     login(daemon, "alice", "bob")
     caller = fakeswitch.place_call("+3612345678", "X", digits=[SALES])
     eventually(
-        lambda: [b for b in fakeswitch.trace.of("bridge") if caller in (b["a"], b["b"])],
+        lambda: bridged(fakeswitch, caller),
         what="bridged to bob",
     )
     assert offers(fakeswitch) == ["1001", "1002"]

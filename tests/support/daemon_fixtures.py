@@ -42,6 +42,11 @@ def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = 
         time.sleep(0.01)
 
 
+def bridged(switch: FakeSwitch, caller: str) -> list[dict[str, Any]]:
+    """The fake switch's bridge entries that involve ``caller``."""
+    return [b for b in switch.trace.of("bridge") if caller in (b["a"], b["b"])]
+
+
 def daemon_config(switch: FakeSwitch, redis_url: str, **sections: Any) -> Config:
     host, port = switch.address
     data: dict[str, Any] = {
