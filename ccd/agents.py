@@ -49,46 +49,63 @@ _NULLABLE = ("call", "offer_leg", "wrapup_until")
 
 _LUA_INDEX = r"""
 -- Keeps the index sets in step with one agent's record (old may be nil).
--- agents:available  sorted set of agents free now, scored in routing order:
---                   fewest tags first, then longest idle (ties: by id, Redis's own order)
--- agents:ready      set of agents logged in (ready) with a registered phone, busy or not
--- agents:tag:<tag>  set of agents carrying the tag
+-- agents:available        sorted set of agents free now, scored in routing order:
+--                         fewest tags first, then longest idle (ties: by id, Redis's order)
+-- agents:available:<tag>  the same, per tag, so a search walks only agents with the tag
+-- agents:ready            set of agents logged in (ready) with a registered phone
+-- agents:tag:<tag>        set of agents carrying the tag
 local function index(prefix, id, old, new)
   local avail = prefix .. "agents:available"
   local ready = prefix .. "agents:ready"
-  local ntags = #(new.tags or {})
+  local tags = new.tags or {}
+  local free = new.login == "ready" and new.registered == true and new.activity == "idle"
+  local score = #tags * 1e10 + (tonumber(new.idle_since) or 0)
   if new.login == "ready" and new.registered == true then
     redis.call("SADD", ready, id)
-    if new.activity == "idle" then
-      redis.call("ZADD", avail, ntags * 1e10 + (tonumber(new.idle_since) or 0), id)
-    else
-      redis.call("ZREM", avail, id)
-    end
   else
     redis.call("SREM", ready, id)
-    redis.call("ZREM", avail, id)
   end
+  if free then redis.call("ZADD", avail, score, id) else redis.call("ZREM", avail, id) end
   local keep = {}
-  for _, t in ipairs(new.tags or {}) do keep[t] = true end
+  for _, t in ipairs(tags) do keep[t] = true end
   if old then
     for _, t in ipairs(old.tags or {}) do
-      if not keep[t] then redis.call("SREM", prefix .. "agents:tag:" .. t, id) end
+      if not keep[t] then
+        redis.call("SREM", prefix .. "agents:tag:" .. t, id)
+        redis.call("ZREM", avail .. ":" .. t, id)
+      end
     end
   end
-  for t, _ in pairs(keep) do redis.call("SADD", prefix .. "agents:tag:" .. t, id) end
+  for t, _ in pairs(keep) do
+    redis.call("SADD", prefix .. "agents:tag:" .. t, id)
+    if free then
+      redis.call("ZADD", avail .. ":" .. t, score, id)
+    else
+      redis.call("ZREM", avail .. ":" .. t, id)
+    end
+  end
 end
 """
 
 _LUA_CANDIDATES = r"""
 -- ARGV prefix, k, number of tags, tags..., excluded ids...
--- The first k free agents (routing order) carrying every tag and not excluded.
+-- The first k free agents (routing order) carrying every tag and not excluded. It walks
+-- the free list of the rarest required tag and checks the others, so the work follows
+-- the agents who could take the call, not all agents.
 local prefix, k, ntags = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local avail = prefix .. "agents:available"
+local walk, best = avail, nil
 local tags, skip = {}, {}
-for i = 1, ntags do tags[i] = prefix .. "agents:tag:" .. ARGV[3 + i] end
+for i = 1, ntags do
+  local t = ARGV[3 + i]
+  local size = redis.call("ZCARD", avail .. ":" .. t)
+  if best == nil or size < best then best, walk = size, avail .. ":" .. t end
+  tags[i] = prefix .. "agents:tag:" .. t
+end
 for i = 4 + ntags, #ARGV do skip[ARGV[i]] = true end
 local found, start, chunk = {}, 0, 200
 while #found < k do
-  local ids = redis.call("ZRANGE", prefix .. "agents:available", start, start + chunk - 1)
+  local ids = redis.call("ZRANGE", walk, start, start + chunk - 1)
   if #ids == 0 then break end
   for _, id in ipairs(ids) do
     if not skip[id] then
@@ -168,7 +185,10 @@ redis.call("SREM", ARGV[2] .. "agents:ready", ARGV[3])
 if redis.call("HGET", ARGV[2] .. "agents:ext", rec.ext) == ARGV[3] then
   redis.call("HDEL", ARGV[2] .. "agents:ext", rec.ext)
 end
-for _, t in ipairs(rec.tags or {}) do redis.call("SREM", ARGV[2] .. "agents:tag:" .. t, ARGV[3]) end
+for _, t in ipairs(rec.tags or {}) do
+  redis.call("SREM", ARGV[2] .. "agents:tag:" .. t, ARGV[3])
+  redis.call("ZREM", ARGV[2] .. "agents:available:" .. t, ARGV[3])
+end
 return 1
 """
 

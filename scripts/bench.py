@@ -362,7 +362,7 @@ class Options:
     talk: float = 1.0
     wrapup: float = 1.0
     ring_time: float = 15.0
-    event_format: str = "plain"
+    event_format: str = "json"  # the daemon's default
     sps: int = 5000
     profile: Path | None = None
     keep: bool = False
@@ -637,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--answer-after", type=float, default=0.5)
     p.add_argument("--talk", type=float, default=1.0)
     p.add_argument("--wrapup", type=float, default=1.0)
-    p.add_argument("--event-format", choices=("plain", "json"), default="plain")
+    p.add_argument("--event-format", choices=("plain", "json"), default="json")
     p.add_argument("--sps", type=int, default=5000, help="the fake's sessions-per-second")
     p.add_argument("--profile", type=Path, help="run the daemon under cProfile, output here")
     p.add_argument("--keep", action="store_true", help="keep each run's logs and config")

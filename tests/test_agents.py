@@ -142,3 +142,23 @@ def test_ensure_reports_an_extension_owned_by_another_agent(agents):
     with pytest.raises(AgentError, match="already belongs"):
         agents.ensure("bob", "1001", [], now=1.0)
     assert agents.require("bob").extension == "1002"
+
+
+def test_candidates_come_in_routing_order_from_the_per_tag_index(agents):
+    # seed 002: fewest tags first, ties longest idle first; tags changes move agents.
+    # idle since their creation: dan (6.0) has waited longer than alice (7.0)
+    agents.create("carol", "1003", ["sales", "support", "management"], now=5.0)
+    agents.create("bob", "1002", ["sales", "support"], now=5.0)
+    agents.create("alice", "1001", ["sales"], now=7.0)
+    agents.create("dan", "1004", ["sales"], now=6.0)
+    for agent_id in ("carol", "bob", "alice", "dan"):
+        _ready(agents, agent_id, now=8.0)
+    assert [a.id for a in agents.available_with(["sales"])] == ["dan", "alice", "bob", "carol"]
+    assert [a.id for a in agents.available_with(["sales"], limit=2)] == ["dan", "alice"]
+    assert [a.id for a in agents.available_with(["sales"], exclude=["dan"], limit=1)] == ["alice"]
+    assert [a.id for a in agents.available_with(["support", "sales"])] == ["bob", "carol"]
+    agents.set_tags("dan", ["support"])
+    assert [a.id for a in agents.available_with(["sales"])] == ["alice", "bob", "carol"]
+    assert [a.id for a in agents.available_with(["support"])] == ["dan", "bob", "carol"]
+    agents.delete("bob")
+    assert [a.id for a in agents.available_with(["support"])] == ["dan", "carol"]
