@@ -46,6 +46,7 @@ __all__ = [
     "QueueConfig",
     "RedisConfig",
     "RoutingConfig",
+    "StickyConfig",
     "VoicemailConfig",
     "defaults_table",
     "load_config",
@@ -257,6 +258,9 @@ def _template(value: Any) -> str:
 
 # --- the schema ---------------------------------------------------------------------------
 
+# ccd.sticky.StickyType's values (config stays free of the domain modules' imports).
+_STICKY_TYPES = ("disabled", "type1", "type2", "type3", "type4")
+
 
 @dataclass(frozen=True)
 class _Option:
@@ -353,6 +357,14 @@ class VoicemailConfig:
 
 
 @dataclass(frozen=True)
+class StickyConfig:
+    """Direct callback (R-STICKY, ccd.sticky): the default for agents without their own."""
+
+    default_type: str
+    default_expiry: float
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     name: str
     tags: tuple[str, ...]
@@ -369,6 +381,8 @@ class AgentConfig:
     id: str
     extension: str
     tags: tuple[str, ...]
+    sticky_type: str | None = None  # None: sticky.default_type
+    sticky_expiry: float | None = None  # None: sticky.default_expiry
 
 
 _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
@@ -562,6 +576,23 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
             ),
         ),
     ),
+    "sticky": (
+        StickyConfig,
+        (
+            _Option(
+                "default_type",
+                "disabled",
+                _choice(*_STICKY_TYPES),
+                "direct callback type of agents without their own: disabled, type1..type4",
+            ),
+            _Option(
+                "default_expiry",
+                86400.0,
+                _seconds(),
+                "seconds a direct-callback binding lasts; 0 = disabled",
+            ),
+        ),
+    ),
 }
 
 _QUEUE_OPTIONS: tuple[_Option, ...] = (
@@ -602,6 +633,18 @@ _AGENT_OPTIONS: tuple[_Option, ...] = (
         "the agent's desk phone extension (required, unique)",
     ),
     _Option("tags", [], _tags, "the agent's tags (skills, departments, languages...)"),
+    _Option(
+        "sticky_type",
+        None,
+        _choice(*_STICKY_TYPES),
+        "this agent's direct callback type (default: sticky.default_type)",
+    ),
+    _Option(
+        "sticky_expiry",
+        None,
+        _seconds(),
+        "this agent's binding expiry in seconds (default: sticky.default_expiry)",
+    ),
 )
 
 _TABLES = {"queues": (_QUEUE_OPTIONS, "queue"), "agents": (_AGENT_OPTIONS, "agent")}
@@ -617,6 +660,7 @@ class Config:
     daemon: DaemonConfig
     routing: RoutingConfig
     voicemail: VoicemailConfig
+    sticky: StickyConfig
     queues: Mapping[str, QueueConfig]
     agents: Mapping[str, AgentConfig]
 
@@ -649,7 +693,13 @@ class Config:
             for name, q in self.queues.items()
         }
         out["agents"] = {
-            aid: {"extension": a.extension, "tags": list(a.tags)} for aid, a in self.agents.items()
+            aid: {
+                "extension": a.extension,
+                "tags": list(a.tags),
+                "sticky_type": a.sticky_type,
+                "sticky_expiry": a.sticky_expiry,
+            }
+            for aid, a in self.agents.items()
         }
         return out
 
@@ -809,8 +859,11 @@ def defaults_table() -> list[tuple[str, Any, str]]:
         for o in options:
             default = o.default
             if default is None:
-                default = {"ring_time": "routing.ring_time", "voicemail": "<queue name>"}.get(
-                    o.name, "(required)"
-                )
+                default = {
+                    "ring_time": "routing.ring_time",
+                    "voicemail": "<queue name>",
+                    "sticky_type": "sticky.default_type",
+                    "sticky_expiry": "sticky.default_expiry",
+                }.get(o.name, "(required)")
             rows.append((f"{top}.<{what}>.{o.name}", default, o.doc))
     return rows

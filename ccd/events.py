@@ -14,6 +14,8 @@ Which FreeSWITCH event becomes what (see fs-captures SEQUENCES.md):
   feature code: the dialplan sets ``ccd_action``, ``ccd_agent_ext`` and, for
   codes with a number, ``ccd_digits``, then parks); CUSTOM ``ccd::agent``
   carrying the same variables is accepted too.
+* CHANNEL_PARK with ``variable_ccd_direct_check=true`` -> :class:`EntryParked` (a
+  caller to a main number, before the menu: the direct-callback look-up).
 * CHANNEL_PARK with ``variable_ccd_queue`` -> :class:`CallParked`. Both legs of
   a loopback call park, but only the leg the dialplan ran on carries
   ``ccd_queue`` (capture 14). A call parks again after a transfer or with
@@ -53,6 +55,7 @@ __all__ = [
     "ChannelHangup",
     "ChannelUnbridged",
     "DomainEvent",
+    "EntryParked",
     "ExecuteComplete",
     "FeatureCode",
     "JobResult",
@@ -105,6 +108,22 @@ class CallParked:
     queue: str
     tags: tuple[str, ...] = ()
     variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryParked:
+    """A caller to a main number, parked for the direct-callback look-up (R-STICKY).
+
+    ``queue``/``tags``: the number's normal queue, for a bound customer whose agent
+    cannot take the call. The daemon sends everyone else on to the menu.
+    """
+
+    uuid: str
+    caller_number: str
+    caller_name: str
+    destination: str
+    queue: str
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +212,7 @@ class PhoneUnregistered:
 
 DomainEvent = (
     CallParked
+    | EntryParked
     | FeatureCode
     | ChannelCreated
     | ChannelAnswered
@@ -257,6 +277,20 @@ def _feature_code(ev: EslEvent, uuid: str, profiles: Iterable[str]) -> FeatureCo
     if not ext or not _DIGITS_RE.match(digits):
         return None
     return FeatureCode(uuid, ext, action, digits)
+
+
+def _entry_parked(ev: EslEvent, uuid: str) -> EntryParked | None:
+    queue = ev.var("ccd_direct_queue")
+    if not _QUEUE_RE.match(queue):
+        return None
+    return EntryParked(
+        uuid=uuid,
+        caller_number=ev.get("Caller-Caller-ID-Number"),
+        caller_name=ev.get("Caller-Caller-ID-Name"),
+        destination=ev.get("Caller-Destination-Number"),
+        queue=queue,
+        tags=parse_tags(ev.var("ccd_direct_tags")),
+    )
 
 
 def _call_parked(ev: EslEvent, uuid: str) -> CallParked | None:
@@ -335,6 +369,8 @@ def _from_esl(ev: EslEvent, profiles: tuple[str, ...]) -> DomainEvent | None:
     if name == "CHANNEL_PARK":
         if ev.var("ccd_action"):
             return _feature_code(ev, uuid, profiles)
+        if ev.var("ccd_direct_check") == "true":
+            return _entry_parked(ev, uuid)
         if ev.var("ccd_queue"):
             return _call_parked(ev, uuid)
         return None

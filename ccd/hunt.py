@@ -236,6 +236,8 @@ class Hunt:
         caller_display: str = "",
         priority: int = 0,
         entered_at: float = 0.0,
+        preferred: str | None = None,
+        preferred_display: str = "",
     ) -> None:
         if not is_uuid(call_uuid):
             raise UnsafeValue(f"bad call uuid: {call_uuid!r:.80}")
@@ -246,6 +248,10 @@ class Hunt:
         self.caller_display = sanitize_caller_name(caller_display)
         self.priority = priority
         self.entered_at = entered_at
+        # A direct callback (ccd.sticky): this agent is offered the call first, with its
+        # own screen-pop text; if they cannot take it, the queue's candidates follow.
+        self.preferred = preferred
+        self.preferred_display = sanitize_caller_name(preferred_display)
         self.phase = Phase.NEW
         self.tried: list[str] = []
         self.passed: list[str] = []  # lost a reservation race; skipped until the list drains
@@ -310,6 +316,13 @@ class Hunt:
         untried = [a for a in agents if a.id not in self.tried]
         fresh = [a for a in untried if a.id not in self.passed]
         acc = _Acc()
+        if self.preferred is not None:
+            bound = [a for a in fresh if a.id == self.preferred]
+            if bound:
+                fresh = bound  # the bound agent first
+            else:
+                acc.facts.append(self._fact("sticky.fallback", bound_agent=self.preferred))
+                self.preferred = None
         if fresh:
             agent = fresh[0]
             self.phase = Phase.RESERVING
@@ -482,8 +495,12 @@ class Hunt:
             "ccd_agent": self.agent_id,
             "ccd_queue": self.rules.name,
         }
-        if self.caller_display:
-            variables["origination_caller_id_name"] = self.caller_display
+        display = self.caller_display
+        if self.preferred is not None and self.agent_id == self.preferred:
+            display = self.preferred_display or display
+            acc.facts.append(self._fact("sticky.routed", bound_agent=self.preferred))
+        if display:
+            variables["origination_caller_id_name"] = display
         if self.caller_number:
             variables["origination_caller_id_number"] = self.caller_number
         timeout = math.ceil(self.rules.ring_time) + self.rules.ring_margin
@@ -520,6 +537,10 @@ class Hunt:
         self._next(acc)
 
     def _release(self, acc: _Acc, outcome: str, *, tried: bool) -> None:
+        if self.agent_id is not None and self.agent_id == self.preferred and tried:
+            # The bound agent could not take it: the normal queue from now on.
+            acc.facts.append(self._fact("sticky.fallback", bound_agent=self.preferred))
+            self.preferred = None
         if self.agent_id is not None:
             acc.releases.append(Release(self.agent_id, outcome, self.leg_uuid))
             if tried and self.agent_id not in self.tried:
@@ -577,6 +598,8 @@ class Hunt:
             "retries": self.retries,
             "moh_on": self.moh_on,
             "result": self.result,
+            "preferred": self.preferred,
+            "preferred_display": self.preferred_display,
         }
 
     @classmethod
@@ -591,6 +614,8 @@ class Hunt:
             caller_display=data.get("caller_display", ""),
             priority=int(data.get("priority", 0)),
             entered_at=float(data.get("entered_at", 0.0)),
+            preferred=data.get("preferred"),
+            preferred_display=data.get("preferred_display", ""),
         )
         hunt.phase = Phase(data["phase"])
         hunt.tried = list(data.get("tried", ()))

@@ -166,6 +166,29 @@ class CallControl:
             self._on_parked(parked, now)  # RedisUnavailable propagates: try next tick
             self._deferred.pop(uuid, None)
 
+    def _on_entry(self, e: ev.EntryParked, now: float) -> None:
+        """A caller to a main number: to the bound agent first (direct callback), else on
+        to the menu. Both go through the dialplan (sendmsg runs them in order on the
+        channel): the queue extension arms its own voicemail safety and sets ccd_queue."""
+        if not self.store.lease(f"chan.{e.uuid}", self.node_id, CALL_LEASE_MS):
+            return
+        agent_id = self._direct_agent(e, now)
+        self._execute(e.uuid, "sched_cancel", "")  # the dialplan's fall-through to the menu
+        if agent_id is None:
+            self._execute(e.uuid, "transfer", f"ccd_ivr XML {self._context}")
+            return
+        self._execute(e.uuid, "set", f"ccd_direct_agent={agent_id}")
+        self._execute(e.uuid, "set", f"ccd_arrived={now:.3f}")
+        self._execute(e.uuid, "transfer", f"ccd_queue_{e.queue} XML {self._context}")
+
+    def _direct_agent(self, e: ev.EntryParked, now: float) -> str | None:
+        """The agent a live binding sends this caller to (R-STICKY); None: the menu."""
+        return None
+
+    @property
+    def _context(self) -> str:
+        return self.config.daemon.dialplan_context
+
     def _on_parked(self, e: ev.CallParked, now: float) -> None:
         if e.uuid in self.hunts:
             return  # parked again (after a bridge ended, a transfer): already ours
@@ -176,14 +199,13 @@ class CallControl:
         history = self._history(e.caller_number) if customer is not None else []
         rules = self._with_implied_tags(self.queue_rules(e.queue, e.tags), customer)
         priority = self._priority(e.queue, customer)
-        display = caller_id_name(
-            self.config.routing.caller_id_template,
-            customer,
-            e.caller_name,
-            e.caller_number,
-            e.queue,
-            history=history,
-        )
+        template = self.config.routing.caller_id_template
+        args = (template, customer, e.caller_name, e.caller_number, e.queue)
+        display = caller_id_name(*args, history=history)
+        # A direct callback (see _on_entry): the bound agent first, and the waiting time
+        # (the overflow clock) counts from the moment the call arrived, not from here.
+        preferred = e.variables.get("ccd_direct_agent") or None
+        entered_at = _arrival(e.variables.get("ccd_arrived"), now)
         record = CallRecord(
             uuid=e.uuid,
             queue=e.queue,
@@ -191,7 +213,7 @@ class CallControl:
             caller_name=e.caller_name,
             destination=e.destination,
             tags=list(rules.required_tags),
-            entered_at=now,
+            entered_at=entered_at,
             priority=priority,
             customer=None if customer is None else customer.to_dict(),
             node=self.node_id,
@@ -203,7 +225,11 @@ class CallControl:
             caller_number=e.caller_number,
             caller_display=display,
             priority=priority,
-            entered_at=now,
+            entered_at=entered_at,
+            preferred=preferred,
+            preferred_display=caller_id_name(*args, direct=True, history=history)
+            if preferred
+            else "",
         )
         record.hunt = hunt.to_dict()
         if not self.calls.create(record, hunt.order_key):
@@ -318,6 +344,7 @@ class CallControl:
 
     _handlers: dict[type, Callable[[CallControl, Any, float], None]] = {
         ev.CallParked: _on_parked,
+        ev.EntryParked: _on_entry,
         ev.JobResult: _on_job,
         ev.ChannelAnswered: _on_answered,
         ev.ChannelBridged: _on_bridged,
@@ -741,6 +768,15 @@ class CallControl:
             log.info("call.implied_tags_ignored", queue=rules.name, tags=sorted(extra))
             return rules
         return dataclasses.replace(rules, required_tags=wanted)
+
+
+def _arrival(value: str | None, now: float) -> float:
+    """The arrival time a channel variable carries, if it is a sane one, else ``now``."""
+    try:
+        arrived = float(value) if value else now
+    except ValueError:
+        return now
+    return arrived if now - 3600 <= arrived <= now else now
 
 
 def build_call_control(daemon: Daemon) -> CallControl:

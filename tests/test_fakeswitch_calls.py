@@ -477,7 +477,7 @@ def test_event_header_names_are_freeswitch_names(fakeswitch, esl):
     a = esl.api("originate user/1001 &park()").split()[1]
     esl.api("originate user/1002 &park()")
     uuid = fakeswitch.place_call("+3612345678", "Doe, John", "5000", digits=["1"])
-    esl.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == uuid)
+    esl.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == uuid and e.var("ccd_queue"))
     esl.api(f"uuid_bridge {uuid} {a}")
     esl.wait_event(lambda e: e.name == "CHANNEL_BRIDGE")
     esl.api("hupall")
@@ -521,7 +521,9 @@ def test_caller_through_ivr_to_sales_queue_parks_with_contract_vars(fakeswitch, 
 
 def test_caller_pressing_nothing_ends_in_general_queue(fakeswitch, esl):
     uuid = fakeswitch.place_call("+3611111111", "", "5000", digits=[])
-    park = esl.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == uuid)
+    park = esl.wait_event(
+        lambda e: e.name == "CHANNEL_PARK" and e.uuid == uuid and e.var("ccd_queue")
+    )
     assert park.var("ccd_queue") == "general"
 
 
@@ -530,7 +532,7 @@ def test_caller_patience_and_voicemail_transfer(fakeswitch, esl):
     esl.wait_gone(impatient)
     assert fakeswitch.trace.of("abandon", uuid=impatient)
     caller = fakeswitch.place_call("+3633333333", "", "5000", digits=["1"])
-    esl.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == caller)
+    esl.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == caller and e.var("ccd_queue"))
     assert esl.api(f"uuid_transfer {caller} ccd_voicemail_sales XML ccd") == "+OK\n"
     esl.wait_gone(caller)
     assert fakeswitch.trace.of("voicemail", uuid=caller)[0]["box"] == "sales"
@@ -539,7 +541,7 @@ def test_caller_patience_and_voicemail_transfer(fakeswitch, esl):
 def test_caller_bridged_to_agent_then_agent_hangs_up(fakeswitch, esl):
     fakeswitch.add_phone("1001", answer_after=1, hangup_after=5)
     caller = fakeswitch.place_call("+3644444444", "", "5000", digits=["1"])
-    esl.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == caller)
+    esl.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == caller and e.var("ccd_queue"))
     agent = esl.api("originate {origination_caller_id_number=+3644444444}user/1001 &park()")
     agent = agent.split()[1]
     assert esl.api(f"uuid_bridge {caller} {agent}") == f"+OK {agent}\n"

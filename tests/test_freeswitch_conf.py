@@ -49,9 +49,24 @@ def test_every_xml_file_is_well_formed_before_and_after_preprocessing(conf):
     assert {p.resolve() for p in conf.files} == {p.resolve() for p in files}
 
 
-def test_main_number_answers_then_menu_then_general_queue(conf):
+def test_main_number_parks_for_the_direct_callback_look_up_then_falls_through_to_menu(conf):
     actions = [a for a in conf.dialplan.route("ccd", "5000", {}) if not a.inline]
-    assert [a.app for a in actions] == ["answer", "sleep", "ivr", "transfer"]
+    assert [a.app for a in actions] == ["answer", "set", "set", "set", "sched_transfer", "park"]
+    variables = dict(a.data.split("=", 1) for a in actions if a.app == "set")
+    assert variables == {
+        "ccd_direct_check": "true",
+        "ccd_direct_queue": "general",
+        "ccd_direct_tags": "general",
+    }
+    # No daemon answering: the dialplan itself moves the caller on to the menu.
+    delay, target = actions[4].data.split(" ", 1)
+    assert delay == "+" + conf.vars["ccd_direct_check_s"]
+    assert transfer_target(target, "ccd") == ("ccd_ivr", "ccd")
+
+
+def test_menu_extension_runs_the_main_menu_then_general_queue(conf):
+    actions = [a for a in conf.dialplan.route("ccd", "ccd_ivr", {}) if not a.inline]
+    assert [a.app for a in actions] == ["set", "sleep", "ivr", "transfer"]
     assert actions[2].data == "ccd_main"
     assert transfer_target(actions[3].data, "ccd") == ("ccd_queue_general", "ccd")
 

@@ -399,3 +399,34 @@ def test_only_tried_agents_busy_means_exhausted():
     hunt.on_job_result(first.job_uuid, False, "USER_BUSY", 2.0)
     hunt.on_candidates([], 2.0, busy=[A1.id])
     assert hunt.done and hunt.result == "voicemail"
+
+
+def test_bound_agent_is_offered_first_with_the_direct_screen_pop():
+    hunt = Hunt(
+        CALL, RULES, uuids(), caller_display="Doe", preferred=A3.id, preferred_display="DIRECT Doe"
+    )
+    hunt.start(0.0)
+    originate, step = ring(hunt, [A1, A2, A3], 1.0)
+    assert originate.endpoint_ext == A3.extension
+    assert originate.variables["origination_caller_id_name"] == "DIRECT Doe"
+    assert "sticky.routed" in names(step)
+
+
+def test_bound_agent_not_answering_falls_back_to_the_queue_order():
+    hunt = Hunt(CALL, RULES, uuids(), caller_display="Doe", preferred=A3.id)
+    hunt.start(0.0)
+    first, _ = ring(hunt, [A1, A3], 1.0)
+    step = hunt.on_job_result(first.job_uuid, False, "NO_ANSWER", 20.0)
+    assert "sticky.fallback" in names(step)
+    second, _ = ring(hunt, [A1, A3], 20.0)
+    assert second.endpoint_ext == A1.extension
+    assert second.variables["origination_caller_id_name"] == "Doe"
+
+
+def test_bound_agent_busy_means_the_queue_at_once():
+    hunt = Hunt(CALL, RULES, uuids(), preferred=A3.id)
+    hunt.start(0.0)
+    step = hunt.on_candidates([A1, A2], 0.5)
+    assert "sticky.fallback" in names(step) and step.reserve == A1.id
+    restored = Hunt.from_dict(hunt.to_dict(), uuids())
+    assert restored.preferred is None

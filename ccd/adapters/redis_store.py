@@ -204,7 +204,16 @@ class Keys:
         return self._key("callbacks")
 
     def sticky(self, number: str) -> str:
+        """A sticky binding (msgpack, ccd.bindings), by normalised number; its TTL is the expiry."""
         return self._key("sticky", number)
+
+    def sticky_pattern(self) -> str:
+        """SCAN pattern of every sticky binding (the prefix holds no glob characters)."""
+        return self.prefix + "sticky:*"
+
+    def sticky_setting(self, agent_id: str) -> str:
+        """An agent's run-time sticky setting (msgpack), overriding the config file."""
+        return self._key("sticky_setting", agent_id)
 
     def dnc(self, number: str) -> str:
         return self._key("dnc", number)
