@@ -384,7 +384,7 @@ class BindingStore:
         """
         number = try_normalize(event.number, plan=self._plan)
         if number is None:
-            log.debug("sticky.unusable_number", event=type(event).__name__)
+            log.debug("sticky.unusable_number", kind=type(event).__name__)
             return None
         if isinstance(event, AgentAttempt):
             event = AgentAttempt(number, event.agent_id, event.answered, event.now)

@@ -362,6 +362,10 @@ class CallControl:
         without blame and tried again shortly; the resync after the reconnect
         tells whether a leg was left behind.
         """
+        command = self._fire_jobs.pop(job_uuid, None)
+        if command is not None:
+            log.warning("esl.command_failed", command=command, reply=reason)
+            return
         call_uuid = self.jobs.pop(job_uuid, None)
         hunt = self.hunts.get(call_uuid) if call_uuid else None
         if hunt is not None:
@@ -700,7 +704,7 @@ class CallControl:
         comes, to log it if it failed."""
         job = job_uuid or self.new_uuid()
         try:
-            self.esl.bgapi(text, job_uuid=job)
+            self.esl.bgapi(text, job_uuid=job, wait=False)
         except EslError as exc:
             log.warning("esl.command_failed", command=text.split(" ", 1)[0], error=str(exc))
             return False
@@ -712,7 +716,7 @@ class CallControl:
 
     def _execute(self, uuid: str, app: str, arg: str) -> bool:
         try:
-            self.esl.execute(uuid, app, arg)
+            self.esl.execute(uuid, app, arg, wait=False)
         except EslError as exc:
             log.warning("esl.command_failed", command=app, error=str(exc))
             return False

@@ -820,3 +820,32 @@ def test_against_the_fake_freeswitch_jobs_and_resubscription_survive_an_esl_rest
         assert job_result(client.bgapi("originate user/9999 &park()")).startswith("-ERR")
     finally:
         client.stop()
+
+
+def test_jobs_sent_without_waiting_each_end_in_exactly_one_result(fakeswitch):
+    """bgapi(wait=False): the caller never waits on FreeSWITCH, and every job still
+    ends in one BACKGROUND_JOB or one JobFailed, also across a dropped connection."""
+    host, port = fakeswitch.address
+    fakeswitch.add_phone("1001", ring_forever=True)
+    client = EslClient(
+        host, port, PASSWORD, events=["BACKGROUND_JOB"], backoff_min=0.005,
+        backoff_max=0.02, command_timeout=3.0,
+    )  # fmt: skip
+    client.start()
+    try:
+        assert client.wait_connected(DEADLINE)
+        assert isinstance(next_item(client), Connected)
+        refused = client.bgapi("originate user/9999 &park()", wait=False)
+        ringing = client.bgapi("originate user/1001 &park()", wait=False)
+        first = next_item(client)
+        assert isinstance(first, EslEvent) and first.get("Job-UUID") == refused
+        assert first.body.startswith("-ERR SUBSCRIBER_ABSENT")
+        fakeswitch.stop_esl()  # the ringing job has no result yet
+        results = [next_item(client) for _ in range(2)]
+        assert isinstance(results[0], Disconnected)
+        assert results[1] == JobFailed(ringing, results[1].reason)
+        with pytest.raises(EslDisconnected):
+            client.bgapi("status", wait=False)
+    finally:
+        fakeswitch.start_esl()
+        client.stop()

@@ -189,6 +189,9 @@ class _Pending:
     result: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
     job_uuid: str | None = None
     abandoned: bool = False  # timed out; its reply is still due and must be swallowed
+    # Sent without waiting (send_nowait): called with the reason if the reply is not +OK
+    # or the connection is lost before it; nobody waits on ``result``.
+    on_fail: Callable[[str], None] | None = None
 
 
 class _Connection(InboundESL):
@@ -340,6 +343,11 @@ class _Connection(InboundESL):
         if slot.abandoned:
             self._log.info("esl.late_reply", command=slot.summary)
             return
+        if slot.on_fail is not None:
+            reply = frame.headers.get("Reply-Text", "")
+            if not reply.startswith("+OK"):
+                slot.on_fail(reply or frame.content_type)
+            return
         slot.result.set(frame)
 
     def _on_event(self, frame: Frame) -> None:
@@ -401,6 +409,40 @@ class _Connection(InboundESL):
         finally:
             timer.close()
 
+    def send_nowait(
+        self,
+        line: str,
+        timeout: float,
+        on_fail: Callable[[str], None],
+        *,
+        headers: Sequence[tuple[str, str]] = (),
+        job_uuid: str | None = None,
+    ) -> None:
+        """Write one command without waiting for its reply (FreeSWITCH answers in order;
+        the reader matches it). ``on_fail(reason)`` runs if the reply is not ``+OK`` or
+        the connection is lost first. The write itself is bounded by ``timeout``."""
+        data = encode_command(line, headers)
+        slot = _Pending(line, job_uuid=job_uuid, on_fail=on_fail)
+        try:
+            with gevent.Timeout(timeout), self._send_lock:
+                if self.closed.is_set():
+                    raise EslDisconnected(f"not connected: {self.close_reason}")
+                assert self.sock is not None
+                self._commands_sent.append(slot)
+                if job_uuid is not None:
+                    self.jobs[job_uuid] = False
+                self.sock.sendall(data)
+        except gevent.Timeout:
+            self.close("command write timed out")
+            raise EslTimeout(
+                f"could not write {line.split(' ', 2)[:2]} within {timeout} s"
+            ) from None
+        except OSError as exc:
+            self.close(f"socket error on send: {exc}")
+            raise EslDisconnected(
+                f"connection lost sending {line.split(' ', 1)[0]}: {exc}"
+            ) from None
+
     def close(self, reason: str) -> None:
         """Close once; every command still waiting fails with EslDisconnected now."""
         if self.closed.is_set():
@@ -410,7 +452,9 @@ class _Connection(InboundESL):
         self.close_reason = reason
         pending, self._commands_sent = self._commands_sent, deque()
         for slot in pending:
-            if not slot.abandoned:
+            if slot.on_fail is not None:
+                slot.on_fail(reason)
+            elif not slot.abandoned:
                 slot.result.set_exception(
                     EslDisconnected(
                         f"connection lost before the reply to {slot.summary!r}: {reason}"
@@ -621,7 +665,7 @@ class EslClient:
             raise EslCommandError(f"api {command.split(' ', 1)[0]}: {body.strip()}", body.strip())
         return body
 
-    def bgapi(self, command: str, job_uuid: str | None = None) -> str:
+    def bgapi(self, command: str, job_uuid: str | None = None, *, wait: bool = True) -> str:
         """``bgapi <command>`` with a Job-UUID header; returns the Job-UUID.
 
         The result arrives as a BACKGROUND_JOB event in the inbox, or, if the
@@ -630,6 +674,18 @@ class EslClient:
         inbox like any event).
         """
         job_uuid = job_uuid or str(uuidlib.uuid4())
+        if not wait:
+            # The dispatcher never waits on FreeSWITCH: a refused or lost job comes back
+            # as a JobFailed in the inbox, so each job still ends in exactly one result.
+            job = job_uuid
+            self._live().send_nowait(
+                f"bgapi {command}",
+                self._command_timeout,
+                lambda reason: self.inbox.put(JobFailed(job, reason)),
+                headers=[("Job-UUID", job_uuid)],
+                job_uuid=job_uuid,
+            )
+            return job_uuid
         frame = self._live().send(
             f"bgapi {command}",
             self._command_timeout,
@@ -649,6 +705,7 @@ class EslClient:
         *,
         event_uuid: str | None = None,
         lock: bool = False,
+        wait: bool = True,
     ) -> str:
         """Run a dialplan application on a channel; returns the event uuid.
 
@@ -665,6 +722,15 @@ class EslClient:
         headers.append(("Event-UUID", event_uuid))
         if lock:
             headers.append(("event-lock", "true"))
+        if not wait:
+
+            def failed(reason: str) -> None:
+                self._log.warning("esl.execute_failed", app=app, uuid=uuid, reply=reason)
+
+            self._live().send_nowait(
+                f"sendmsg {uuid}", self._command_timeout, failed, headers=headers
+            )
+            return event_uuid
         frame = self._live().send(f"sendmsg {uuid}", self._command_timeout, headers=headers)
         reply = frame.headers.get("Reply-Text", "")
         if not reply.startswith("+OK"):
