@@ -14,8 +14,8 @@ Theory of operation
 * Numbers are normalised (:mod:`ccd.numbers`) before they become keys, so ``06 1 234 5678`` and
   ``+3612345678`` are one binding.
 * :meth:`BindingStore.apply` writes a :class:`ccd.sticky.Decision` with one Lua script that
-  first checks the stored binding is still the one the decision was made from (same agent and
-  ``created_at``, or still absent). If another daemon or an operator changed it meanwhile,
+  first checks the stored record is still byte for byte the one the decision was made from (or
+  still absent): a compare-and-set. If another daemon or an operator changed it meanwhile,
   nothing is written and ``apply`` answers False; :meth:`BindingStore.record` then reads again
   and decides again. So a concurrent replace (latest agent wins) is never undone by a stale
   refresh or delete. SET and REFRESH write with ``PX`` (expiry restarts); KEEP_TTL_UPDATE
@@ -39,6 +39,7 @@ from typing import Any
 import structlog
 
 from ccd.adapters.redis_store import Codec, SchemaMismatch, Store, unavailable_as_domain_error
+from ccd.config import Config
 from ccd.numbers import NumberPlan, normalize, try_normalize
 from ccd.sticky import (
     DISABLED,
@@ -65,30 +66,29 @@ log = structlog.get_logger()
 BINDING_SCHEMA_VERSION = 1
 SETTING_SCHEMA_VERSION = 1
 
-#: Attempts of read → decide → compare-and-write before giving up (only concurrent writers
-#: to the same number make a retry necessary).
-_MAX_TRIES = 5
+#: Rounds of read → decide → compare-and-write before giving up. A round fails only because
+#: another writer's round succeeded, so N writers racing on one number need at most N rounds;
+#: the bound is a safety net, far above the few writers one customer's number ever has.
+_MAX_TRIES = 32
 _SCAN_BATCH = 200
 
 _LUA_APPLY = r"""
--- KEYS[1] binding; ARGV version, op (set|keepttl|delete), expected agent ("" = expect no key),
--- expected created_at, record (msgpack), ttl_ms.
+-- KEYS[1] binding; ARGV version, op (set|keepttl|delete), the record expected to be stored
+-- (its exact bytes; "" = expect no key), the new record, ttl_ms.
 -- 1 written, 0 the stored binding is not the expected one, -2 a record of another schema.
 local raw = redis.call("GET", KEYS[1])
-if raw then
-  local ok, rec = pcall(cmsgpack.unpack, raw)
-  if not ok or type(rec) ~= "table" or rec["_v"] ~= tonumber(ARGV[1]) then return -2 end
-  if ARGV[3] == "" or rec.agent ~= ARGV[3] or tonumber(rec.created_at) ~= tonumber(ARGV[4]) then
-    return 0
+if (raw or "") ~= ARGV[3] then
+  if raw then
+    local ok, rec = pcall(cmsgpack.unpack, raw)
+    if not ok or type(rec) ~= "table" or rec["_v"] ~= tonumber(ARGV[1]) then return -2 end
   end
-elseif ARGV[3] ~= "" then
   return 0
 end
 if ARGV[2] == "set" then
-  redis.call("SET", KEYS[1], ARGV[5], "PX", ARGV[6])
+  redis.call("SET", KEYS[1], ARGV[4], "PX", ARGV[5])
 elseif ARGV[2] == "keepttl" then
   if not raw then return 0 end
-  redis.call("SET", KEYS[1], ARGV[5], "KEEPTTL")
+  redis.call("SET", KEYS[1], ARGV[4], "KEEPTTL")
 elseif ARGV[2] == "delete" then
   if raw then redis.call("DEL", KEYS[1]) end
 end
@@ -134,7 +134,7 @@ def _binding_of(record: Mapping[str, Any]) -> Binding:
         type=StickyType(record["type"]),
         expires_at=float(record["expires_at"]),
         created_at=float(record["created_at"]),
-        attempts=int(record.get("attempts", 1)),
+        attempts=int(record["attempts"]),
     )
 
 
@@ -169,7 +169,7 @@ class BindingStore:
 
     @classmethod
     def from_config(
-        cls, store: Store, config: Any, *, plan: NumberPlan | None = None
+        cls, store: Store, config: Config, *, plan: NumberPlan | None = None
     ) -> BindingStore:
         """The store with ``config.sticky`` defaults, per-agent overrides and time scale."""
         return cls(
@@ -189,6 +189,11 @@ class BindingStore:
     def normalize(self, number: str) -> str:
         """The number's one stored form; :class:`ccd.numbers.InvalidNumber` when it is none."""
         return normalize(number, plan=self._plan)
+
+    def _encode(self, binding: Binding) -> bytes:
+        # Deterministic (fixed field order, floats as float64): the bytes of a binding read
+        # back are the bytes stored, which is what apply's compare-and-set relies on.
+        return self._codec.encode(_binding_record(binding))
 
     def _decode(self, key: str, raw: bytes | None) -> Binding | None:
         if raw is None:
@@ -217,8 +222,8 @@ class BindingStore:
         return self._store.pttl(self._keys.sticky(self.normalize(number)))
 
     def apply(self, number: str, decision: Decision) -> bool:
-        """Write ``decision`` atomically, only if the stored binding is still
-        ``decision.previous`` (same agent and creation time, or still absent).
+        """Write ``decision`` atomically, only if the stored binding is still exactly
+        ``decision.previous`` (or still absent): a compare-and-set on the whole record.
 
         True: written (or nothing to write, KEEP). False: the binding changed meanwhile (read
         and decide again) or is a record of another schema (logged); nothing was written.
@@ -241,12 +246,8 @@ class BindingStore:
             if decision.ttl is None or not decision.ttl > 0:
                 raise ValueError(f"{decision.action} needs a ttl > 0, got {decision.ttl!r}")
             ttl_ms = _ttl_ms(decision.ttl)
-        previous = decision.previous
-        record = (
-            b""
-            if decision.binding is None
-            else self._codec.encode(_binding_record(decision.binding))
-        )
+        previous = b"" if decision.previous is None else self._encode(decision.previous)
+        record = b"" if decision.binding is None else self._encode(decision.binding)
         key = self._keys.sticky(normalized)
         code = self._store.scripts.call(
             "sticky_apply",
@@ -254,8 +255,7 @@ class BindingStore:
             args=[
                 BINDING_SCHEMA_VERSION,
                 op,
-                "" if previous is None else previous.agent_id,
-                "0" if previous is None else repr(float(previous.created_at)),
+                previous,
                 record,
                 ttl_ms,
             ],

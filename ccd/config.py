@@ -533,7 +533,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
             ),
             _Option(
                 "caller_id_template",
-                "{vip}{name}",
+                "{direct}{vip}{name}",
                 _template,
                 "caller-id name shown on the agent's phone (screen pop)",
             ),

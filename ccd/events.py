@@ -369,10 +369,10 @@ def _from_esl(ev: EslEvent, profiles: tuple[str, ...]) -> DomainEvent | None:
     if name == "CHANNEL_PARK":
         if ev.var("ccd_action"):
             return _feature_code(ev, uuid, profiles)
+        if ev.var("ccd_queue"):  # a queue's park, also after a direct-callback entry
+            return _call_parked(ev, uuid)
         if ev.var("ccd_direct_check") == "true":
             return _entry_parked(ev, uuid)
-        if ev.var("ccd_queue"):
-            return _call_parked(ev, uuid)
         return None
     if name == "CHANNEL_CREATE":
         return ChannelCreated(

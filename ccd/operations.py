@@ -1,4 +1,5 @@
-"""The operators' commands: ``ccd agent …``, ``ccd queue list``, ``ccd status``, ``ccd customers``.
+"""The operators' commands: ``ccd agent …``, ``ccd queue list``, ``ccd status``, ``ccd customers``,
+``ccd sticky …``.
 
 Theory of operation
 -------------------
@@ -6,7 +7,8 @@ Redis holds the truth about agents, waiting calls and customers; the daemon's me
 cache and it reads Redis for every routing decision. So each command here is a short session
 against Redis: load the configuration, connect, PING, do one thing through the repositories
 (:class:`ccd.agents.AgentRepository`, :class:`ccd.calls.CallRepository`,
-:class:`ccd.customers.CustomerStore`), print the result, close. Writes go through the same
+:class:`ccd.customers.CustomerStore`, :class:`ccd.bindings.BindingStore`), print the result,
+close. Writes go through the same
 atomic Lua scripts the daemon uses, so a command racing a live call is safe; a login change is
 the pure :func:`ccd.presence.set_login` applied by compare-and-set.
 
@@ -47,16 +49,22 @@ from ccd.agents import (
     check_extension,
     check_tags,
 )
+from ccd.bindings import BindingStore
 from ccd.calls import CallRecord, CallRepository
 from ccd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from ccd.config import NAME_RE, Config, load_config
 from ccd.logging import configure_logging
+from ccd.numbers import InvalidNumber
 from ccd.presence import Activity, IllegalTransition, Login, set_login
+from ccd.sticky import Binding, StickySetting, StickyType
 
-__all__ = ["LOGIN_ACTIONS", "human_duration", "register"]
+__all__ = ["LOGIN_ACTIONS", "STICKY_CHOICES", "human_duration", "register"]
 
 #: The login changes an operator may ask for (the presence table decides which are legal).
 LOGIN_ACTIONS = ("login", "logout", "break", "ready")
+
+#: ``ccd agent sticky ID TYPE``: a type, or ``config`` to drop the run-time override.
+STICKY_CHOICES = (*(str(t) for t in StickyType), "config")
 
 #: The CLI is an adapter: wall-clock time is fine here (tests replace this).
 _now: Callable[[], float] = time.time
@@ -75,7 +83,7 @@ def register(
     subparsers: argparse._SubParsersAction,  # type: ignore[type-arg]
     add_config_arg: Callable[[argparse.ArgumentParser], None],
 ) -> None:
-    """Add ``agent``, ``queue``, ``status`` and ``customers`` to the ``ccd`` parser."""
+    """Add ``agent``, ``queue``, ``status``, ``customers`` and ``sticky`` to the parser."""
 
     def leaf(
         parent: argparse._SubParsersAction,  # type: ignore[type-arg]
@@ -117,6 +125,34 @@ def register(
     p = leaf(agent_sub, "show", cmd_agent_show, "show one agent", json_flag=True)
     p.add_argument("id")
     leaf(agent_sub, "sync", cmd_agent_sync, "create the config file's agents missing in Redis")
+    p = leaf(
+        agent_sub,
+        "sticky",
+        cmd_agent_sticky,
+        "show or set an agent's direct callback type at run time",
+    )
+    p.add_argument("id")
+    p.add_argument(
+        "type",
+        nargs="?",
+        choices=STICKY_CHOICES,
+        metavar="TYPE",
+        help=f"one of {', '.join(STICKY_CHOICES)} (config: back to the config file); "
+        "none: show the setting",
+    )
+    p.add_argument(
+        "--expiry", metavar="S", help="binding expiry in seconds (default: the configured one)"
+    )
+
+    # ccd sticky ...
+    sticky = subparsers.add_parser("sticky", help="direct callback bindings (number -> agent)")
+    sticky_sub = sticky.add_subparsers(dest="sticky_command", required=True, metavar="COMMAND")
+    p = leaf(sticky_sub, "list", cmd_sticky_list, "list live bindings", json_flag=True)
+    p.add_argument("--agent", metavar="A", help="only the bindings of this agent")
+    p = leaf(sticky_sub, "show", cmd_sticky_show, "show the binding of a number", json_flag=True)
+    p.add_argument("number")
+    p = leaf(sticky_sub, "delete", cmd_sticky_delete, "delete the binding of a number")
+    p.add_argument("number")
 
     # ccd queue list
     queue = subparsers.add_parser("queue", help="inspect queues")
@@ -474,6 +510,143 @@ def cmd_agent_sync(args: argparse.Namespace) -> int:
     if refused:
         print(f"ccd agent sync: {refused} agent(s) refused", file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+# --- ccd agent sticky / ccd sticky ... ------------------------------------------------------------
+
+
+def _bindings(s: _Session) -> BindingStore:
+    return BindingStore.from_config(s.store, s.config)
+
+
+def _number(bindings: BindingStore, raw: str) -> str:
+    try:
+        return bindings.normalize(raw)
+    except InvalidNumber as exc:
+        raise _Refused(f"{raw!r} is not a phone number: {exc}") from None
+
+
+def _setting_text(setting: StickySetting) -> str:
+    if not setting.enabled:
+        return "disabled" if setting.type is StickyType.DISABLED else "disabled (expiry 0)"
+    return f"{setting.type}, expiry {human_duration(setting.expiry)}"
+
+
+def _expiry_arg(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value != float("inf")):
+        raise _Refused(f"--expiry: expected a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def cmd_agent_sticky(args: argparse.Namespace) -> int:
+    expiry = _expiry_arg(args.expiry)
+    if args.type is None and expiry is not None:
+        raise _Refused("--expiry needs a TYPE")
+    if args.type == "config" and expiry is not None:
+        raise _Refused("config goes back to the config file's type and expiry: no --expiry")
+    with _session(args) as s:
+        if args.id not in s.config.agents:
+            s.agents.require(args.id)  # UnknownAgent: neither in the config file nor in Redis
+        bindings = _bindings(s)
+        if args.type == "config":
+            bindings.clear_runtime_setting(args.id)
+        elif args.type is not None:
+            bindings.set_runtime_setting(args.id, args.type, expiry)
+        override = bindings.runtime_setting(args.id)
+        now = bindings.setting_for(args.id)
+        configured = bindings.configured_setting(args.id)
+    source = "run-time setting" if override is not None else "config file"
+    print(f"agent {args.id}: direct callback {_setting_text(now)} ({source})")
+    if override is not None:
+        print(
+            f"config file: {_setting_text(configured)} "
+            f"(back to it: ccd agent sticky {args.id} config)"
+        )
+    return EXIT_OK
+
+
+def _binding_dict(binding: Binding, ttl_ms: int | None) -> dict[str, Any]:
+    return {
+        "number": binding.number,
+        "agent": binding.agent_id,
+        "type": str(binding.type),
+        "created_at": binding.created_at,
+        "expires_at": binding.expires_at,
+        "ttl_ms": ttl_ms,
+        "attempts": binding.attempts,
+    }
+
+
+def _left(ttl_ms: int | None) -> str:
+    if ttl_ms is None:
+        return ""
+    return "never" if ttl_ms < 0 else human_duration(ttl_ms / 1000)
+
+
+def cmd_sticky_list(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        listed = _bindings(s).list(agent=args.agent)
+        now = _now()
+    if args.json:
+        _print_json([_binding_dict(b, ttl) for b, ttl in listed])
+        return EXIT_OK
+    rows = [
+        [
+            b.number,
+            b.agent_id,
+            str(b.type),
+            _left(ttl),
+            str(b.attempts),
+            human_duration(now - b.created_at),
+        ]
+        for b, ttl in listed
+    ]
+    empty = f"no bindings of agent {args.agent}" if args.agent else "no bindings"
+    _print_table(["NUMBER", "AGENT", "TYPE", "LEFT", "ATTEMPTS", "AGE"], rows, empty)
+    return EXIT_OK
+
+
+def cmd_sticky_show(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        bindings = _bindings(s)
+        number = _number(bindings, args.number)
+        binding = bindings.get(number)
+        ttl = bindings.pttl(number)
+        now = _now()
+    if binding is None or ttl is None:
+        raise _Refused(f"no binding for {number}")
+    if args.json:
+        _print_json(_binding_dict(binding, ttl))
+        return EXIT_OK
+    lines = [
+        ("number", binding.number),
+        ("agent", binding.agent_id),
+        ("type", str(binding.type)),
+        ("expires in", _left(ttl)),
+        ("attempts", str(binding.attempts)),
+        ("created", f"{human_duration(now - binding.created_at)} ago"),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key + ':':<{width + 1}} {_cell(value)}")
+    return EXIT_OK
+
+
+def cmd_sticky_delete(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        bindings = _bindings(s)
+        number = _number(bindings, args.number)
+        binding = bindings.delete(number, reason="operator")
+    if binding is None:
+        raise _Refused(f"no binding for {number}")
+    print(f"binding {binding.number} -> {_cell(binding.agent_id)} deleted")
     return EXIT_OK
 
 

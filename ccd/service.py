@@ -38,6 +38,7 @@ from ccd.adapters.esl import EslError
 from ccd.adapters.redis_store import RedisUnavailable, Store
 from ccd.adapters.webhook import WebhookSender
 from ccd.agents import Agent, AgentError, AgentRepository
+from ccd.bindings import BindingStore
 from ccd.calls import CallRecord, CallRepository
 from ccd.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
 from ccd.config import Config
@@ -46,6 +47,7 @@ from ccd.esl_wire import EslEvent
 from ccd.hunt import Hunt, Phase, QueueRules, Release, Step
 from ccd.routing import candidates
 from ccd.screenpop import caller_id_name, offer_payload
+from ccd.sticky import AgentAttempt, CustomerCall
 
 if TYPE_CHECKING:
     from ccd.daemon import Daemon, LiveSnapshot
@@ -77,6 +79,7 @@ class CallControl:
         node_id: str,
         new_uuid: Callable[[], str] = _new_uuid,
         customers: Any = None,
+        bindings: BindingStore | None = None,
         webhook: Any = None,
         metrics: Any = None,
     ) -> None:
@@ -86,6 +89,7 @@ class CallControl:
         self.node_id = node_id
         self.new_uuid = new_uuid
         self.customers = customers
+        self.bindings = bindings
         self.webhook = webhook
         self.metrics = metrics
         self.agents = AgentRepository(store)
@@ -174,6 +178,7 @@ class CallControl:
             return
         agent_id = self._direct_agent(e, now)
         self._execute(e.uuid, "sched_cancel", "")  # the dialplan's fall-through to the menu
+        self._execute(e.uuid, "set", "ccd_direct_check=false")  # looked up once
         if agent_id is None:
             self._execute(e.uuid, "transfer", f"ccd_ivr XML {self._context}")
             return
@@ -182,8 +187,28 @@ class CallControl:
         self._execute(e.uuid, "transfer", f"ccd_queue_{e.queue} XML {self._context}")
 
     def _direct_agent(self, e: ev.EntryParked, now: float) -> str | None:
-        """The agent a live binding sends this caller to (R-STICKY); None: the menu."""
-        return None
+        """The agent a live binding sends this caller to (R-STICKY); None: the menu.
+
+        The customer's call is recorded first (type 4 bindings are renewed by it)."""
+        if self.bindings is None:
+            return None
+        try:
+            self.bindings.record(CustomerCall(e.caller_number, now), now)
+            agent_id = self.bindings.route(e.caller_number, now)
+        except (RedisUnavailable, ValueError) as exc:
+            log.warning("sticky.lookup_failed", call=e.uuid, error=str(exc))
+            return None
+        if agent_id is not None and self.agents.get(agent_id) is None:
+            return None  # the agent was removed: the binding leads nowhere
+        return agent_id
+
+    def _sticky(self, event: AgentAttempt | CustomerCall, now: float) -> None:
+        if self.bindings is None:
+            return
+        try:
+            self.bindings.record(event, now)
+        except (RedisUnavailable, ValueError) as exc:
+            log.warning("sticky.record_failed", number=event.number, error=str(exc))
 
     @property
     def _context(self) -> str:
@@ -267,6 +292,8 @@ class CallControl:
                 self._drive(hunt, hunt.on_bridged(now), now)
                 record = self.records[caller]
                 record.status, record.bridged_at = "bridged", now
+                if record.agent:  # they talk: type 1 and 2 bindings end here
+                    self._sticky(CustomerCall(record.caller_number, now, record.agent), now)
                 self.calls.leave_queue(record)
                 self._save(hunt)
                 # The dialplan's safety net (sched_transfer to voicemail for a caller
@@ -292,6 +319,25 @@ class CallControl:
         agent = self._agent_for(e.extension)
         if agent is not None:
             self._presence(agent.id, lambda s: presence.call_ended(s, e.uuid, now, self.rules))
+            if e.variables.get("ccd_outbound") == "true":
+                self._outside_call_ended(agent, e, now)
+
+    def _outside_call_ended(self, agent: Agent, e: ev.ChannelHangup, now: float) -> None:
+        """An agent's own call to a customer ended (marked by the dialplan, ccd_agents.xml).
+
+        The agent's leg ends NORMAL_CLEARING either way (DESIGN.md wire facts): whether the
+        customer answered is in originate_disposition, else in the talk time (billsec)."""
+        number = e.variables.get("ccd_dialed", "")
+        if not number:
+            return
+        disposition = e.variables.get("originate_disposition", "")
+        try:
+            billsec = int(e.variables.get("billsec", "0") or 0)
+        except ValueError:
+            billsec = 0
+        answered = disposition == "SUCCESS" or (not disposition and billsec > 0)
+        log.info("agent.outside_call", agent=agent.id, answered=answered, billsec=billsec)
+        self._sticky(AgentAttempt(number, agent.id, answered, now), now)
 
     def _on_created(self, e: ev.ChannelCreated, now: float) -> None:
         if e.variables.get("ccd_call"):
@@ -796,6 +842,7 @@ def build_call_control(daemon: Daemon) -> CallControl:
         esl=daemon.esl,
         node_id=daemon.node_id,
         customers=CustomerStore(daemon.store),
+        bindings=BindingStore.from_config(daemon.store, daemon.config),
         webhook=webhook,
         metrics=daemon.metrics,
     )

@@ -16,10 +16,12 @@ import structlog
 from ccd import operations, presence
 from ccd.adapters.redis_store import Store, connect_redis
 from ccd.agents import AgentRepository
+from ccd.bindings import BindingStore, SettingOverride
 from ccd.calls import CallRecord, CallRepository
 from ccd.cli import main
 from ccd.hunt import queue_order_key
 from ccd.operations import human_duration
+from ccd.sticky import AgentAttempt, StickySetting, StickyType
 from tests.support.redis_fixtures import free_port
 
 NOW = 1_700_000_000.0
@@ -102,7 +104,7 @@ def ccd(config, capsys, clock):
 
     def run(*argv: str) -> tuple[int, str, str]:
         command, *rest = argv
-        if command in ("agent", "queue", "customers"):
+        if command in ("agent", "queue", "customers", "sticky"):
             args = [command, rest[0], "-c", str(config), *rest[1:]]
         else:
             args = [command, "-c", str(config), *rest]
@@ -590,3 +592,130 @@ def test_redis_password_is_never_printed(tmp_path, capsys):
 )  # fmt: skip
 def test_human_duration(seconds, text):
     assert human_duration(seconds) == text
+
+
+# --- ccd agent sticky / ccd sticky ... ----------------------------------------------------------
+
+
+@pytest.fixture
+def bindings(store):
+    """Bindings made as the daemon makes them: alice type1, bob type3, 1 hour."""
+    return BindingStore(
+        store,
+        per_agent={
+            "alice": SettingOverride("type1", 3600),
+            "bob": SettingOverride("type3", 3600),
+        },
+    )
+
+
+def _bind(bindings: BindingStore, agent: str, number: str, now: float = NOW) -> None:
+    assert bindings.record(AgentAttempt(number, agent, answered=False, now=now), now) is not None
+
+
+def test_agent_sticky_sets_shows_and_drops_the_run_time_setting(ccd, bindings):
+    code, out, _ = ccd("agent", "sticky", "alice")
+    assert code == 0 and out == "agent alice: direct callback disabled (config file)\n"
+    code, out, _ = ccd("agent", "sticky", "alice", "type2", "--expiry", "600")
+    assert code == 0
+    assert out.splitlines() == [
+        "agent alice: direct callback type2, expiry 10m00s (run-time setting)",
+        "config file: disabled (back to it: ccd agent sticky alice config)",
+    ]
+    assert bindings.setting_for("alice") == StickySetting(StickyType.TYPE2, 600)
+    code, out, _ = ccd("agent", "sticky", "alice", "type4")  # expiry: the configured one
+    assert code == 0
+    assert bindings.runtime_setting("alice") == SettingOverride("type4", None)
+    code, out, _ = ccd("agent", "sticky", "alice", "config")
+    assert code == 0 and "(config file)" in out
+    assert bindings.runtime_setting("alice") is None
+
+
+def test_agent_sticky_for_an_agent_only_in_redis(ccd):
+    assert ccd("agent", "add", "carol", "--ext", "1003")[0] == 0
+    code, out, _ = ccd("agent", "sticky", "carol", "type3", "--expiry", "60")
+    assert code == 0 and out.startswith("agent carol: direct callback type3, expiry 1m00s")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["nobody", "type1"], "no agent 'nobody'"),
+        (["alice", "type1", "--expiry", "-5"], "--expiry: expected a number of seconds >= 0"),
+        (["alice", "type1", "--expiry", "nan"], "--expiry: expected"),
+        (["alice", "type1", "--expiry", "soon"], "--expiry: expected"),
+        (["alice", "config", "--expiry", "10"], "no --expiry"),
+        (["alice", "--expiry", "10"], "--expiry needs a TYPE"),
+        (["alice", "type5"], "invalid choice"),
+    ],
+)
+def test_agent_sticky_refuses_bad_requests(ccd, bindings, argv, fragment):
+    line = _refused(*ccd("agent", "sticky", *argv))
+    assert fragment in line
+    assert bindings.runtime_setting("alice") is None
+
+
+def test_sticky_list_shows_bindings_and_filters_by_agent(ccd, bindings, clock):
+    _bind(bindings, "alice", "06 1 111 1111")
+    _bind(bindings, "bob", "+36 22 222 222")
+    _bind(bindings, "alice", "+3633333333", NOW + 60)
+    clock[0] = NOW + 120
+    code, out, _ = ccd("sticky", "list")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["NUMBER", "AGENT", "TYPE", "LEFT", "ATTEMPTS", "AGE"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["+3611111111", "alice", "type1"],
+        ["+3622222222", "bob", "type3"],
+        ["+3633333333", "alice", "type1"],
+    ]
+    assert lines[1].split()[3] in ("59m59s", "1h00m")  # Redis's own count, a moment later
+    assert lines[1].split()[5] == "2m00s"
+    code, out, _ = ccd("sticky", "list", "--agent", "bob")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["+3622222222"]
+    code, out, _ = ccd("sticky", "list", "--agent", "carol")
+    assert code == 0 and out == "(no bindings of agent carol)\n"
+
+
+def test_sticky_list_json(ccd, bindings):
+    _bind(bindings, "bob", "+3622222222")
+    code, out, _ = ccd("sticky", "list", "--json")
+    assert code == 0
+    [entry] = json.loads(out)
+    assert entry["number"] == "+3622222222" and entry["agent"] == "bob"
+    assert entry["type"] == "type3" and entry["expires_at"] == NOW + 3600
+    assert 3_590_000 < entry["ttl_ms"] <= 3_600_000
+
+
+def test_sticky_show_finds_the_number_however_written(ccd, bindings):
+    _bind(bindings, "alice", "+3612345678")
+    code, out, _ = ccd("sticky", "show", "06 (1) 234-5678")
+    assert code == 0
+    fields = dict(line.split(":", 1) for line in out.splitlines())
+    assert fields["number"].strip() == "+3612345678"
+    assert fields["agent"].strip() == "alice"
+    assert fields["attempts"].strip() == "1"
+    code, out, _ = ccd("sticky", "show", "+3612345678", "--json")
+    assert json.loads(out)["agent"] == "alice"
+
+
+def test_sticky_delete_removes_the_binding(ccd, bindings):
+    _bind(bindings, "alice", "+3612345678")
+    code, out, _ = ccd("sticky", "delete", "0036 1 234 5678")
+    assert code == 0 and out == "binding +3612345678 -> alice deleted\n"
+    assert bindings.get("+3612345678") is None
+    assert "no binding for +3612345678" in _refused(*ccd("sticky", "delete", "+3612345678"))
+
+
+@pytest.mark.parametrize("command", ["show", "delete"])
+def test_sticky_refuses_what_is_not_a_number_or_not_bound(ccd, command):
+    assert "is not a phone number" in _refused(*ccd("sticky", command, "anonymous"))
+    assert "no binding for +3612345678" in _refused(*ccd("sticky", command, "+3612345678"))
+
+
+def test_sticky_with_redis_down_is_exit_1(tmp_path, capsys):
+    config = _write_config(tmp_path / "down.toml", f"redis://127.0.0.1:{free_port()}/0")
+    for argv in (["sticky", "list"], ["sticky", "show", "+3612345678"], ["agent", "sticky", "x"]):
+        code = main([*argv[:2], "-c", str(config), *argv[2:]])
+        out, err = capsys.readouterr()
+        assert code == 1 and out == "" and err.startswith("ccd: Redis unavailable"), err
