@@ -271,8 +271,11 @@ class Daemon:
             if self.control:
                 self.control.on_event(item, self.now())
         elif isinstance(item, Tick):
-            if not self.synced and self.esl.connected:
-                self.resync()  # the last attempt failed (Redis down): try again
+            stale = item.now - self.snapshot.at >= self.config.routing.resync_interval
+            if self.esl.connected and (not self.synced or stale):
+                # Retry a failed resync (Redis was down), and reconcile periodically: a
+                # call whose daemon died is taken over once its lease has expired.
+                self.resync()
             if self.control:
                 self.control.on_tick(item.now)
         elif isinstance(item, Connected | Reconnected):
@@ -292,6 +295,7 @@ class Daemon:
             registrations = parse_registrations(self.esl.api("show registrations as json"))
         except EslError as exc:
             log.warning("daemon.resync_failed", error=str(exc))
+            self.snapshot.at = self.now()  # not again before the next interval
             return
         self.snapshot = LiveSnapshot(channels, registrations, self.now())
         if self.control:

@@ -18,7 +18,7 @@ from pathlib import Path
 from ccd import presence
 from ccd.adapters.redis_store import Store, connect_redis
 from ccd.agents import AgentRepository
-from tests.support.daemon_fixtures import agents_of, bridged, eventually
+from tests.support.daemon_fixtures import agents_of, bridged, calls_of, eventually
 from tests.test_routing_e2e import SALES, login, offers
 
 
@@ -281,3 +281,31 @@ def test_callers_parked_while_no_daemon_listened_are_adopted(fakeswitch, start_d
         what="bob's feature code is answered",
     )
     assert fakeswitch.trace.of("playback", uuid=code_call)
+
+
+def test_a_crashed_daemons_caller_is_taken_over_by_the_other_daemon(
+    fakeswitch, start_daemon, monkeypatch
+):
+    import gevent
+
+    import ccd.service
+
+    monkeypatch.setattr(ccd.service, "CALL_LEASE_MS", 300)  # real ms: expires fast here
+    fakeswitch.add_phone("1001", ring_forever=True)
+    fakeswitch.add_phone("1002", answer_after=1)
+    agents = {
+        "alice": {"extension": "1001", "tags": ["sales"]},
+        "bob": {"extension": "1002", "tags": ["sales", "support"]},
+    }
+    routing = {"wrapup_time": 0, "resync_interval": 5}
+    first = start_daemon(fakeswitch, agents=agents, routing=routing, daemon={"node_id": "a"})
+    login(first, "alice", "bob")
+    caller = fakeswitch.place_call("+3612345678", "Patient", digits=[SALES])
+    eventually(lambda: offers(fakeswitch) == ["1001"], what="alice rings (daemon a)")
+    # Daemon a dies without a word: its leases stay until they expire.
+    gevent.killall(first._greenlets)
+    first.esl.stop()
+    second = start_daemon(fakeswitch, agents=agents, routing=routing, daemon={"node_id": "b"})
+    eventually(lambda: bridged(fakeswitch, caller), timeout=20, what="daemon b took over")
+    assert offers(fakeswitch) == ["1001", "1002"]
+    assert calls_of(second).get(caller).node == "b"
