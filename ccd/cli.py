@@ -51,9 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = cfg_sub.add_parser("defaults", help="print every key with its default")
     defaults.set_defaults(func=cmd_config_defaults)
 
-    from ccd import operations
+    from ccd import operations, operations_dispo
 
     operations.register(sub, _add_config_arg)
+    operations_dispo.register(sub, _add_config_arg)
     return parser
 
 

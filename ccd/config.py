@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "AgentConfig",
+    "CallbacksConfig",
     "Config",
     "ConfigError",
     "DaemonConfig",
@@ -62,6 +63,8 @@ EXTENSION_RE = re.compile(r"^[0-9]{1,16}$")
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9_.:\-\[\]]{1,253}$")
 _MASK = "***"
+#: A normalised number prefix: "+" and 1-15 digits.
+_PREFIX_RE = re.compile(r"^\+[1-9][0-9]{0,14}$")
 
 
 class ConfigError(Exception):
@@ -169,6 +172,51 @@ def _string(pattern: re.Pattern[str] | None = None, what: str = "a string") -> C
         return value
 
     return check
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Invalid(f"expected true or false, got {_show(value)}")
+    return value
+
+
+def _string_list(pattern: re.Pattern[str], what: str) -> Check:
+    """A list of strings each matching ``pattern``; kept as a tuple, order and all."""
+
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise _Invalid(f"expected a list of {what}")
+        for item in value:
+            if not pattern.match(item):
+                raise _Invalid(f"{_show(item)} is not {what[:-1] if what.endswith('s') else what}")
+        return tuple(value)
+
+    return check
+
+
+def _business_hours(value: Any) -> tuple[str, ...]:
+    """Windows like "mon-fri 08:00-18:00"; ccd.callback owns the syntax."""
+    from ccd.callback import parse_business_hours
+
+    if not isinstance(value, list):
+        raise _Invalid(f'expected a list like ["mon-fri 08:00-18:00"], got {_show(value)}')
+    try:
+        parse_business_hours(value)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+    return tuple(value)
+
+
+def _timezone(value: Any) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$", value):
+        raise _Invalid(f'expected a time zone name like "Europe/Budapest", got {_show(value)}')
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Invalid(f'unknown time zone {_show(value)} (e.g. "Europe/Budapest")') from None
+    return value
 
 
 def _line(value: Any) -> str:
@@ -365,6 +413,28 @@ class StickyConfig:
 
 
 @dataclass(frozen=True)
+class CallbacksConfig:
+    """Callback requests (R-OVERFLOW, R-CALLBACK; ccd.callback, ccd.callbacks)."""
+
+    max_attempts: int
+    min_interval: float
+    agent_poll_interval: float
+    max_open_per_caller: int
+    offer_retries: int
+    lease_time: float
+    timezone: str
+    business_hours: tuple[str, ...]
+    country_code: str
+    min_digits: int
+    max_digits: int
+    allowed_prefixes: tuple[str, ...]
+    blocked_prefixes: tuple[str, ...]
+    premium_prefixes: tuple[str, ...]
+    emergency_numbers: tuple[str, ...]
+    allow_international: bool
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     name: str
     tags: tuple[str, ...]
@@ -374,6 +444,7 @@ class QueueConfig:
     priority: int
     overflow_time: float
     callback_strategy: str
+    business_hours: tuple[str, ...] | None = None  # None: callbacks.business_hours
 
 
 @dataclass(frozen=True)
@@ -593,6 +664,107 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
             ),
         ),
     ),
+    "callbacks": (
+        CallbacksConfig,
+        (
+            _Option(
+                "max_attempts",
+                3,
+                _integer(1, 100),
+                "dial attempts of a callback request before it is kept as unreached",
+            ),
+            _Option(
+                "min_interval",
+                600.0,
+                _seconds(),
+                "seconds between two attempts of one callback request",
+            ),
+            _Option(
+                "agent_poll_interval",
+                60.0,
+                _seconds(positive=True),
+                "active strategy: seconds between rounds of ringing a free agent",
+            ),
+            _Option(
+                "max_open_per_caller",
+                2,
+                _integer(1, 1000),
+                "open callback requests one number (calling or to call) may have",
+            ),
+            _Option(
+                "offer_retries",
+                2,
+                _integer(0, 10),
+                "re-prompts of the callback offer after no key or a wrong key",
+            ),
+            _Option(
+                "lease_time",
+                30.0,
+                _seconds(positive=True),
+                "seconds a daemon's claim on a request lasts unless renewed",
+            ),
+            _Option(
+                "timezone",
+                "Europe/Budapest",
+                _timezone,
+                "time zone of the business hours (IANA name)",
+            ),
+            _Option(
+                "business_hours",
+                ["mon-fri 08:00-18:00"],
+                _business_hours,
+                'local windows when callbacks are dialed, e.g. "mon-fri 08:00-18:00"; [] = always',
+            ),
+            _Option(
+                "country_code",
+                "36",
+                _string(re.compile(r"^[1-9][0-9]{0,2}$"), "a country code of 1-3 digits"),
+                "country of numbers written without + (06... is national)",
+            ),
+            _Option(
+                "min_digits",
+                10,
+                _integer(1, 15),
+                "fewest digits of a callback number, country code included",
+            ),
+            _Option(
+                "max_digits",
+                15,
+                _integer(1, 15),
+                "most digits of a callback number, country code included",
+            ),
+            _Option(
+                "allowed_prefixes",
+                [],
+                _string_list(_PREFIX_RE, "prefixes like +3630"),
+                "numbers starting so are accepted even if international, premium or blocked",
+            ),
+            _Option(
+                "blocked_prefixes",
+                [],
+                _string_list(_PREFIX_RE, "prefixes like +3651"),
+                "numbers starting so are refused as callback numbers",
+            ),
+            _Option(
+                "premium_prefixes",
+                ["+3690", "+3691"],
+                _string_list(_PREFIX_RE, "prefixes like +3690"),
+                "premium-rate prefixes, refused as callback numbers",
+            ),
+            _Option(
+                "emergency_numbers",
+                ["112", "104", "105", "107", "911", "999", "110", "118", "119", "000"],
+                _string_list(re.compile(r"^[0-9]{2,6}$"), "short codes of 2-6 digits"),
+                "emergency numbers, refused as callback numbers (also after the country code)",
+            ),
+            _Option(
+                "allow_international",
+                False,
+                _boolean,
+                "accept callback numbers of other countries",
+            ),
+        ),
+    ),
 }
 
 _QUEUE_OPTIONS: tuple[_Option, ...] = (
@@ -622,6 +794,12 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
         "active",
         _choice("active", "passive", "customer_first"),
         "how callback requests of this queue are dialed (not acted on yet)",
+    ),
+    _Option(
+        "business_hours",
+        None,
+        _business_hours,
+        "callback dialing windows of this queue (default: callbacks.business_hours)",
     ),
 )
 
@@ -661,6 +839,7 @@ class Config:
     routing: RoutingConfig
     voicemail: VoicemailConfig
     sticky: StickyConfig
+    callbacks: CallbacksConfig
     queues: Mapping[str, QueueConfig]
     agents: Mapping[str, AgentConfig]
 
@@ -757,6 +936,17 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
         problems.append(
             f"esl.backoff_max: must be >= esl.backoff_min ({esl['backoff_min']:g}), "
             f"got {esl['backoff_max']:g}"
+        )
+
+    callbacks = sections["callbacks"]
+    if (
+        callbacks["min_digits"]
+        and callbacks["max_digits"]
+        and callbacks["min_digits"] > callbacks["max_digits"]
+    ):
+        problems.append(
+            f"callbacks.max_digits: must be >= callbacks.min_digits ({callbacks['min_digits']}), "
+            f"got {callbacks['max_digits']}"
         )
 
     tables: dict[str, dict[str, dict[str, Any]]] = {}
@@ -864,6 +1054,7 @@ def defaults_table() -> list[tuple[str, Any, str]]:
                     "voicemail": "<queue name>",
                     "sticky_type": "sticky.default_type",
                     "sticky_expiry": "sticky.default_expiry",
+                    "business_hours": "callbacks.business_hours",
                 }.get(o.name, "(required)")
             rows.append((f"{top}.<{what}>.{o.name}", default, o.doc))
     return rows

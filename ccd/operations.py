@@ -1,5 +1,5 @@
 """The operators' commands: ``ccd agent …``, ``ccd queue list``, ``ccd status``, ``ccd customers``,
-``ccd sticky …``.
+``ccd sticky …``, ``ccd callbacks …``.
 
 Theory of operation
 -------------------
@@ -50,6 +50,8 @@ from ccd.agents import (
     check_tags,
 )
 from ccd.bindings import BindingStore
+from ccd.callback import CallbackError, CallbackRequest, Status
+from ccd.callbacks import CallbackStore
 from ccd.calls import CallRecord, CallRepository
 from ccd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from ccd.config import NAME_RE, Config, load_config
@@ -176,6 +178,30 @@ def register(
     p = leaf(customers_sub, "import", cmd_customers_import, "import customers from a CSV file")
     p.add_argument("file", help="CSV with a header: number,name,language,vip,...")
 
+    # ccd callbacks ...
+    callbacks = subparsers.add_parser("callbacks", help="callback requests")
+    callbacks_sub = callbacks.add_subparsers(
+        dest="callbacks_command", required=True, metavar="COMMAND"
+    )
+    p = leaf(callbacks_sub, "list", cmd_callbacks_list, "list callback requests", json_flag=True)
+    p.add_argument(
+        "--status",
+        choices=[str(s) for s in Status],
+        metavar="S",
+        help=f"only requests in this status: {', '.join(str(s) for s in Status)}",
+    )
+    p = leaf(callbacks_sub, "show", cmd_callbacks_show, "show one request", json_flag=True)
+    p.add_argument("id")
+    p = leaf(callbacks_sub, "cancel", cmd_callbacks_cancel, "cancel a request (it is kept)")
+    p.add_argument("id")
+    p = leaf(
+        callbacks_sub,
+        "retry",
+        cmd_callbacks_retry,
+        "dial an unreached, declined or cancelled request again, with fresh attempts",
+    )
+    p.add_argument("id")
+
 
 def _guarded(func: Handler) -> Handler:
     """Operator mistakes → one line and exit 2; a Redis error → one line and exit 1."""
@@ -184,7 +210,7 @@ def _guarded(func: Handler) -> Handler:
     def run(args: argparse.Namespace) -> int:
         try:
             return func(args)
-        except (_Refused, AgentError, IllegalTransition) as exc:
+        except (_Refused, AgentError, IllegalTransition, CallbackError) as exc:
             print(f"{args.op_prog}: {_one_line(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
         except RedisUnavailable:
@@ -867,6 +893,92 @@ def cmd_customers_import(args: argparse.Namespace) -> int:
         # The good rows are in; the exit code still tells a script that some were not.
         print(f"{args.op_prog}: {report.refused} row(s) refused", file=sys.stderr)
         return EXIT_USAGE
+    return EXIT_OK
+
+
+# --- ccd callbacks ... --------------------------------------------------------------------------
+
+
+def _callback_row(req: CallbackRequest, now: float) -> list[str]:
+    due = ""
+    if req.next_due_at is not None:
+        wait = req.next_due_at - now
+        due = "now" if wait <= 0 else "in " + human_duration(wait)
+    last = req.attempts[-1] if req.attempts else None
+    return [
+        req.id,
+        str(req.status),
+        req.number,
+        req.queue,
+        str(req.strategy),
+        human_duration(now - req.created_at) + " ago",
+        str(len(req.attempts)),
+        "" if last is None else str(last.outcome),
+        due,
+    ]
+
+
+def cmd_callbacks_list(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        requests = CallbackStore(s.store).list(args.status)
+        now = _now()
+    if args.json:
+        _print_json([r.to_dict() for r in requests])
+        return EXIT_OK
+    _print_table(
+        ["ID", "STATUS", "NUMBER", "QUEUE", "STRATEGY", "CREATED", "ATTEMPTS", "LAST", "DUE"],
+        [_callback_row(r, now) for r in requests],
+        "no callback requests" + (f" {args.status}" if args.status else ""),
+    )
+    return EXIT_OK
+
+
+def cmd_callbacks_show(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        store = CallbackStore(s.store)
+        req = store.require(args.id)
+        owner = store.lease_owner(req.id)
+        now = _now()
+    if args.json:
+        _print_json({**req.to_dict(), "lease_owner": owner})
+        return EXIT_OK
+    row = _callback_row(req, now)
+    lines = [
+        ("callback", req.id),
+        ("status", row[1] + (f" (worked by {owner})" if owner else "")),
+        ("number", req.number),
+        ("calling number", req.caller_number or "-"),
+        ("queue", f"{req.queue} ({req.strategy})"),
+        ("created", row[5]),
+        ("original call", req.caller_uuid),
+        ("next due", row[8] or "-"),
+    ]
+    for n, attempt in enumerate(req.attempts, 1):
+        detail = " ".join(p for p in (attempt.agent or "", attempt.detail) if p)
+        lines.append(
+            (
+                f"attempt {n}",
+                f"{human_duration(now - attempt.at)} ago: {attempt.outcome}"
+                + (f" ({detail})" if detail else ""),
+            )
+        )
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key + ':':<{width + 1}} {_cell(value)}")
+    return EXIT_OK
+
+
+def cmd_callbacks_cancel(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        req = CallbackStore(s.store).cancel(args.id, _now())
+    print(f"callback {req.id} cancelled ({req.number}, {len(req.attempts)} attempt(s) kept)")
+    return EXIT_OK
+
+
+def cmd_callbacks_retry(args: argparse.Namespace) -> int:
+    with _session(args) as s:
+        req = CallbackStore(s.store).retry(args.id, _now())
+    print(f"callback {req.id} pending again: {req.number} is due now")
     return EXIT_OK
 
 

@@ -104,7 +104,7 @@ def ccd(config, capsys, clock):
 
     def run(*argv: str) -> tuple[int, str, str]:
         command, *rest = argv
-        if command in ("agent", "queue", "customers", "sticky"):
+        if command in ("agent", "queue", "customers", "sticky", "callbacks"):
             args = [command, rest[0], "-c", str(config), *rest[1:]]
         else:
             args = [command, "-c", str(config), *rest]
@@ -717,5 +717,90 @@ def test_sticky_with_redis_down_is_exit_1(tmp_path, capsys):
     config = _write_config(tmp_path / "down.toml", f"redis://127.0.0.1:{free_port()}/0")
     for argv in (["sticky", "list"], ["sticky", "show", "+3612345678"], ["agent", "sticky", "x"]):
         code = main([*argv[:2], "-c", str(config), *argv[2:]])
+        out, err = capsys.readouterr()
+        assert code == 1 and out == "" and err.startswith("ccd: Redis unavailable"), err
+
+
+# --- ccd callbacks ... ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def callback_store(store):
+    from ccd.callbacks import CallbackStore
+
+    return CallbackStore(store)
+
+
+def _callback(n: int, **changes):
+    from ccd.callback import new_request
+
+    values = dict(
+        created_at=NOW - 3600 + n,
+        order_key=queue_order_key(0, NOW - 3700 + n),
+        caller_uuid=f"uuid-{n}",
+        strategy="active",
+    )
+    values.update(changes)
+    return new_request(f"cb{n}", f"+3630100000{n}", "sales", **values)
+
+
+def test_callbacks_list_show_cancel_retry(ccd, callback_store):
+    from ccd.callback import Attempt, CallbackRules
+
+    callback_store.create(_callback(1), None)
+    callback_store.create(_callback(2), None)
+    assert callback_store.take("cb2", "node-a", 60_000)
+    callback_store.record_attempt(
+        "cb2", "node-a", Attempt(NOW - 60, "no_answer", "alice"), CallbackRules(max_attempts=1),
+        NOW - 60,
+    )  # fmt: skip
+
+    code, out, err = ccd("callbacks", "list")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["ID", "STATUS", "NUMBER"]
+    assert lines[1].split()[:3] == ["cb1", "pending", "+36301000001"]
+    assert lines[2].split()[:3] == ["cb2", "unreached", "+36301000002"]
+
+    code, out, _ = ccd("callbacks", "list", "--status", "unreached", "--json")
+    assert code == 0
+    listed = json.loads(out)
+    assert [r["id"] for r in listed] == ["cb2"]
+    assert listed[0]["attempts"][0]["outcome"] == "no_answer"
+
+    code, out, _ = ccd("callbacks", "show", "cb2")
+    assert code == 0
+    assert "unreached" in out and "no_answer (alice)" in out
+
+    code, out, _ = ccd("callbacks", "retry", "cb2")
+    assert code == 0 and "pending again" in out
+    assert callback_store.get("cb2").status == "pending"
+    assert len(callback_store.get("cb2").attempts) == 1  # history kept
+
+    code, out, _ = ccd("callbacks", "cancel", "cb1")
+    assert code == 0 and "cancelled" in out
+    assert callback_store.get("cb1").status == "cancelled"
+    assert [r.id for r in callback_store.list("cancelled")] == ["cb1"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (("callbacks", "show", "nope"), "no callback request"),
+        (("callbacks", "cancel", "bad:id"), "no callback request"),
+        (("callbacks", "retry", "cb1"), "nothing to retry"),  # pending
+        (("callbacks", "list", "--status", "lost"), "invalid choice"),
+    ],
+)
+def test_callbacks_bad_input_is_one_line_exit_2(ccd, callback_store, argv, words):
+    callback_store.create(_callback(1), None)
+    line = _refused(*ccd(*argv))
+    assert words in line
+
+
+def test_callbacks_with_redis_down_is_exit_1(tmp_path, capsys):
+    config = _write_config(tmp_path / "down.toml", f"redis://127.0.0.1:{free_port()}/0")
+    for argv in (["list"], ["show", "cb1"], ["cancel", "cb1"], ["retry", "cb1"]):
+        code = main(["callbacks", argv[0], "-c", str(config), *argv[1:]])
         out, err = capsys.readouterr()
         assert code == 1 and out == "" and err.startswith("ccd: Redis unavailable"), err

@@ -198,10 +198,28 @@ class Keys:
         return self._key("lease", name)
 
     def callback(self, request_id: str) -> str:
+        """A callback request (msgpack, ccd.callbacks)."""
         return self._key("callback", request_id)
 
     def callbacks(self) -> str:
+        """ZSET of every callback request id by creation time (never trimmed)."""
         return self._key("callbacks")
+
+    def callbacks_status(self, status: str) -> str:
+        """ZSET of the callback ids in one status, by the original call's queue order."""
+        return self._key("callbacks_status", status)
+
+    def callbacks_due(self) -> str:
+        """ZSET of the pending callback ids by the time they are next due."""
+        return self._key("callbacks_due")
+
+    def callbacks_open(self, number: str) -> str:
+        """SET of the open (pending, working) callback ids of a normalised number."""
+        return self._key("callbacks_open", number)
+
+    def callback_lease(self, request_id: str) -> str:
+        """The lease of the daemon working a callback request (value: its node id)."""
+        return self.lease("callback." + request_id)
 
     def sticky(self, number: str) -> str:
         """A sticky binding (msgpack, ccd.bindings), by normalised number; its TTL is the expiry."""
@@ -216,7 +234,24 @@ class Keys:
         return self._key("sticky_setting", agent_id)
 
     def dnc(self, number: str) -> str:
+        """A do-not-call entry (msgpack, ccd.dnc), by normalised number; its TTL is the period."""
         return self._key("dnc", number)
+
+    def dnc_pattern(self) -> str:
+        """SCAN pattern of every do-not-call entry (the prefix holds no glob characters)."""
+        return self.prefix + "dnc:*"
+
+    def dispo_stream(self, day: str) -> str:
+        """A day's dispositions (ccd.reports): a stream, one entry per recording."""
+        return self._key("dispo", day)
+
+    def dispo_counts(self, day: str) -> str:
+        """A day's disposition counters (ccd.reports): a hash."""
+        return self._key("dispo_counts", day)
+
+    def dispo_call(self, call_uuid: str) -> str:
+        """The codes already counted for a call and the day they count on (ccd.reports)."""
+        return self._key("dispo_call", call_uuid)
 
     def customer(self, number: str) -> str:
         """A customer record (msgpack), by normalised number (ccd.numbers)."""

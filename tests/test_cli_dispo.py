@@ -1,0 +1,167 @@
+"""``ccd dnc``, ``ccd report dispositions`` and ``ccd dispo set`` through ccd.cli.main."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import structlog
+
+from ccd import cli, operations_dispo
+from ccd.adapters.redis_store import Store, connect_redis
+from ccd.calls import CallRecord, CallRepository
+from ccd.dispositions import Disposition
+from ccd.dnc import DncList
+from ccd.reports import ReportStore
+
+PREFIX = "tcli:"
+NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+DAY = "2027-01-15"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.fixture
+def store(redis_url):
+    client = connect_redis(redis_url)
+    yield Store.create(client, PREFIX)
+    client.close()
+
+
+@pytest.fixture
+def ccd(tmp_path, redis_url, capsys, monkeypatch):
+    config = tmp_path / "ccd.toml"
+    config.write_text(f'[redis]\nurl = "{redis_url}"\nprefix = "{PREFIX}"\n')
+    monkeypatch.setattr(operations_dispo, "_now", lambda: NOW)
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        depth = 2  # every command here is two words: "dnc add", "report dispositions"
+        args = [*argv[:depth], "-c", str(config), *argv[depth:]]
+        capsys.readouterr()
+        code = cli.main(args)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def refused(code: int, out: str, err: str) -> str:
+    assert code == 2, (out, err)
+    assert out == ""
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    return err.strip()
+
+
+def test_dnc_add_check_list_remove(ccd, store):
+    code, out, _ = ccd("dnc", "add", "06 1 234 5678", "--days", "30", "--reason", "asked")
+    assert code == 0 and out.strip() == "+3612345678 listed for 30 days"
+    entry = DncList(store).get("+3612345678")
+    assert entry.reason == "asked" and 30 * 86400_000 - 60_000 < entry.ttl_ms <= 30 * 86400_000
+    code, out, _ = ccd("dnc", "check", "+36 1 234 5678")
+    assert code == 0 and "is listed, 30.0d left (asked)" in out
+    code, out, _ = ccd("dnc", "list", "--json")
+    assert [e["number"] for e in json.loads(out)] == ["+3612345678"]
+    code, out, _ = ccd("dnc", "list")
+    assert out.splitlines()[1].split()[:3] == ["+3612345678", "30.0d", "operator"]
+    assert ccd("dnc", "remove", "003612345678")[0] == 0
+    code, out, _ = ccd("dnc", "check", "+3612345678")
+    assert code == operations_dispo.EXIT_NOT_LISTED and "not listed" in out
+    assert "not on the do-not-call list" in refused(*ccd("dnc", "remove", "+3612345678"))
+
+
+def test_dnc_add_uses_the_default_period_and_zero_means_until_removed(ccd, store):
+    assert ccd("dnc", "add", "+3612345678")[1].strip() == "+3612345678 listed for 180 days"
+    assert ccd("dnc", "add", "+3630111222", "--days", "0")[1].strip().endswith("until removed")
+    assert DncList(store).get("+3630111222").ttl_ms is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (("dnc", "add", "hello"), "letter 'h'"),
+        (("dnc", "add", "12"), "too short"),
+        (("dnc", "add", "+3612345678", "--days", "x"), "--days must be a number"),
+        (("dnc", "add", "+3612345678", "--days", "-1"), "--days must be 0.."),
+        (("dnc", "add", "+3612345678", "--reason", "a\nb"), "control"),
+        (("dnc", "check", "1" * 100), "too long"),
+        (("report", "dispositions", "--from", "2027-02-30", "--to", DAY), "not a day"),
+        (("report", "dispositions", "--from", DAY, "--to", "2027-01-01"), "before"),
+        (("report", "dispositions", "--from", DAY, "--to", DAY, "--by", "x"), "invalid choice"),
+        (("dispo", "set", "c1", "99"), "unknown code 99"),
+        (("dispo", "set", "c1", "123"), "at most 2 digits"),
+        (("dispo", "set", "c1", "interesting"), "unknown code 'interesting'"),
+        (("dispo", "set", "c1", "05"), "no stored call c1"),
+        (("dispo", "set", "bad:uuid", "05"), "not a call uuid"),
+    ],
+)
+def test_bad_input_is_refused_in_one_line(ccd, argv, fragment):
+    assert fragment in refused(*ccd(*argv))
+
+
+def stored_call(store, uuid="call-1", **changes) -> CallRecord:
+    record = CallRecord(
+        uuid=uuid,
+        queue="sales",
+        caller_number="+3612345678",
+        caller_name="Doe",
+        agent="alice",
+        status="completed",
+        **changes,
+    )
+    repo = CallRepository(store)
+    repo.create(record, 1.0)
+    return record
+
+
+def test_dispo_set_records_codes_once_and_applies_do_not_contact(ccd, store):
+    stored_call(store)
+    code, out, _ = ccd("dispo", "set", "call-1", "06", "interested", "12")
+    assert code == 0, out
+    assert (
+        out.splitlines()[0] == "call-1: set interested, do_not_contact (the call carries "
+        "do_not_contact, interested)"
+    )
+    assert DncList(store).is_listed("+3612345678")
+    reports = ReportStore(store)
+    assert reports.entries(DAY)[0]["set_by"] == "operator"
+    code, out, _ = ccd("dispo", "set", "call-1", "interested")
+    assert (code, out.strip()) == (0, "call-1: already set: interested")
+    assert len(reports.entries(DAY)) == 1
+
+
+def test_report_dispositions_in_every_format(ccd, store):
+    reports = ReportStore(store)
+    for i, codes in enumerate([("busy",), ("busy", "interested"), ("deal_closed",)]):
+        reports.record(Disposition(f"c{i}", codes, "system", NOW, agent="alice", queue="sales"))
+    code, out, _ = ccd("report", "dispositions", "--from", DAY, "--to", DAY, "--format", "csv")
+    assert code == 0
+    assert out.splitlines()[:2] == ["code,label,count,calls,share", "busy,Busy,2,3,0.6667"]
+    code, out, _ = ccd("report", "dispositions", "--from", DAY, "--to", DAY, "--by", "agent",
+                       "--format", "json")  # fmt: skip
+    rows = json.loads(out)["rows"]
+    assert {(r["group"], r["code"], r["count"], r["calls"]) for r in rows} == {
+        ("alice", "busy", 2, 3),
+        ("alice", "interested", 1, 3),
+        ("alice", "deal_closed", 1, 3),
+    }
+    code, out, _ = ccd("report", "dispositions", "--from", DAY, "--to", DAY, "--by", "day")
+    assert code == 0 and out.splitlines()[2].split()[:2] == [DAY, "busy"]
+
+
+def test_redis_down_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "ccd.toml"
+    config.write_text('[redis]\nurl = "redis://127.0.0.1:1/0"\n')
+    code = cli.main(["dnc", "check", "-c", str(config), "+3612345678"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("ccd: Redis unavailable") and "Traceback" not in err
