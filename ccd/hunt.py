@@ -130,6 +130,7 @@ class Phase(StrEnum):
     RESERVING = "reserving"
     RINGING = "ringing"
     RETRY = "retry"
+    OFFERING = "offering"  # overflow: the caller is in the callback offer / number capture
     BRIDGING = "bridging"
     BRIDGED = "bridged"
     DONE = "done"
@@ -149,6 +150,7 @@ class QueueRules:
     voicemail_box: str = ""  # default: the queue's name
     moh: str = "local_stream://moh"  # "" = no music
     context: str = "ccd"
+    overflow_time: float = 0.0  # seconds from queue entry to the callback offer; 0 = never
 
     def __post_init__(self) -> None:
         if self.on_exhausted not in ("voicemail", "hangup"):
@@ -168,6 +170,7 @@ class QueueRules:
             "voicemail_box": self.voicemail_box,
             "moh": self.moh,
             "context": self.context,
+            "overflow_time": self.overflow_time,
         }
 
     @classmethod
@@ -201,6 +204,8 @@ class Step:
 
 
 _EMPTY = Step()
+#: Phases in which the caller still waits for an agent, so the overflow clock runs.
+_OVERFLOW_PHASES = frozenset({Phase.WAITING, Phase.RESERVING, Phase.RINGING, Phase.RETRY})
 
 
 @dataclass
@@ -252,6 +257,7 @@ class Hunt:
         # own screen-pop text; if they cannot take it, the queue's candidates follow.
         self.preferred = preferred
         self.preferred_display = sanitize_caller_name(preferred_display)
+        self.offered = False  # the callback offer is made once per call
         self.phase = Phase.NEW
         self.tried: list[str] = []
         self.passed: list[str] = []  # lost a reservation race; skipped until the list drains
@@ -276,13 +282,24 @@ class Hunt:
         return self.phase is Phase.WAITING
 
     @property
+    def overflow_at(self) -> float | None:
+        """When the caller is offered a callback (R-OVERFLOW), counted from queue entry."""
+        if self.offered or self.rules.overflow_time <= 0:
+            return None
+        return self.entered_at + self.rules.overflow_time
+
+    @property
     def next_deadline(self) -> float | None:
         """When the engine must call :meth:`on_tick` next, if at all."""
+        deadlines = []
         if self.phase is Phase.RINGING:
-            return self.ring_deadline
+            deadlines.append(self.ring_deadline)
         if self.phase is Phase.RETRY:
-            return self.retry_at
-        return None
+            deadlines.append(self.retry_at)
+        if self.phase in _OVERFLOW_PHASES:
+            deadlines.append(self.overflow_at)
+        found = [d for d in deadlines if d is not None]
+        return min(found) if found else None
 
     @property
     def order_key(self) -> float:
@@ -423,6 +440,10 @@ class Hunt:
 
     def on_tick(self, now: float) -> Step:
         acc = _Acc()
+        overflow = self.overflow_at
+        if self.phase in _OVERFLOW_PHASES and overflow is not None and now >= overflow:
+            self._overflow(acc, now)
+            return acc.step()
         if (
             self.phase is Phase.RINGING
             and self.ring_deadline is not None
@@ -438,6 +459,24 @@ class Hunt:
             self.retry_at = None
             acc.reserve = self.agent_id
         return acc.step()
+
+    def on_offer_declined(self, now: float, reason: str = "keep_waiting") -> Step:
+        """The caller keeps waiting (pressed 2, nothing, a wrong key, or the request could
+        not be stored): back in the queue with the original place and priority."""
+        if self.phase is not Phase.OFFERING:
+            return _EMPTY
+        acc = _Acc()
+        acc.facts.append(self._fact("callback.declined_offer", reason=reason))
+        self._moh(acc)
+        self._next(acc)
+        return acc.step()
+
+    def on_callback_stored(self, request_id: str, now: float) -> Step:
+        """The callback request is stored: the caller's call ends after the confirmation."""
+        if self.phase is not Phase.OFFERING:
+            return _EMPTY
+        self._finish("callback")
+        return Step(facts=(self._fact("call.callback_requested", request=request_id),))
 
     def on_resync(self, live_uuids: Iterable[str], now: float) -> Step:
         """After a restart or reconnect: ``live_uuids`` from ``show channels``.
@@ -511,6 +550,19 @@ class Hunt:
         self.ring_deadline = now + self.rules.ring_time
         acc.facts.append(self._fact("agent.reserved"))
         acc.facts.append(self._fact("agent.offered", extension=self.agent_ext))
+
+    def _overflow(self, acc: _Acc, now: float) -> None:
+        """Nobody answered within the queue's overflow time: stop ringing, make the offer."""
+        if self.phase is Phase.RINGING and self.leg_uuid:
+            acc.commands.append(Kill(self.leg_uuid, "ORIGINATOR_CANCEL"))
+        if self.phase in (Phase.RINGING, Phase.RETRY, Phase.RESERVING):
+            self._release(acc, "cancelled", tried=False)  # not the agent's fault
+        self.offered = True
+        self._stop_moh(acc)
+        self.phase = Phase.OFFERING
+        acc.facts.append(self._fact("call.overflow", waited=round(now - self.entered_at, 3)))
+        acc.facts.append(self._fact("callback.offered"))
+        acc.commands.append(Transfer(self.call_uuid, "ccd_cb_offer", self.rules.context))
 
     def _answered(self, acc: _Acc) -> None:
         assert self.leg_uuid is not None
@@ -600,6 +652,7 @@ class Hunt:
             "result": self.result,
             "preferred": self.preferred,
             "preferred_display": self.preferred_display,
+            "offered": self.offered,
         }
 
     @classmethod
@@ -629,4 +682,5 @@ class Hunt:
         hunt.retries = int(data.get("retries", 0))
         hunt.moh_on = bool(data.get("moh_on", False))
         hunt.result = data.get("result")
+        hunt.offered = bool(data.get("offered", False))
         return hunt

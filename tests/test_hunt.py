@@ -8,7 +8,7 @@ import msgpack
 import pytest
 
 from ccd.commands import Break, Bridge, Broadcast, Kill, Originate, Transfer, to_esl
-from ccd.hunt import Hunt, Phase, QueueRules, Release, outcome_for_cause, queue_order_key
+from ccd.hunt import Hunt, Phase, QueueRules, Release, Step, outcome_for_cause, queue_order_key
 from ccd.routing import AgentView
 
 CALL = "c0000000-0000-0000-0000-000000000001"
@@ -430,3 +430,54 @@ def test_bound_agent_busy_means_the_queue_at_once():
     assert "sticky.fallback" in names(step) and step.reserve == A1.id
     restored = Hunt.from_dict(hunt.to_dict(), uuids())
     assert restored.preferred is None
+
+
+OVERFLOW = QueueRules("sales", ("sales",), ring_time=15.0, ring_margin=3, overflow_time=30.0)
+
+
+def test_overflow_exactly_at_the_configured_time_cancels_the_ring_and_offers():
+    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=100.0)
+    hunt.start(100.0)
+    originate, _ = ring(hunt, [A1], 115.5)  # second agent rings from 115.5
+    assert hunt.next_deadline == 130.0  # the overflow comes before this ring's end (130.5)
+    assert hunt.on_tick(129.99).commands == ()
+    step = hunt.on_tick(130.0)
+    assert Kill(originate.leg_uuid, "ORIGINATOR_CANCEL") in step.commands
+    assert Transfer(CALL, "ccd_cb_offer", "ccd") in step.commands
+    assert [r.outcome for r in step.releases] == ["cancelled"]  # not the agent's miss
+    assert names(step)[-2:] == ["call.overflow", "callback.offered"]
+    assert hunt.phase is Phase.OFFERING and not hunt.wants_candidates
+
+
+def test_keep_waiting_returns_with_the_original_place_and_no_second_offer():
+    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=100.0, priority=5)
+    hunt.start(100.0)
+    hunt.on_candidates([], 100.0)
+    hunt.on_tick(130.0)
+    key = hunt.order_key
+    step = hunt.on_offer_declined(140.0)
+    assert "callback.declined_offer" in names(step) and step.wants_candidates
+    assert hunt.order_key == key  # same place: priority and original arrival
+    assert hunt.overflow_at is None and hunt.on_tick(500.0).commands == ()
+    restored = Hunt.from_dict(hunt.to_dict(), uuids())
+    assert restored.offered and restored.overflow_at is None
+
+
+def test_stored_callback_ends_the_hunt_and_caller_hangup_during_the_offer_is_abandoned():
+    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=0.0)
+    hunt.start(0.0)
+    hunt.on_tick(30.0)
+    hunt.on_callback_stored("req-1", 40.0)
+    assert hunt.done and hunt.result == "callback"
+    other = Hunt(CALL, OVERFLOW, uuids(), entered_at=0.0)
+    other.start(0.0)
+    other.on_tick(30.0)
+    step = other.on_caller_hangup(35.0)
+    assert other.result == "abandoned" and "call.abandoned" in names(step)
+
+
+def test_overflow_off_means_no_offer():
+    hunt = Hunt(CALL, RULES, uuids(), entered_at=0.0)
+    hunt.start(0.0)
+    hunt.on_candidates([], 0.0)
+    assert hunt.next_deadline is None and hunt.on_tick(10_000.0) == Step()

@@ -54,6 +54,7 @@ class Apps:
             "hangup": self.hangup,
             "playback": self.playback,
             "play_and_get_digits": self.play_and_get_digits,
+            "say": self.say,
             "ivr": self.ivr,
             "transfer": self.transfer,
             "bridge": self.bridge,
@@ -208,36 +209,133 @@ class Apps:
             self.sw.ev.fire("CHANNEL_UNPARK", ch)
 
     def playback(self, ch: Channel, data: str) -> str:
-        for path in [p for p in data.split("!") if p] or [data]:
+        # file_string://a!b is one playback for FreeSWITCH (one PLAYBACK_START).
+        paths = [data] if data.startswith("file_string://") else data.split("!")
+        for path in [p for p in paths if p] or [data]:
             if self.play(ch, path) == "break":
                 break
         return "FILE PLAYED"
 
     def play_and_get_digits(self, ch: Channel, data: str) -> str:
-        args = data.split()
-        if len(args) < 8:
-            log.warning("fakeswitch.app.bad_args", app="play_and_get_digits", data=data)
-            return "_none_"
-        min_d, max_d, tries = int(args[0]), int(args[1]), max(1, int(args[2]))
-        terminators, prompt, invalid, var = args[4], args[5], args[6], args[7]
-        regex = args[8] if len(args) > 8 else r"\d+"
-        failure_target = " ".join(args[10:])
+        """mod_dptools play_and_get_digits, with switch_play_and_get_digits' rules.
+
+        ``min max tries timeout terminators prompt invalid var regex digit_timeout
+        failure_target`` (the last field keeps its spaces: "ext XML context"). Per try:
+        the variable is cleared, the prompt plays, the caller's next script entry is
+        pressed; keys up to a terminator or ``max`` count. A silence waits ``timeout``,
+        keys without a terminator short of ``max`` wait ``digit_timeout`` (then count).
+        Fewer than ``min`` keys, or keys the regex does not find (unanchored search, as
+        PCRE in FreeSWITCH), fail the try and ``invalid`` plays (after a silence too).
+        With ``min`` 0 an empty answer is valid only once a terminator was ever pressed on
+        the channel (``read_terminator_used``, which FreeSWITCH never clears). After the
+        last failed try: the variable stays unset and the failure target, if any, is
+        transferred to.
+        """
+        args = data.split(" ", 10)
+        min_d = max(0, _int(args[0], 0))
+        max_d = max(min_d, _int(_arg(args, 1), 0))
+        tries = _int(_arg(args, 2), 0)
+        timeout_ms = max(1000, _int(_arg(args, 3), 1000))
+        terminators = _arg(args, 4) or "#"
+        prompt, invalid, var = _arg(args, 5), _arg(args, 6), _arg(args, 7)
+        regex = _arg(args, 8)
+        digit_timeout_ms = _int(_arg(args, 9), 0) or timeout_ms
+        failure_target = _arg(args, 10).strip()
+        if regex and var:
+            ch.variables.pop(var + "_invalid", None)
         for _ in range(tries):
-            self.play(ch, prompt)
-            got = self._next_digits(ch)
-            if not got:
-                self._sleep(ch, int(args[3]) / 1000.0 if args[3].isdigit() else 5.0)
-            got = got.rstrip(terminators) if terminators not in ("", "none") else got
-            if got and min_d <= len(got) <= max_d and re.fullmatch(regex, got):
-                ch.variables[var] = got
-                ch.variables["read_result"] = "success"
+            status, got = self._read(
+                ch, min_d, max_d, prompt, var, timeout_ms, terminators, digit_timeout_ms
+            )
+            if status == "timeout" and len(got) >= min_d:
+                status = "success"
+            if min_d == 0 and not got and "read_terminator_used" in ch.variables:
                 return "_none_"
-            if got and invalid and not invalid.startswith("silence_stream"):
+            if status == "success" and got:
+                if not regex or re.search(regex, got):
+                    return "_none_"
+                if var:
+                    ch.variables.pop(var, None)
+                    ch.variables[var + "_invalid"] = got
+            if invalid:
                 self.play(ch, invalid)
-        ch.variables.pop(var, None)
-        ch.variables["read_result"] = "failure"
         if failure_target:
             self.transfer(ch, failure_target)
+        return "_none_"
+
+    def _read(
+        self,
+        ch: Channel,
+        min_d: int,
+        max_d: int,
+        prompt: str,
+        var: str,
+        timeout_ms: int,
+        terminators: str,
+        digit_timeout_ms: int,
+    ) -> tuple[str, str]:
+        """switch_ivr_read: (status 'success' | 'timeout' | 'too_small', digits kept)."""
+        ch.variables.pop("read_result", None)
+        if var:
+            ch.variables.pop(var, None)
+        if prompt and prompt != "silence":
+            self.play(ch, prompt)
+        pressed = self._next_digits(ch)
+        got, terminator = "", ""
+        for key in pressed:
+            if key in terminators:
+                terminator = key
+                break
+            got += key
+            if len(got) >= max_d:
+                break
+        status = "success"
+        if not terminator and len(got) < max_d:
+            # Nothing ended the input: FreeSWITCH waits out the (inter-digit) timeout.
+            self._sleep(ch, (digit_timeout_ms if got else timeout_ms) / 1000.0)
+            status = "timeout"
+        if terminator:
+            ch.variables["read_terminator_used"] = terminator
+        if min_d and len(got) < min_d:
+            status = "too_small"
+        ch.variables["read_result"] = status if status != "too_small" else "failure"
+        if var and got:
+            ch.variables[var] = got
+        return status, got
+
+    def say(self, ch: Channel, data: str) -> str:
+        """mod_say ``<module>[:<lang>] <type> <method> [<gender>] <text>``.
+
+        Only what the project's dialplan uses is modelled: ``number iterated`` (any
+        module), which mod_say_en turns into one ``file_string://`` playback of
+        ``digits/N.wav`` per digit, commas skipped; any other character is a parse error
+        and nothing is played. The trace gets one ``playback`` per digit, in order.
+        """
+        argv = data.split(" ")
+        if len(argv) not in (4, 5):
+            log.warning("fakeswitch.app.bad_args", app="say", data=data)
+            return "_none_"
+        say_type, method, text = argv[1].lower(), argv[2].lower(), argv[-1]
+        if (say_type, method) != ("number", "iterated"):
+            log.warning("fakeswitch.say.unsupported", uuid=ch.uuid, type=say_type, method=method)
+            return "_none_"
+        digits = text.replace(",", "")
+        if not digits.isdigit() or not digits.isascii():
+            log.warning("fakeswitch.say.parse_error", uuid=ch.uuid)
+            return "_none_"
+        files = [f"digits/{d}.wav" for d in digits]
+        path = "file_string://" + "!".join(files)
+        mid = [("Playback-File-Type", "file_string"), ("Playback-File-Path", path)]
+        self.sw.ev.fire("PLAYBACK_START", ch, mid=mid)
+        status = "done"
+        try:
+            for file in files:
+                self.sw.trace.record("playback", uuid=ch.uuid, file=file, party=ch.party or None)
+                if self._sleep(ch, self.sw.playback_seconds, on_break=True) == "break":
+                    status = "break"
+                    break
+        finally:
+            self.sw.ev.fire("PLAYBACK_STOP", ch, mid=[*mid, ("Playback-Status", status)])
         return "_none_"
 
     def transfer(self, ch: Channel, data: str) -> str:
@@ -380,3 +478,13 @@ def _delay(when: str) -> float:
         return float(when[1:]) if when.startswith("+") else max(0.0, float(when))
     except ValueError:
         return 0.0
+
+
+def _arg(args: list[str], index: int) -> str:
+    return args[index] if index < len(args) else ""
+
+
+def _int(text: str, default: int) -> int:
+    """C's atoi as FreeSWITCH uses it: leading digits, else ``default``."""
+    match = re.match(r"\s*[-+]?\d+", text)
+    return int(match.group()) if match else default
