@@ -48,6 +48,7 @@ class CallRecord:
     bridged_at: float | None = None
     ended_at: float | None = None
     node: str = ""
+    capture: dict[str, Any] = field(default_factory=dict)  # the callback number dialogue
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: asdict() deep-copies the hunt state on every save.

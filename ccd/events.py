@@ -61,6 +61,7 @@ __all__ = [
     "JobResult",
     "PhoneRegistered",
     "PhoneUnregistered",
+    "PromptDone",
     "extension_of_channel_name",
     "from_esl",
     "parse_tags",
@@ -124,6 +125,19 @@ class EntryParked:
     destination: str
     queue: str
     tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PromptDone:
+    """A callback prompt of the dialplan finished and parked the caller (R-OVERFLOW).
+
+    ``stage`` names the prompt (offer, which_number, entered_number, readback,
+    store_failed, customer_first); ``values`` holds what the caller keyed, as the
+    prompt set it (caller-controlled: validated by whoever uses it)."""
+
+    uuid: str
+    stage: str
+    values: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +227,7 @@ class PhoneUnregistered:
 DomainEvent = (
     CallParked
     | EntryParked
+    | PromptDone
     | FeatureCode
     | ChannelCreated
     | ChannelAnswered
@@ -277,6 +292,17 @@ def _feature_code(ev: EslEvent, uuid: str, profiles: Iterable[str]) -> FeatureCo
     if not ext or not _DIGITS_RE.match(digits):
         return None
     return FeatureCode(uuid, ext, action, digits)
+
+
+_PROMPT_RESULTS = ("ccd_offer_choice", "ccd_which", "ccd_cb_digits", "ccd_confirm", "ccd_cf_choice")
+
+
+def _prompt_done(ev: EslEvent, uuid: str) -> PromptDone | None:
+    stage = ev.var("ccd_stage")
+    if not _ACTION_RE.match(stage):
+        return None
+    values = {name: ev.var(name)[:64] for name in _PROMPT_RESULTS if ev.var(name)}
+    return PromptDone(uuid, stage, values)
 
 
 def _entry_parked(ev: EslEvent, uuid: str) -> EntryParked | None:
@@ -369,6 +395,8 @@ def _from_esl(ev: EslEvent, profiles: tuple[str, ...]) -> DomainEvent | None:
     if name == "CHANNEL_PARK":
         if ev.var("ccd_action"):
             return _feature_code(ev, uuid, profiles)
+        if ev.var("ccd_stage"):  # a callback prompt finished (before the queue: still set)
+            return _prompt_done(ev, uuid)
         if ev.var("ccd_queue"):  # a queue's park, also after a direct-callback entry
             return _call_parked(ev, uuid)
         if ev.var("ccd_direct_check") == "true":

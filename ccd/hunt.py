@@ -440,10 +440,15 @@ class Hunt:
 
     def on_tick(self, now: float) -> Step:
         acc = _Acc()
+        self._deadlines(acc, now)
         overflow = self.overflow_at
         if self.phase in _OVERFLOW_PHASES and overflow is not None and now >= overflow:
+            # After the ring deadline: an agent who rang the full ring time did not answer.
+            acc.wants_candidates, acc.reserve = False, None
             self._overflow(acc, now)
-            return acc.step()
+        return acc.step()
+
+    def _deadlines(self, acc: _Acc, now: float) -> None:
         if (
             self.phase is Phase.RINGING
             and self.ring_deadline is not None
@@ -458,7 +463,6 @@ class Hunt:
             self.phase = Phase.RESERVING
             self.retry_at = None
             acc.reserve = self.agent_id
-        return acc.step()
 
     def on_offer_declined(self, now: float, reason: str = "keep_waiting") -> Step:
         """The caller keeps waiting (pressed 2, nothing, a wrong key, or the request could

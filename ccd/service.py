@@ -39,12 +39,21 @@ from ccd.adapters.redis_store import RedisUnavailable, Store
 from ccd.adapters.webhook import WebhookSender
 from ccd.agents import Agent, AgentError, AgentRepository
 from ccd.bindings import BindingStore
+from ccd.callback import (
+    NumberRefused,
+    OpenLimitReached,
+    check_number,
+    new_request,
+    number_rules_from_config,
+)
+from ccd.callbacks import CallbackStore
 from ccd.calls import CallRecord, CallRepository
 from ccd.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
 from ccd.config import Config
 from ccd.customers import Customer, CustomerStore, implied_tags
 from ccd.esl_wire import EslEvent
 from ccd.hunt import Hunt, Phase, QueueRules, Release, Step
+from ccd.numbers import try_normalize
 from ccd.routing import candidates
 from ccd.screenpop import caller_id_name, offer_payload
 from ccd.sticky import AgentAttempt, CustomerCall
@@ -80,6 +89,7 @@ class CallControl:
         new_uuid: Callable[[], str] = _new_uuid,
         customers: Any = None,
         bindings: BindingStore | None = None,
+        callbacks: CallbackStore | None = None,
         webhook: Any = None,
         metrics: Any = None,
     ) -> None:
@@ -90,6 +100,8 @@ class CallControl:
         self.new_uuid = new_uuid
         self.customers = customers
         self.bindings = bindings
+        self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
+        self.number_rules = number_rules_from_config(config)
         self.webhook = webhook
         self.metrics = metrics
         self.agents = AgentRepository(store)
@@ -133,6 +145,7 @@ class CallControl:
             voicemail_box=(q.voicemail if q else "") or queue,
             moh=routing.moh,
             context=self.config.daemon.dialplan_context,
+            overflow_time=q.overflow_time if q else 0.0,
         )
 
     # ------------------------------------------------------------------ events
@@ -388,9 +401,101 @@ class CallControl:
         if agent is not None and agent.state.registered:
             self._presence(agent.id, lambda s: presence.set_registered(s, False, now))
 
+    # -- the callback offer and number capture (R-OVERFLOW) -------------------------------
+    #: Refused numbers a caller may type before they are kept waiting instead.
+    MAX_NUMBER_REFUSALS = 3
+
+    def _on_prompt(self, e: ev.PromptDone, now: float) -> None:
+        """One step of the offer dialogue; the prompts are freeswitch_conf's ccd_cb_*.
+
+        Every path either moves the caller to the next prompt, stores the request
+        (and only then plays "we will call you back"), or puts them back in the queue
+        with their original place: nobody is left in silence or dropped."""
+        hunt, record = self.hunts.get(e.uuid), self.records.get(e.uuid)
+        if hunt is None or record is None or hunt.phase is not Phase.OFFERING:
+            return None
+        try:
+            return self._offer_step(hunt, record, e, now)
+        except RedisUnavailable:
+            raise
+        except Exception:
+            # A bug must not leave the caller parked at a prompt: back to the queue.
+            log.exception("callback.offer_failed", call=e.uuid, stage=e.stage)
+            return self._keep_waiting(hunt, now, "error")
+
+    def _offer_step(self, hunt: Hunt, record: CallRecord, e: ev.PromptDone, now: float) -> None:
+        capture, values = record.capture, e.values
+        if e.stage == "offer":
+            if values.get("ccd_offer_choice") != "1":
+                return self._keep_waiting(hunt, now, "keep_waiting")
+            try:
+                capture["own"] = check_number(record.caller_number, self.number_rules)
+            except NumberRefused:
+                return self._prompt(e.uuid, "ccd_cb_enter_number")
+            return self._prompt(e.uuid, "ccd_cb_which_number")
+        if e.stage == "which_number":
+            if values.get("ccd_which") == "1" and capture.get("own"):
+                return self._store_callback(hunt, record, capture["own"], now)
+            return self._prompt(e.uuid, "ccd_cb_enter_number")
+        if e.stage == "entered_number":
+            typed = values.get("ccd_cb_digits", "")
+            try:
+                capture["number"] = check_number(typed, self.number_rules)
+            except NumberRefused as refused:
+                capture["refusals"] = capture.get("refusals", 0) + 1
+                log.info("callback.number_refused", call=e.uuid, reason=refused.reason)
+                if capture["refusals"] >= self.MAX_NUMBER_REFUSALS:
+                    return self._keep_waiting(hunt, now, "number_refused")
+                self._execute(e.uuid, "set", f"ccd_cb_refusal={refused.reason}")
+                return self._prompt(e.uuid, "ccd_cb_refused")
+            # Read back what they typed (digits only: FreeSWITCH's say reads nothing else).
+            self._execute(e.uuid, "set", "ccd_cb_number=" + "".join(filter(str.isdigit, typed)))
+            return self._prompt(e.uuid, "ccd_cb_readback")
+        if e.stage == "readback":
+            if values.get("ccd_confirm") == "1" and capture.get("number"):
+                return self._store_callback(hunt, record, capture["number"], now)
+            return self._prompt(e.uuid, "ccd_cb_enter_number")
+        if e.stage == "store_failed":
+            return self._keep_waiting(hunt, now, "store_failed")
+        return None
+
+    def _prompt(self, uuid: str, extension: str) -> None:
+        self._execute(uuid, "transfer", f"{extension} XML {self._context}")
+
+    def _keep_waiting(self, hunt: Hunt, now: float, reason: str) -> None:
+        self._drive(hunt, hunt.on_offer_declined(now, reason), now)
+
+    def _store_callback(self, hunt: Hunt, record: CallRecord, number: str, now: float) -> None:
+        """Durable first: the caller hears the confirmation only once Redis has it."""
+        q = self.config.queues.get(record.queue)
+        request = new_request(
+            self.new_uuid().replace("-", ""),
+            number,
+            record.queue,
+            created_at=now,
+            order_key=hunt.order_key,
+            caller_uuid=record.uuid,
+            strategy=q.callback_strategy if q else "active",
+            caller_number=try_normalize(
+                record.caller_number, self.number_rules.default_country_code
+            ),
+        )
+        try:
+            stored = self.callbacks.create(request, self.config.callbacks.max_open_per_caller)
+        except OpenLimitReached:
+            return self._keep_waiting(hunt, now, "limit")
+        except RedisUnavailable as exc:
+            log.error("callback.store_failed", call=record.uuid, error=str(exc))
+            return self._prompt(record.uuid, "ccd_cb_store_failed")
+        record.capture["request"] = stored.id
+        self._drive(hunt, hunt.on_callback_stored(stored.id, now), now)
+        self._prompt(record.uuid, "ccd_cb_stored")
+        return None
+
     _handlers: dict[type, Callable[[CallControl, Any, float], None]] = {
         ev.CallParked: _on_parked,
         ev.EntryParked: _on_entry,
+        ev.PromptDone: _on_prompt,
         ev.JobResult: _on_job,
         ev.ChannelAnswered: _on_answered,
         ev.ChannelBridged: _on_bridged,

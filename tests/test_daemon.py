@@ -107,6 +107,21 @@ def test_daemon_restarted_mid_hunt_resumes_without_stuck_agent(fakeswitch, start
     assert alice.call is None
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ready(port: int) -> bool:
+    try:
+        return http_get(port, "/readyz")[0] == 200
+    except OSError:
+        return False
+
+
 def _run_ccd(args: list[str], env: dict[str, str] | None = None, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ccd.cli", *args],
@@ -121,16 +136,18 @@ def test_ccd_run_stops_cleanly_on_sigterm_and_never_logs_secrets(
     fakeswitch, redis_url, tmp_path: Path
 ):
     host, port = fakeswitch.address
+    http_port = _free_port()
     config = tmp_path / "ccd.toml"
     config.write_text(
-        f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n[voicemail]\nboxes = []\n'
+        f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = {http_port}\n'
+        "[voicemail]\nboxes = []\n"
     )
     proc = _run_ccd(
         ["run", "--config", str(config), "--log-format", "json"],
         env={"CCD_ESL_PASSWORD": "ClueCon", "CCD_REDIS_URL": redis_url},
     )
     try:
-        eventually(lambda: fakeswitch.server.connections >= 1, what="daemon connected")
+        eventually(lambda: _ready(http_port), timeout=30, what="daemon ready")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=15)
     finally:

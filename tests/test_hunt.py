@@ -481,3 +481,12 @@ def test_overflow_off_means_no_offer():
     hunt.start(0.0)
     hunt.on_candidates([], 0.0)
     assert hunt.next_deadline is None and hunt.on_tick(10_000.0) == Step()
+
+
+def test_a_full_ring_at_the_overflow_instant_counts_as_no_answer_first():
+    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=0.0)
+    hunt.start(0.0)
+    ring(hunt, [A1], 15.0)  # rings until exactly 30.0, the overflow time
+    step = hunt.on_tick(30.0)
+    assert [r.outcome for r in step.releases] == ["no_answer"]
+    assert hunt.phase is Phase.OFFERING and A1.id in hunt.tried
