@@ -41,6 +41,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DaemonConfig",
+    "DispositionsConfig",
     "EslConfig",
     "HttpConfig",
     "LogConfig",
@@ -293,6 +294,16 @@ def _webhook_url(value: Any) -> str:
     return value
 
 
+def _codes_table(value: Any) -> Any:
+    """``[dispositions.codes.<name>]`` tables; checked whole by ccd.dispositions in _build,
+    whose messages name the code's own key."""
+    if not isinstance(value, Mapping) or not value:
+        raise _Invalid(
+            "expected one table per code, [dispositions.codes.<name>] with number and label"
+        )
+    return value
+
+
 def _template(value: Any) -> str:
     """The caller-id template; ccd.screenpop owns the list of placeholders and the rules
     (plain names only: the template is applied to caller-controlled values)."""
@@ -432,6 +443,22 @@ class CallbacksConfig:
     premium_prefixes: tuple[str, ...]
     emergency_numbers: tuple[str, ...]
     allow_international: bool
+
+
+@dataclass(frozen=True)
+class DispositionsConfig:
+    """Call dispositions (R-DISPO; ccd.dispositions, ccd.dispo_service). ``codes`` is a
+    :class:`ccd.dispositions.CodeSet` (typed Any: config stays free of domain imports)."""
+
+    codes: Any
+    dnc_days: float
+    callback_delay: float
+    callback_queue: str
+    webhook_url: str
+    webhook_timeout: float
+    timezone: str
+    retention_days: int
+    refuse_dnc_outbound: bool
 
 
 @dataclass(frozen=True)
@@ -767,6 +794,67 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
     ),
 }
 
+_SECTIONS["dispositions"] = (
+    DispositionsConfig,
+    (
+        _Option(
+            "codes",
+            None,
+            _codes_table,
+            "codes agents key after *7: [dispositions.codes.<name>] number (2 digits), label, "
+            "actions (dnc, callback, webhook, final), dnc_days?, callback_delay?",
+        ),
+        _Option(
+            "dnc_days",
+            180.0,
+            _number(),
+            "days a number stays on the do-not-call list after a dnc code (and ccd dnc add)",
+        ),
+        _Option(
+            "callback_delay",
+            86400.0,
+            _seconds(),
+            "seconds after a callback code (needs follow-up) before the callback is due",
+        ),
+        _Option(
+            "callback_queue",
+            "",
+            _string(re.compile(r"^$|^[a-z0-9][a-z0-9_\-]{0,31}$"), 'a queue name or ""'),
+            'queue of follow-up callbacks of calls that had none (agents\' own calls); "" = none',
+        ),
+        _Option(
+            "webhook_url",
+            "",
+            _webhook_url,
+            'URL the dispositions of webhook codes are POSTed to as JSON; "" = off',
+        ),
+        _Option(
+            "webhook_timeout",
+            2.0,
+            _seconds(positive=True),
+            "seconds per disposition webhook request (retried, never blocks calls)",
+        ),
+        _Option(
+            "timezone",
+            "Europe/Budapest",
+            _timezone,
+            "time zone of the report days (IANA name)",
+        ),
+        _Option(
+            "retention_days",
+            400,
+            _integer(1, 36600),
+            "days a day's dispositions and report counters are kept",
+        ),
+        _Option(
+            "refuse_dnc_outbound",
+            True,
+            _boolean,
+            "refuse (with a prompt) agents' own calls to numbers on the do-not-call list",
+        ),
+    ),
+)
+
 _QUEUE_OPTIONS: tuple[_Option, ...] = (
     _Option("tags", [], _tags, "agent tags required for this queue"),
     _Option(
@@ -840,6 +928,7 @@ class Config:
     voicemail: VoicemailConfig
     sticky: StickyConfig
     callbacks: CallbacksConfig
+    dispositions: DispositionsConfig
     queues: Mapping[str, QueueConfig]
     agents: Mapping[str, AgentConfig]
 
@@ -861,6 +950,9 @@ class Config:
                     value = _MASK
                 elif kind == "url":
                     value = redact_url(value)
+                if section == "dispositions" and f.name == "codes":
+                    value = {c.name: {k: v for k, v in c.to_dict().items() if k != "name"}
+                             for c in value}  # fmt: skip
                 values[f.name] = list(value) if isinstance(value, tuple) else value
             out[section] = values
         out["queues"] = {
@@ -949,6 +1041,14 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
             f"got {callbacks['max_digits']}"
         )
 
+    dispositions = sections["dispositions"]
+    dispositions_table = data.get("dispositions")
+    dispositions["codes"] = _code_set(
+        dispositions["codes"],
+        isinstance(dispositions_table, Mapping) and "codes" in dispositions_table,
+        problems,
+    )
+
     tables: dict[str, dict[str, dict[str, Any]]] = {}
     for top, (options, what) in _TABLES.items():
         tables[top] = {}
@@ -988,6 +1088,13 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
             )
         queues[name] = values  # type: ignore[assignment]
 
+    callback_queue = dispositions["callback_queue"]
+    if callback_queue and callback_queue not in queues:
+        problems.append(
+            _unknown("dispositions.callback_queue", callback_queue, list(queues), "queue")
+            + f': "{callback_queue}"'
+        )
+
     agents: dict[str, AgentConfig] = {}
     owner_of_extension: dict[str, str] = {}
     for agent_id, values in tables["agents"].items():
@@ -1020,6 +1127,22 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
     )
 
 
+def _code_set(table: Any, configured: bool, problems: list[str]) -> Any:
+    """The configured codes as a CodeSet (ccd.dispositions owns the rules), else the defaults."""
+    from ccd.dispositions import DEFAULT_CODES, CodeSet
+
+    if table is None:
+        return None if configured else DEFAULT_CODES  # None: its problem is already listed
+    try:
+        return CodeSet.from_mapping(table)
+    except (TypeError, ValueError) as exc:
+        message = str(exc)
+        if not message.startswith("dispositions.codes."):
+            message = f"dispositions.codes: {message}"
+        problems.append(message)
+        return None
+
+
 def load_config(path: Path | str | None, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the TOML file at ``path`` (None: defaults and environment only)."""
     env = os.environ if env is None else env
@@ -1044,7 +1167,15 @@ def defaults_table() -> list[tuple[str, Any, str]]:
     """Every key as (dotted key, default, one-line doc), in schema order."""
     rows: list[tuple[str, Any, str]] = []
     for section, (_, options) in _SECTIONS.items():
-        rows.extend((f"{section}.{o.name}", o.default, o.doc) for o in options)
+        rows.extend(
+            (
+                f"{section}.{o.name}",
+                "(seed 001's 13 codes)" if (section, o.name) == ("dispositions", "codes")
+                else o.default,
+                o.doc,
+            )
+            for o in options
+        )  # fmt: skip
     for top, (options, what) in _TABLES.items():
         for o in options:
             default = o.default

@@ -91,7 +91,10 @@ _KEPT_VARS = frozenset(
 MAX_VAR_LEN = 1024
 
 _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-_DIGITS_RE = re.compile(r"^[0-9*#]{0,32}$")
+# Keys from a desk phone, letters included (A-D, or what a soft phone sends): the
+# daemon refuses bad entries out loud; dropping the event would leave the phone silent.
+_DIGITS_RE = re.compile(r"^[0-9A-Za-z*#]{0,32}$")
+_DIALED_RE = re.compile(r"^\+?[0-9]{6,15}$")
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _TAG_RE = re.compile(r"^[a-z0-9_.:+-]{1,64}$")
 _CAUSE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
@@ -148,6 +151,7 @@ class FeatureCode:
     extension: str
     action: str
     digits: str = ""
+    dialed: str = ""  # outbound_check: the outside number the agent dialled
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +295,8 @@ def _feature_code(ev: EslEvent, uuid: str, profiles: Iterable[str]) -> FeatureCo
     digits = ev.var("ccd_digits") or ev.get("ccd_digits")
     if not ext or not _DIGITS_RE.match(digits):
         return None
-    return FeatureCode(uuid, ext, action, digits)
+    dialed = ev.var("ccd_dialed")
+    return FeatureCode(uuid, ext, action, digits, dialed if _DIALED_RE.match(dialed) else "")
 
 
 _PROMPT_RESULTS = ("ccd_offer_choice", "ccd_which", "ccd_cb_digits", "ccd_confirm", "ccd_cf_choice")

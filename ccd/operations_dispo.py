@@ -9,22 +9,17 @@ bad day, unknown call) → one line on stderr naming the command, exit 2; Redis 
 ``RedisUnavailable`` (``ccd.cli.main`` prints it, exit 1); another Redis error → one line,
 exit 1. Never a traceback.
 
-Settings are read from ``config.dispositions`` when the configuration has that section, else
-the documented defaults here (:func:`settings_of`)::
+Settings are the configuration's ``[dispositions]`` section
+(:class:`ccd.config.DispositionsConfig`): codes, ``dnc_days`` (also the default of
+``ccd dnc add``), ``timezone`` (report days), ``retention_days``, and what ``dispo set``
+needs for the codes' actions.
 
-    dispositions.codes           {name: {number, label, actions, dnc_days?, callback_delay?}}
-                                 (default ccd.dispositions.DEFAULT_CODES)
-    dispositions.dnc_days        180      period of a ``dnc`` action and of ``ccd dnc add``
-    dispositions.callback_delay  86400    seconds before a ``callback`` action's call
-    dispositions.webhook_url     None     where ``webhook`` actions POST
-    dispositions.timezone        "UTC"    the centre's calendar days for reports
-    dispositions.retention_days  400      days a day's dispositions are kept
-
-``ccd dispo set`` records the codes (idempotent) against a call the daemon stored
-(:meth:`ccd.calls.CallRepository.get`) as set by ``operator`` (or ``--by``). It does not run
-the codes' actions: those belong to the daemon (the lead's call path); it prints what the
-daemon will do for the new codes, and ``dnc`` codes are applied here too, since listing a
-number must not wait for anyone.
+``ccd dispo set CALL_OR_AGENT CODE…`` names a finished call by its uuid, or an agent: that
+agent's most recent finished call. The codes (numbers or names) are recorded (idempotent) as
+set by ``operator`` (or ``--by``) and their actions run exactly as the daemon runs them
+(:class:`ccd.dispo_service.Dispositions`): do-not-call, follow-up callback, final (open
+callbacks cancelled), webhook (POSTed before the command ends, with the configured timeout and
+retries). One line per action is printed.
 """
 
 from __future__ import annotations
@@ -39,29 +34,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 import redis
 
 from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
-from ccd.calls import CallRepository
+from ccd.callbacks import CallbackStore
 from ccd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
-from ccd.config import Config, load_config
-from ccd.dispositions import (
-    DEFAULT_CALLBACK_DELAY,
-    DEFAULT_CODES,
-    DEFAULT_DNC_DAYS,
-    AddToDnc,
-    CodeSet,
-    Disposition,
-    DispositionError,
-    DispositionSettings,
-    Skipped,
-    plan_actions,
-)
+from ccd.config import Config, DispositionsConfig, load_config
+from ccd.customers import CustomerStore
+from ccd.dispo_service import Dispositions
+from ccd.dispositions import DispositionError
 from ccd.dnc import DncList
 from ccd.logging import configure_logging
-from ccd.numbers import InvalidNumber, try_normalize
+from ccd.numbers import InvalidNumber
 from ccd.reports import (
-    DEFAULT_RETENTION_DAYS,
     GROUPINGS,
     REPORT_FORMATS,
     BadReportRequest,
@@ -70,7 +56,7 @@ from ccd.reports import (
     zone,
 )
 
-__all__ = ["DispoConfig", "register", "settings_of"]
+__all__ = ["register"]
 
 #: The CLI is an adapter: wall-clock time is fine here (tests replace this).
 _now: Callable[[], float] = time.time
@@ -83,41 +69,6 @@ Handler = Callable[[argparse.Namespace], int]
 
 class _Refused(Exception):
     """The operator asked for something that cannot be done as asked (exit 2)."""
-
-
-@dataclass(frozen=True, slots=True)
-class DispoConfig:
-    codes: CodeSet
-    settings: DispositionSettings
-    timezone: str
-    retention_days: int
-    time_scale: float
-
-
-def settings_of(config: Config) -> DispoConfig:
-    """The R-DISPO settings of ``config``: its ``dispositions`` section when it has one
-    (attributes named as in the module doc), else the defaults."""
-    section: Any = getattr(config, "dispositions", None)
-    daemon: Any = getattr(config, "daemon", None)
-
-    def value(name: str, default: Any) -> Any:
-        found = getattr(section, name, None) if section is not None else None
-        return default if found is None else found
-
-    codes = value("codes", DEFAULT_CODES)
-    if not isinstance(codes, CodeSet):
-        codes = CodeSet.from_mapping(codes)
-    return DispoConfig(
-        codes=codes,
-        settings=DispositionSettings(
-            dnc_days=float(value("dnc_days", DEFAULT_DNC_DAYS)),
-            callback_delay=float(value("callback_delay", DEFAULT_CALLBACK_DELAY)),
-            webhook_url=value("webhook_url", None) or None,
-        ),
-        timezone=str(value("timezone", "UTC")),
-        retention_days=int(value("retention_days", DEFAULT_RETENTION_DAYS)),
-        time_scale=float(getattr(daemon, "time_scale", 1.0) or 1.0),
-    )
 
 
 # --- registration ----------------------------------------------------------------------------
@@ -168,8 +119,13 @@ def register(
 
     dispo = subparsers.add_parser("dispo", help="call dispositions")
     dispo_sub = dispo.add_subparsers(dest="dispo_command", required=True, metavar="COMMAND")
-    p = leaf(dispo_sub, "set", cmd_dispo_set, "set codes (numbers or names) on a stored call")
-    p.add_argument("call", metavar="CALL_UUID")
+    p = leaf(
+        dispo_sub,
+        "set",
+        cmd_dispo_set,
+        "set codes (numbers or names) on a finished call, or on an agent's most recent one",
+    )
+    p.add_argument("call", metavar="CALL_OR_AGENT")
     p.add_argument("codes", nargs="+", metavar="CODE")
     p.add_argument("--by", default="operator", help="who sets them (default: operator)")
 
@@ -217,7 +173,7 @@ class _Stderr:
 @dataclass(frozen=True)
 class _Session:
     config: Config
-    dispo: DispoConfig
+    dispo: DispositionsConfig
     store: Store
     dnc: DncList
     reports: ReportStore
@@ -226,11 +182,7 @@ class _Session:
 @contextlib.contextmanager
 def _session(args: argparse.Namespace) -> Iterator[_Session]:
     config = load_config(args.config)
-    try:
-        dispo = settings_of(config)
-        tz = zone(dispo.timezone)
-    except (TypeError, ValueError) as exc:
-        raise _Refused(f"configuration: {exc}") from None
+    dispo = config.dispositions
     configure_logging(config.log.format, "warning", stream=_Stderr())  # type: ignore[arg-type]
     client = connect_redis(config.redis.url, config.redis.socket_timeout)
     try:
@@ -240,8 +192,8 @@ def _session(args: argparse.Namespace) -> Iterator[_Session]:
             config,
             dispo,
             store,
-            DncList(store, time_scale=dispo.time_scale, clock=_now),
-            ReportStore(store, tz=tz, retention_days=dispo.retention_days),
+            DncList(store, time_scale=config.daemon.time_scale, clock=_now),
+            ReportStore(store, tz=zone(dispo.timezone), retention_days=dispo.retention_days),
         )
     finally:
         client.close()
@@ -276,7 +228,7 @@ def _left(ttl_ms: int | None) -> str:
 
 def cmd_dnc_add(args: argparse.Namespace) -> int:
     with _session(args) as s:
-        days = _days(args.days, s.dispo.settings.dnc_days)
+        days = _days(args.days, s.dispo.dnc_days)
         try:
             entry = s.dnc.add(
                 args.number, None if days is None else days * 86400, args.reason, "operator"
@@ -350,39 +302,86 @@ def cmd_report_dispositions(args: argparse.Namespace) -> int:
 
 def cmd_dispo_set(args: argparse.Namespace) -> int:
     with _session(args) as s:
-        codes = s.dispo.codes
-        names = tuple(dict.fromkeys(codes.resolve(text).name for text in args.codes))
-        try:
-            record = CallRepository(s.store).get(args.call)
-        except ValueError:
-            raise _Refused(f"not a call uuid: {args.call!r}"[:120]) from None
-        if record is None:
-            raise _Refused(f"no stored call {args.call} (finished calls are kept 24 h)")
-        number = try_normalize(record.caller_number)
-        disposition = Disposition(
-            record.uuid,
-            names,
-            args.by,
-            _now(),
-            agent=record.agent,
-            queue=record.queue or None,
-            number=number,
+        codes = [s.dispo.codes.resolve(text) for text in args.codes]
+        names = tuple(dict.fromkeys(code.name for code in codes))
+        webhook = _CliWebhook.create(s.dispo)
+        dispositions = Dispositions(
+            config=s.config,
+            store=s.store,
+            customers=CustomerStore(s.store),
+            callbacks=CallbackStore(s.store),
+            webhook=webhook,
+            now=_now,
         )
-        new = s.reports.record(disposition)
-        carried = s.reports.codes_of(record.uuid)
-        if not new:
-            print(f"{record.uuid}: already set: {', '.join(names)}")
-            return EXIT_OK
-        actions = plan_actions(disposition, codes, s.dispo.settings, new=new, all_codes=carried)
-        for action in actions:
-            if isinstance(action, AddToDnc):
-                s.dnc.add(action.number, action.ttl_seconds, action.reason, action.by)
-    print(f"{record.uuid}: set {', '.join(new)} (the call carries {', '.join(carried)})")
-    for action in actions:
-        if isinstance(action, Skipped):
-            print(f"  skipped {action.action} of {action.code}: {action.why}")
-        elif isinstance(action, AddToDnc):
-            print(f"  {action.number} put on the do-not-call list")
-        else:
-            print(f"  for the daemon: {type(action).__name__}")
+        call_uuid, agent_id = _target(dispositions, args.call)
+        try:
+            applied = dispositions.set_codes(
+                codes, set_by=args.by, now=_now(), call_uuid=call_uuid, agent_id=agent_id
+            )
+        except ValueError as exc:  # a --by that is not a name (DispositionError is one too)
+            raise _Refused(str(exc)) from None
+        finally:
+            webhook_line = webhook.finish() if webhook is not None else None
+    if not applied.new:
+        print(f"{applied.call_uuid}: already set: {', '.join(names)}")
+        return EXIT_OK
+    print(
+        f"{applied.call_uuid}: set {', '.join(applied.new)} "
+        f"(the call carries {', '.join(applied.carried)})"
+    )
+    for line in applied.actions:
+        print(f"  {line}")
+    if webhook_line:
+        print(f"  {webhook_line}")
     return EXIT_OK
+
+
+def _target(dispositions: Dispositions, text: str) -> tuple[str | None, str | None]:
+    """(call uuid, None) for a finished call, (None, agent id) for an agent's last call."""
+    if dispositions.find_call(text) is not None:  # DispositionError: not a call uuid
+        return text, None
+    if dispositions.last_call(text) is not None:
+        return None, text
+    raise _Refused(
+        f"no stored call {text} (finished calls are kept 24 h) and no agent {text} "
+        "with a finished call"[:200]
+    )
+
+
+class _CliWebhook:
+    """The daemon's webhook sender, waited for: the command ends after the POST (or its
+    last retry), so an operator's code reaches the CRM like an agent's."""
+
+    def __init__(self, sender: Any) -> None:
+        self.sender = sender
+        self.queued = 0
+
+    @classmethod
+    def create(cls, dispo: DispositionsConfig) -> _CliWebhook | None:
+        if not dispo.webhook_url:
+            return None
+        from ccd.adapters.webhook import WebhookSender
+
+        sender = WebhookSender(dispo.webhook_url, dispo.webhook_timeout)
+        sender.start()
+        return cls(sender)
+
+    def send(self, payload: dict[str, Any]) -> None:
+        self.queued += 1
+        self.sender.send(payload)
+
+    def finish(self) -> str | None:
+        sender = self.sender
+        if not self.queued:
+            sender.stop(0)
+            return None
+        attempts = sender.retries + 1
+        limit = attempts * sender.timeout + sum(sender.backoff * 2**i for i in range(attempts)) + 1
+        deadline = time.monotonic() + limit
+        while sender.sent + sender.failed + sender.dropped < self.queued:
+            if time.monotonic() > deadline:
+                break
+            gevent.sleep(0.05)
+        sent = sender.sent
+        sender.stop(0)
+        return "webhook posted" if sent >= self.queued else "webhook NOT delivered (see the log)"

@@ -51,6 +51,7 @@ from ccd.calls import CallRecord, CallRepository
 from ccd.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
 from ccd.config import Config
 from ccd.customers import Customer, CustomerStore, implied_tags
+from ccd.dispo_service import Dispositions, build_dispositions
 from ccd.esl_wire import EslEvent
 from ccd.hunt import Hunt, Phase, QueueRules, Release, Step
 from ccd.numbers import try_normalize
@@ -90,6 +91,7 @@ class CallControl:
         customers: Any = None,
         bindings: BindingStore | None = None,
         callbacks: CallbackStore | None = None,
+        dispositions: Dispositions | None = None,
         webhook: Any = None,
         metrics: Any = None,
     ) -> None:
@@ -101,6 +103,8 @@ class CallControl:
         self.customers = customers
         self.bindings = bindings
         self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
+        self.dispositions = dispositions
+        self._call_facts: dict[str, list[Fact]] = {}  # per live call, for dispositions
         self.number_rules = number_rules_from_config(config)
         self.webhook = webhook
         self.metrics = metrics
@@ -205,6 +209,8 @@ class CallControl:
         The customer's call is recorded first (type 4 bindings are renewed by it)."""
         if self.bindings is None:
             return None
+        if self.dispositions is not None and self.dispositions.dnc.is_listed(e.caller_number):
+            return None  # a do-not-contact customer is not routed by a binding (R-DISPO)
         try:
             self.bindings.record(CustomerCall(e.caller_number, now), now)
             agent_id = self.bindings.route(e.caller_number, now)
@@ -351,6 +357,11 @@ class CallControl:
         answered = disposition == "SUCCESS" or (not disposition and billsec > 0)
         log.info("agent.outside_call", agent=agent.id, answered=answered, billsec=billsec)
         self._sticky(AgentAttempt(number, agent.id, answered, now), now)
+        if self.dispositions is not None:
+            self.dispositions.outside_call_finished(
+                agent.id, number, answered, billsec, now, call_uuid=e.uuid,
+                cause=disposition or None,
+            )  # fmt: skip
 
     def _on_created(self, e: ev.ChannelCreated, now: float) -> None:
         if e.variables.get("ccd_call"):
@@ -363,6 +374,8 @@ class CallControl:
         if not self.store.lease(f"chan.{e.uuid}", self.node_id, CALL_LEASE_MS):
             return
         agent = self._agent_for(e.extension)
+        if e.action == "outbound_check":
+            return self._outbound_check(e, agent)
         ok = False
         if agent is None:
             log.warning(
@@ -371,6 +384,10 @@ class CallControl:
                 action=e.action,
                 reason="unknown_extension",
             )
+        elif e.action == "dispo" and self.dispositions is not None:
+            ok, said = self.dispositions.agent_code(agent.id, e.digits, None, now)
+            event = "agent.disposition" if ok else "agent.feature_code_refused"
+            log.info(event, agent=agent.id, action=e.action, result=said)
         elif e.action in ("login", "logout", "break", "ready"):
             try:
                 self._presence(agent.id, lambda s: presence.set_login(s, e.action, now))
@@ -390,6 +407,18 @@ class CallControl:
             log.info("agent.feature_code", agent=agent.id if agent else None, action=e.action)
         self._execute(e.uuid, "playback", TONE_OK if ok else TONE_REFUSED)
         self._execute(e.uuid, "hangup", "NORMAL_CLEARING")
+
+    def _outbound_check(self, e: ev.FeatureCode, agent: Agent | None) -> None:
+        """An agent's outside call waits parked for the do-not-call check (R-DISPO)."""
+        allowed = bool(e.dialed) and (
+            self.dispositions is None or self.dispositions.outbound_allowed(e.dialed)
+        )
+        if not allowed:
+            reason = "do_not_call" if e.dialed else "bad_number"
+            agent_id = agent.id if agent else None
+            log.info("agent.outbound_refused", agent=agent_id, extension=e.extension, reason=reason)
+        target = "ccd_outbound_go" if allowed else "ccd_outbound_refused"
+        self._execute(e.uuid, "transfer", f"{target} XML ccd_agents")
 
     def _on_registered(self, e: ev.PhoneRegistered, now: float) -> None:
         agent = self._agent_for(e.extension)
@@ -599,7 +628,13 @@ class CallControl:
         queue, action = self._getvar(uuid, "ccd_queue"), self._getvar(uuid, "ccd_action")
         if action:
             ext = self._getvar(uuid, "ccd_agent_ext")
-            decoded: Any = ev.FeatureCode(uuid, ext, action, self._getvar(uuid, "ccd_digits"))
+            decoded: Any = ev.FeatureCode(
+                uuid,
+                ext,
+                action,
+                self._getvar(uuid, "ccd_digits"),
+                self._getvar(uuid, "ccd_dialed"),
+            )
             handler = CallControl._on_feature_code
         elif queue:
             decoded = ev.CallParked(
@@ -712,6 +747,7 @@ class CallControl:
         return free, sorted(self.agents.ready_with(tags))
 
     def _apply(self, hunt: Hunt, step: Step, now: float) -> None:
+        self._call_facts.setdefault(hunt.call_uuid, []).extend(step.facts)
         for fact in step.facts:
             self._fact(fact)
             if fact.name == "agent.answered":
@@ -802,7 +838,10 @@ class CallControl:
         record.hunt = hunt.to_dict()
         self.calls.finish(record)
         self.store.release(f"call.{hunt.call_uuid}", self.node_id)
-        if self.customers is not None and record.customer is not None:
+        facts = self._call_facts.pop(hunt.call_uuid, [])
+        if self.dispositions is not None:  # automatic codes, contact history, reports
+            self.dispositions.call_finished(record, facts, now)
+        elif self.customers is not None and record.customer is not None:
             self._remember_contact(record)
         self._dirty = True
 
@@ -941,12 +980,14 @@ def build_call_control(daemon: Daemon) -> CallControl:
         webhook = WebhookSender(routing.webhook_url, routing.webhook_timeout)
         webhook.start()
         daemon.on_stop(webhook.stop)
+    customers = CustomerStore(daemon.store)
     control = CallControl(
         config=daemon.config,
         store=daemon.store,
         esl=daemon.esl,
         node_id=daemon.node_id,
-        customers=CustomerStore(daemon.store),
+        customers=customers,
+        dispositions=build_dispositions(daemon, customers=customers),
         bindings=BindingStore.from_config(daemon.store, daemon.config),
         webhook=webhook,
         metrics=daemon.metrics,

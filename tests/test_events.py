@@ -188,7 +188,7 @@ def test_feature_code_as_custom_event():
     "ev",
     [
         _park(ccd_action="login; rm", ccd_agent_ext="1001"),
-        _park(ccd_action="login", ccd_agent_ext="10 01", ccd_digits="x"),
+        _park(ccd_action="login", ccd_agent_ext="10 01", ccd_digits="x" * 40),
         _park(ccd_action="dispo", ccd_agent_ext="1001", ccd_digits="1; 2"),
         _park(ccd_queue="sales queue"),
         _park(),
@@ -238,3 +238,8 @@ def test_mangled_recorded_events_never_raise():
                 headers[key] = rng.choice(junk)
         result = from_esl(EslEvent(headers, rng.choice([None, ev.body, "-ERR", "+OK"])))
         assert result is None or type(result).__module__ == "ccd.events"
+
+
+def test_letters_keyed_after_a_feature_code_reach_the_daemon_to_be_refused_out_loud():
+    code = from_esl(_park(ccd_action="dispo", ccd_agent_ext="1001", ccd_digits="ab#"))
+    assert isinstance(code, FeatureCode) and code.digits == "ab#"

@@ -147,16 +147,48 @@ def test_agent_to_agent_bridges_to_the_user(conf):
 
 
 @pytest.mark.parametrize("number", ["+4930123456", "0612345678", "123456"])
-def test_outside_number_is_marked_and_goes_out_the_gateway(conf, number):
+def test_outside_number_parks_for_the_dnc_check_with_a_safety(conf, number):
     actions = conf.dialplan.route("ccd_agents", number, AGENT)
     variables = _set_vars(actions)
+    assert variables == {
+        "ccd_agent_ext": "${user_name}",
+        "ccd_dialed": number,
+        "ccd_action": "outbound_check",
+    }
+    assert [a.app for a in actions][-3:] == ["ring_ready", "sched_transfer", "park"]
+    # No daemon: the call goes on unchecked after the main number's short wait (fail open).
+    sched = next(a for a in actions if a.app == "sched_transfer")
+    assert sched.data == f"+{conf.vars['ccd_direct_check_s']} ccd_outbound_go XML ccd_agents"
+    assert not any(a.app == "bridge" for a in actions)  # nothing goes out before the check
+
+
+@pytest.mark.parametrize("number", ["+4930123456", "0612345678", "123456"])
+def test_checked_outside_number_is_marked_and_goes_out_the_gateway(conf, number):
+    actions = conf.dialplan.route("ccd_agents", "ccd_outbound_go", {**AGENT, "ccd_dialed": number})
+    assert actions[0] == Action("sched_cancel", "")  # the safety must not transfer it again
+    assert Action("unset", "ccd_action") in actions
+    variables = _set_vars(actions)
     assert variables["ccd_outbound"] == "true"
-    assert variables["ccd_dialed"] == number
-    assert variables["ccd_agent_ext"] == "${user_name}"
     assert variables["ccd_gateway"] == conf.vars["ccd_gateway"]
     assert variables["effective_caller_id_number"] == conf.vars["ccd_outbound_caller_id_number"]
     assert variables["hangup_after_bridge"] == "true"
     assert actions[-1] == Action("bridge", f"sofia/gateway/${{ccd_gateway}}/{number}")
+
+
+@pytest.mark.parametrize("dialed", [None, "", "12345", "0612345678;x", "06123$456789"])
+def test_outbound_go_without_a_checked_number_bridges_nothing(conf, dialed):
+    variables = dict(AGENT) if dialed is None else {**AGENT, "ccd_dialed": dialed}
+    actions = conf.dialplan.route("ccd_agents", "ccd_outbound_go", variables)
+    assert [a.app for a in actions] == ["answer", "playback", "hangup"]  # ccd_agents_invalid
+
+
+def test_refused_outside_number_hears_why_and_is_not_marked(conf):
+    actions = conf.dialplan.route("ccd_agents", "ccd_outbound_refused", AGENT)
+    assert [a.app for a in actions] == [
+        "sched_cancel", "unset", "answer", "playback", "hangup"
+    ]  # fmt: skip
+    assert "ccd_outbound" not in _set_vars(actions)
+    assert actions[-1] == Action("hangup", "CALL_REJECTED")
 
 
 @pytest.mark.parametrize("number", ["99", "*99", "12345", "abc"])
