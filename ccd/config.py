@@ -443,6 +443,9 @@ class CallbacksConfig:
     premium_prefixes: tuple[str, ...]
     emergency_numbers: tuple[str, ...]
     allow_international: bool
+    gateway: str
+    customer_ring_time: float
+    caller_id: str
 
 
 @dataclass(frozen=True)
@@ -731,6 +734,24 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
                 "seconds a daemon's claim on a request lasts unless renewed",
             ),
             _Option(
+                "gateway",
+                "ccd_trunk",
+                _string(_CONTEXT_RE, "a gateway name"),
+                "FreeSWITCH gateway that dials customers (sofia/gateway/<gateway>/<number>)",
+            ),
+            _Option(
+                "customer_ring_time",
+                30.0,
+                _seconds(positive=True),
+                "seconds a customer's phone rings on a callback before it counts as no answer",
+            ),
+            _Option(
+                "caller_id",
+                "+15550100",
+                _string(re.compile(r"^\+?[0-9]{3,15}$"), "a phone number"),
+                "caller-id number customers see on a callback",
+            ),
+            _Option(
                 "timezone",
                 "Europe/Budapest",
                 _timezone,
@@ -875,13 +896,13 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
         "overflow_time",
         30.0,
         _seconds(),
-        "seconds of waiting before the callback offer; 0 = off (not acted on yet)",
+        "seconds of waiting before the callback offer; 0 = off",
     ),
     _Option(
         "callback_strategy",
         "active",
         _choice("active", "passive", "customer_first"),
-        "how callback requests of this queue are dialed (not acted on yet)",
+        "how callback requests of this queue are dialed",
     ),
     _Option(
         "business_hours",

@@ -40,6 +40,7 @@ from ccd.adapters.webhook import WebhookSender
 from ccd.agents import Agent, AgentError, AgentRepository
 from ccd.bindings import BindingStore
 from ccd.callback import (
+    CallbackRequest,
     NumberRefused,
     OpenLimitReached,
     check_number,
@@ -51,6 +52,7 @@ from ccd.calls import CallRecord, CallRepository
 from ccd.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
 from ccd.config import Config
 from ccd.customers import Customer, CustomerStore, implied_tags
+from ccd.dialer import CallbackDialer
 from ccd.dispo_service import Dispositions, build_dispositions
 from ccd.esl_wire import EslEvent
 from ccd.hunt import Hunt, Phase, QueueRules, Release, Step
@@ -104,6 +106,7 @@ class CallControl:
         self.bindings = bindings
         self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
         self.dispositions = dispositions
+        self.dialer = CallbackDialer(self)
         self._call_facts: dict[str, list[Fact]] = {}  # per live call, for dispositions
         self.number_rules = number_rules_from_config(config)
         self.webhook = webhook
@@ -234,42 +237,73 @@ class CallControl:
         return self.config.daemon.dialplan_context
 
     def _on_parked(self, e: ev.CallParked, now: float) -> None:
-        if e.uuid in self.hunts:
-            return  # parked again (after a bridge ended, a transfer): already ours
-        if not self.store.lease(f"call.{e.uuid}", self.node_id, CALL_LEASE_MS):
-            return  # another daemon took this caller
-        customer = self._customer(e.caller_number)
-        # Contacts are recorded for known customers only (see _finish).
-        history = self._history(e.caller_number) if customer is not None else []
-        rules = self._with_implied_tags(self.queue_rules(e.queue, e.tags), customer)
-        priority = self._priority(e.queue, customer)
-        template = self.config.routing.caller_id_template
-        args = (template, customer, e.caller_name, e.caller_number, e.queue)
-        display = caller_id_name(*args, history=history)
         # A direct callback (see _on_entry): the bound agent first, and the waiting time
         # (the overflow clock) counts from the moment the call arrived, not from here.
-        preferred = e.variables.get("ccd_direct_agent") or None
-        entered_at = _arrival(e.variables.get("ccd_arrived"), now)
+        self._enqueue(
+            e.uuid,
+            e.queue,
+            e.tags,
+            e.caller_number,
+            e.caller_name,
+            e.destination,
+            now,
+            entered_at=_arrival(e.variables.get("ccd_arrived"), now),
+            preferred=e.variables.get("ccd_direct_agent") or None,
+        )
+
+    def enqueue_callback(self, uuid: str, request: CallbackRequest, boost: int, now: float) -> None:
+        """A customer called back (customer-first) who pressed 1: into the queue, ahead."""
+        q = self.config.queues.get(request.queue)
+        tags = tuple(q.tags) if q else ()
+        self._enqueue(uuid, request.queue, tags, request.number, "", "", now, boost=boost)
+
+    def _enqueue(
+        self,
+        uuid: str,
+        queue: str,
+        tags: Iterable[str],
+        caller_number: str,
+        caller_name: str,
+        destination: str,
+        now: float,
+        *,
+        entered_at: float | None = None,
+        preferred: str | None = None,
+        boost: int = 0,
+    ) -> None:
+        if uuid in self.hunts:
+            return  # parked again (after a bridge ended, a transfer): already ours
+        if not self.store.lease(f"call.{uuid}", self.node_id, CALL_LEASE_MS):
+            return  # another daemon took this caller
+        customer = self._customer(caller_number)
+        # Contacts are recorded for known customers only (see _finish).
+        history = self._history(caller_number) if customer is not None else []
+        rules = self._with_implied_tags(self.queue_rules(queue, tags), customer)
+        priority = self._priority(queue, customer) + boost
+        template = self.config.routing.caller_id_template
+        args = (template, customer, caller_name, caller_number, queue)
+        display = caller_id_name(*args, history=history)
+        entered = now if entered_at is None else entered_at
         record = CallRecord(
-            uuid=e.uuid,
-            queue=e.queue,
-            caller_number=e.caller_number,
-            caller_name=e.caller_name,
-            destination=e.destination,
+            uuid=uuid,
+            queue=queue,
+            caller_number=caller_number,
+            caller_name=caller_name,
+            destination=destination,
             tags=list(rules.required_tags),
-            entered_at=entered_at,
+            entered_at=entered,
             priority=priority,
             customer=None if customer is None else customer.to_dict(),
             node=self.node_id,
         )
         hunt = Hunt(
-            e.uuid,
+            uuid,
             rules,
             self.new_uuid,
-            caller_number=e.caller_number,
+            caller_number=caller_number,
             caller_display=display,
             priority=priority,
-            entered_at=entered_at,
+            entered_at=entered,
             preferred=preferred,
             preferred_display=caller_id_name(*args, direct=True, history=history)
             if preferred
@@ -278,15 +312,17 @@ class CallControl:
         record.hunt = hunt.to_dict()
         if not self.calls.create(record, hunt.order_key):
             return  # known already (a second park of the same caller)
-        structlog.contextvars.bind_contextvars(call=e.uuid, queue=e.queue)
+        structlog.contextvars.bind_contextvars(call=uuid, queue=queue)
         try:
-            self.hunts[e.uuid] = hunt
-            self.records[e.uuid] = record
+            self.hunts[uuid] = hunt
+            self.records[uuid] = record
             self._drive(hunt, hunt.start(now), now)
         finally:
             structlog.contextvars.unbind_contextvars("call", "queue")
 
     def _on_job(self, e: ev.JobResult, now: float) -> None:
+        if self.dialer.on_job(e.job_uuid, e.ok, e.value, now):
+            return
         command = self._fire_jobs.pop(e.job_uuid, None)
         if command is not None:
             if not e.ok:
@@ -299,6 +335,8 @@ class CallControl:
         self._drive(hunt, hunt.on_job_result(e.job_uuid, e.ok, e.value, now), now)
 
     def _on_answered(self, e: ev.ChannelAnswered, now: float) -> None:
+        if self.dialer.on_agent_answered(e.uuid, now):
+            return
         call_uuid = e.variables.get("ccd_call") or self.legs.get(e.uuid)
         hunt = self.hunts.get(call_uuid) if call_uuid else None
         if hunt is not None:
@@ -321,6 +359,7 @@ class CallControl:
 
     def _on_hangup(self, e: ev.ChannelHangup, now: float) -> None:
         self._deferred.pop(e.uuid, None)
+        self.dialer.on_hangup(e.uuid, now)
         hunt = self.hunts.get(e.uuid)
         if hunt is not None:
             self._drive(hunt, hunt.on_caller_hangup(now), now)
@@ -384,6 +423,9 @@ class CallControl:
                 action=e.action,
                 reason="unknown_extension",
             )
+        elif e.action == "next_callback":
+            self.dialer.next_callback(agent, e.uuid, now)
+            return None
         elif e.action == "dispo" and self.dispositions is not None:
             ok, said = self.dispositions.agent_code(agent.id, e.digits, None, now)
             event = "agent.disposition" if ok else "agent.feature_code_refused"
@@ -440,6 +482,9 @@ class CallControl:
         Every path either moves the caller to the next prompt, stores the request
         (and only then plays "we will call you back"), or puts them back in the queue
         with their original place: nobody is left in silence or dropped."""
+        if e.stage == "customer_first":
+            self.dialer.on_prompt(e.uuid, e.stage, dict(e.values), now)
+            return None
         hunt, record = self.hunts.get(e.uuid), self.records.get(e.uuid)
         if hunt is None or record is None or hunt.phase is not Phase.OFFERING:
             return None
@@ -556,6 +601,7 @@ class CallControl:
     def on_tick(self, now: float) -> None:
         if self._deferred:
             self._retry_deferred(now)
+        self.dialer.tick(now)
         for hunt in list(self.hunts.values()):
             deadline = hunt.next_deadline
             if deadline is not None and now >= deadline:
@@ -777,17 +823,21 @@ class CallControl:
         agent_id = hunt.agent_id
         if agent_id is None:
             return
-
-        def set_leg(agent: Agent) -> Agent:
-            if agent.call != hunt.call_uuid:
-                return agent
-            state = dataclasses.replace(agent.state, offer_leg=command.leg_uuid)
-            return dataclasses.replace(agent, state=state)
-
-        self.agents.update(agent_id, set_leg)
+        self._offer_leg_of(agent_id, hunt.call_uuid, command.leg_uuid)
         record = self.records.get(hunt.call_uuid)
         if record is not None:
             record.status, record.agent, record.agent_leg = "ringing", agent_id, command.leg_uuid
+
+    def _offer_leg_of(self, agent_id: str, call: str, leg: str) -> None:
+        """The agent reserved for ``call`` is rung on ``leg`` (presence knows the leg)."""
+
+        def set_leg(agent: Agent) -> Agent:
+            if agent.call != call:
+                return agent
+            state = dataclasses.replace(agent.state, offer_leg=leg)
+            return dataclasses.replace(agent, state=state)
+
+        self.agents.update(agent_id, set_leg)
 
     def _offered(self, hunt: Hunt, fact: Fact) -> None:
         """The screen-pop for a CRM: the offer as JSON, sent without waiting."""

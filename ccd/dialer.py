@@ -1,0 +1,321 @@
+"""The callback dialer (R-CALLBACK, stages 2 and 3): works stored requests until each ends.
+
+Theory of operation
+-------------------
+Requests live in Redis (:mod:`ccd.callbacks`); a request being worked is held under a
+lease (``SET NX PX``, renewed while this daemon works it), so with several daemons each
+attempt is made by exactly one of them, and a daemon that dies lets its lease lapse for
+another to take the request over. This module keeps only the attempts in progress.
+
+Per queue, by its ``callback_strategy`` and only inside its business hours:
+
+* ``customer_first``: while the queue has free agents, the oldest due requests are dialled
+  (one per free agent); the answered customer hears ``ccd_cb_customer_first``; 1 puts
+  them into the queue ahead of new calls (a normal hunt with a priority boost), anything
+  else closes the request as declined.
+* ``active``: every ``agent_poll_interval`` a free agent of the queue is reserved and rung;
+  when they answer, the customer is dialled and bridged to them.
+* ``passive``: an agent dials ``*25``; the daemon dials the due requests of the agent's
+  queues one after the other until one answers, bridged to the agent's parked call.
+
+An unanswered customer is an attempt (:func:`ccd.callback.after_attempt` decides the next
+try or ``unreached``); an agent not answering is no attempt: the request is given back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from ccd import presence
+from ccd.adapters.redis_store import RedisUnavailable
+from ccd.callback import Attempt, CallbackRequest, Outcome, in_business_hours, rules_from_config
+from ccd.callbacks import LeaseLost
+from ccd.commands import Bridge, Kill, Originate, quote_var_value
+from ccd.routing import candidates
+
+if TYPE_CHECKING:
+    from ccd.service import CallControl
+
+log = structlog.get_logger()
+
+#: How a failed customer leg counts (BACKGROUND_JOB ``-ERR <cause>``).
+_CAUSES = {
+    "NO_ANSWER": Outcome.NO_ANSWER,
+    "NO_USER_RESPONSE": Outcome.NO_ANSWER,
+    "ALLOTTED_TIMEOUT": Outcome.NO_ANSWER,
+    "USER_BUSY": Outcome.BUSY,
+    "CALL_REJECTED": Outcome.REJECTED,
+    "DESTINATION_OUT_OF_ORDER": Outcome.ABORTED,  # our switch's rate limit: not the customer
+}
+#: Priority points a customer-first callback gains over new calls in its queue.
+CALLBACK_PRIORITY = 50
+TONE_NONE_LEFT = "tone_stream://%(300,100,440);%(300,0,440)"
+
+
+@dataclass
+class Work:
+    """One attempt in progress on one request."""
+
+    request: CallbackRequest
+    strategy: str
+    phase: str  # ringing_agent | dialing_customer | prompt | bridged
+    agent_id: str | None = None
+    agent_leg: str | None = None
+    customer_leg: str | None = None
+    jobs: dict[str, str] = field(default_factory=dict)  # job uuid -> "agent" | "customer"
+    passive_queues: tuple[str, ...] = ()
+
+
+class CallbackDialer:
+    def __init__(self, control: CallControl) -> None:
+        self.c = control
+        self.config = control.config
+        self.work: dict[str, Work] = {}  # request id -> attempt in progress
+        self.by_job: dict[str, str] = {}
+        self.by_leg: dict[str, str] = {}
+        self._last_poll: dict[str, float] = {}
+        self._last_renew = 0.0
+
+    # -- time ----------------------------------------------------------------------------
+    @property
+    def lease_ms(self) -> float:
+        return self.config.callbacks.lease_time / self.config.daemon.time_scale * 1000
+
+    def tick(self, now: float) -> None:
+        if now - self._last_renew >= self.config.callbacks.lease_time / 3:
+            self._last_renew = now
+            for request_id in list(self.work):
+                if not self.c.callbacks.renew(request_id, self.c.node_id, self.lease_ms):
+                    log.warning("callback.lease_lost", callback=request_id)
+        for name, queue in self.config.queues.items():
+            if queue.callback_strategy == "customer_first":
+                self._customer_first(name, now)
+            elif queue.callback_strategy == "active":
+                self._active(name, now)
+
+    def _open(self, queue: str, now: float) -> bool:
+        return in_business_hours(now, rules_from_config(self.config, queue))
+
+    def _in_progress(self, queue: str) -> int:
+        return sum(1 for w in self.work.values() if w.request.queue == queue)
+
+    def _tags(self, queue: str) -> tuple[str, ...]:
+        q = self.config.queues.get(queue)
+        return tuple(q.tags) if q else ()
+
+    # -- customer first ------------------------------------------------------------------
+    def _customer_first(self, queue: str, now: float) -> None:
+        free = len(self.c.agents.available_with(self._tags(queue)))
+        slots = free - self._in_progress(queue)
+        if slots <= 0 or not self._open(queue, now):
+            return
+        for request in self.c.callbacks.due(now, queue, limit=slots):
+            if request.id in self.work or not self._take(request):
+                continue
+            work = Work(request, "customer_first", "dialing_customer")
+            self.work[request.id] = work
+            self._dial_customer(work, program=f"ccd_cb_customer_first XML {self.c._context}")
+
+    def on_prompt(self, uuid: str, stage: str, values: dict[str, str], now: float) -> bool:
+        request_id = self.by_leg.get(uuid)
+        work = self.work.get(request_id) if request_id else None
+        if work is None or stage != "customer_first":
+            return False
+        if values.get("ccd_cf_choice") == "1":
+            self._record(work, Outcome.QUEUED, now, detail="pressed 1")
+            self.c.enqueue_callback(uuid, work.request, CALLBACK_PRIORITY, now)
+        else:
+            self._record(work, Outcome.DECLINED, now, detail=values.get("ccd_cf_choice", ""))
+            self.c._execute(uuid, "hangup", "NORMAL_CLEARING")
+        return True
+
+    # -- active ----------------------------------------------------------------------------
+    def _active(self, queue: str, now: float) -> None:
+        if now - self._last_poll.get(queue, -1e18) < self.config.callbacks.agent_poll_interval:
+            return
+        self._last_poll[queue] = now
+        if self._in_progress(queue) or not self._open(queue, now):
+            return
+        due = self.c.callbacks.due(now, queue, limit=1)
+        free = candidates(self.c.agents.available_with(self._tags(queue), limit=4), ())
+        if not due or not free:
+            return
+        request = due[0]
+        for agent in free:
+            if not self.c.agents.reserve(agent.id, request.id, now):
+                continue
+            if not self._take(request):
+                self.c._presence(agent.id, lambda s: presence.offer_failed(
+                    s, None, "cancelled", now, self.c.rules))  # fmt: skip
+                return
+            work = Work(request, "active", "ringing_agent", agent_id=agent.id)
+            self.work[request.id] = work
+            self._ring_agent(work, agent.extension)
+            return
+
+    def _ring_agent(self, work: Work, extension: str) -> None:
+        leg, job = self.c.new_uuid(), self.c.new_uuid()
+        work.agent_leg = leg
+        work.jobs[job] = "agent"
+        self.by_job[job], self.by_leg[leg] = work.request.id, work.request.id
+        ring = self.config.queues[work.request.queue].ring_time
+        variables = {
+            "ccd_callback": work.request.id,
+            "ccd_agent": work.agent_id,
+            "ccd_call": work.request.id,
+            "origination_caller_id_name": f"Callback {work.request.number}",
+            "origination_caller_id_number": work.request.number,
+        }
+        margin = int(self.config.routing.originate_timeout_margin)
+        command = Originate(leg, extension, variables, int(ring) + max(1, margin), job)
+        self.c._offer_leg_of(work.agent_id, work.request.id, leg)
+        self.c._send(command)
+        log.info("callback.agent_offered", callback=work.request.id, agent=work.agent_id)
+
+    # -- passive -----------------------------------------------------------------------------
+    def next_callback(self, agent: Any, uuid: str, now: float) -> None:
+        """An agent dialled *25: their queues' due requests, one after the other."""
+        queues = tuple(
+            name
+            for name, q in self.config.queues.items()
+            if q.callback_strategy == "passive" and set(q.tags) <= set(agent.tags)
+        )
+        self._passive_next(agent.id, uuid, queues, now)
+
+    def _passive_next(self, agent_id: str, uuid: str, queues: tuple[str, ...], now: float) -> None:
+        open_queues = [q for q in queues if self._open(q, now)]
+        for request in self.c.callbacks.due(now, open_queues, limit=10) if open_queues else []:
+            if request.id in self.work or not self._take(request):
+                continue
+            work = Work(request, "passive", "dialing_customer", agent_id=agent_id,
+                        agent_leg=uuid, passive_queues=queues)  # fmt: skip
+            self.work[request.id] = work
+            self.by_leg[uuid] = request.id
+            self._dial_customer(work, program="&park()")
+            return
+        log.info("callback.none_due", agent=agent_id)
+        self.c._execute(uuid, "playback", TONE_NONE_LEFT)
+        self.c._execute(uuid, "hangup", "NORMAL_CLEARING")
+
+    # -- dialling the customer ------------------------------------------------------------------
+    def _dial_customer(self, work: Work, program: str) -> None:
+        leg, job = self.c.new_uuid(), self.c.new_uuid()
+        work.customer_leg = leg
+        work.jobs[job] = "customer"
+        self.by_job[job], self.by_leg[leg] = work.request.id, work.request.id
+        gateway = self.config.callbacks.gateway
+        variables = [
+            f"origination_uuid={leg}",
+            f"ccd_callback={work.request.id}",
+            f"originate_timeout={int(self.config.callbacks.customer_ring_time)}",
+            f"origination_caller_id_number={quote_var_value(self.config.callbacks.caller_id)}",
+        ]
+        text = f"originate {{{','.join(variables)}}}sofia/gateway/{gateway}/{work.request.number} "
+        self.c._bgapi(text + program, job)
+        log.info("callback.dialing", callback=work.request.id, strategy=work.strategy)
+
+    # -- events ----------------------------------------------------------------------------
+    def on_job(self, job: str, ok: bool, value: str, now: float) -> bool:
+        request_id = self.by_job.pop(job, None)
+        work = self.work.get(request_id) if request_id else None
+        if work is None:
+            return False
+        side = work.jobs.pop(job, "")
+        if side == "agent":
+            if ok:
+                self._agent_answered(work, now)
+            else:
+                self._agent_missed(work, value, now)
+        elif side == "customer":
+            if ok:
+                self._customer_answered(work, now)
+            else:
+                self._customer_missed(work, _CAUSES.get(value, Outcome.FAILED), value, now)
+        return True
+
+    def on_agent_answered(self, leg: str, now: float) -> bool:
+        work = self.work.get(self.by_leg.get(leg, ""))
+        if work is None or leg != work.agent_leg or work.phase != "ringing_agent":
+            return False
+        self._agent_answered(work, now)
+        return True
+
+    def on_hangup(self, uuid: str, now: float) -> bool:
+        request_id = self.by_leg.pop(uuid, None)
+        work = self.work.get(request_id) if request_id else None
+        if work is None:
+            return False
+        if uuid == work.customer_leg and work.phase == "prompt":
+            self._record(work, Outcome.FAILED, now, detail="hung up at the prompt")
+        elif uuid == work.agent_leg and work.phase == "dialing_customer":
+            # The agent gave up while we dialled: the customer leg goes too; try later.
+            if work.customer_leg:
+                self.c._send(Kill(work.customer_leg, "ORIGINATOR_CANCEL"))
+            self._give_back(work, now)
+        elif uuid == work.agent_leg and work.phase == "ringing_agent":
+            self._agent_missed(work, "hangup", now)
+        return True
+
+    # -- steps ------------------------------------------------------------------------------
+    def _agent_answered(self, work: Work, now: float) -> None:
+        if work.phase != "ringing_agent":
+            return
+        work.phase = "dialing_customer"
+        if work.agent_id and work.agent_leg:
+            leg = work.agent_leg
+            self.c._presence(work.agent_id, lambda s: presence.answered(s, leg, now))
+        self._dial_customer(work, program="&park()")
+
+    def _agent_missed(self, work: Work, cause: str, now: float) -> None:
+        """The agent did not take it: no attempt on the customer; the request waits."""
+        if work.agent_id:
+            leg = work.agent_leg
+            self.c._presence(work.agent_id, lambda s: presence.offer_failed(
+                s, leg, "no_answer", now, self.c.rules))  # fmt: skip
+        log.info("callback.agent_no_answer", callback=work.request.id, cause=cause)
+        self._give_back(work, now)
+
+    def _customer_answered(self, work: Work, now: float) -> None:
+        if work.strategy == "customer_first":
+            work.phase = "prompt"  # the leg runs ccd_cb_customer_first; on_prompt follows
+            return
+        work.phase = "bridged"
+        assert work.agent_leg is not None and work.customer_leg is not None
+        self.c._send(Bridge(work.agent_leg, work.customer_leg))
+        self._record(work, Outcome.CONNECTED, now, detail="bridged")
+        log.info("callback.connected", callback=work.request.id, agent=work.agent_id)
+
+    def _customer_missed(self, work: Work, outcome: Outcome, cause: str, now: float) -> None:
+        self._record(work, outcome, now, detail=cause)
+        if work.strategy == "active" and work.agent_leg:
+            self.c._send(Kill(work.agent_leg, "NORMAL_CLEARING"))  # frees the agent
+        elif work.strategy == "passive" and work.agent_leg and work.agent_id:
+            self._passive_next(work.agent_id, work.agent_leg, work.passive_queues, now)
+
+    def _record(self, work: Work, outcome: Outcome, now: float, detail: str = "") -> None:
+        self._forget(work)
+        attempt = Attempt(now, outcome, work.agent_id, detail[:120])
+        rules = rules_from_config(self.config, work.request.queue)
+        try:
+            self.c.callbacks.record_attempt(work.request.id, self.c.node_id, attempt, rules, now)
+        except (LeaseLost, RedisUnavailable) as exc:
+            log.error("callback.record_failed", callback=work.request.id, error=str(exc))
+
+    def _give_back(self, work: Work, now: float) -> None:
+        self._forget(work)
+        try:
+            self.c.callbacks.release(work.request.id, self.c.node_id)
+        except (LeaseLost, RedisUnavailable) as exc:
+            log.warning("callback.release_failed", callback=work.request.id, error=str(exc))
+
+    def _forget(self, work: Work) -> None:
+        self.work.pop(work.request.id, None)
+        for job in work.jobs:
+            self.by_job.pop(job, None)
+        work.jobs.clear()
+
+    def _take(self, request: CallbackRequest) -> bool:
+        return self.c.callbacks.take(request.id, self.c.node_id, self.lease_ms)

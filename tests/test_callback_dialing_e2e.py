@@ -1,0 +1,139 @@
+"""R-CALLBACK end to end: stored requests dialled by each strategy, through the fake
+FreeSWITCH's gateway customers and desk phones, real Redis, the daemon; time scaled."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from zoneinfo import ZoneInfo
+
+from ccd.callback import new_request
+from ccd.callbacks import CallbackStore
+from ccd.hunt import queue_order_key
+from tests.support.daemon_fixtures import QUEUES, bridged, eventually
+from tests.test_routing_e2e import login, offers
+
+AGENTS = {"alice": {"extension": "1001", "tags": ["sales"]}}
+CUSTOMER = "+3612345678"
+
+
+def start(fakeswitch, start_daemon, strategy, *, hours=(), **callbacks):
+    queues = {**QUEUES, "sales": {"tags": ["sales"], "overflow_time": 0,
+                                  "callback_strategy": strategy}}  # fmt: skip
+    daemon = start_daemon(
+        fakeswitch,
+        agents=AGENTS,
+        queues=queues,
+        routing={"wrapup_time": 0},
+        callbacks={"business_hours": list(hours), "agent_poll_interval": 5,
+                   "min_interval": 60, "max_attempts": 2, **callbacks},
+    )  # fmt: skip
+    login(daemon, "alice")
+    return daemon
+
+
+def store_request(daemon, number=CUSTOMER, strategy="customer_first", at=None):
+    now = daemon.now() if at is None else at
+    request = new_request(
+        uuid.uuid4().hex, number, "sales", created_at=now,
+        order_key=queue_order_key(0, now), caller_uuid=str(uuid.uuid4()), strategy=strategy,
+    )  # fmt: skip
+    return CallbackStore(daemon.store).create(request, None)
+
+
+def status(daemon, request):
+    return CallbackStore(daemon.store).require(request.id)
+
+
+def test_customer_first_answered_pressing_1_is_queued_ahead_and_bridged(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1, hangup_after=5)
+    fakeswitch.add_outside(CUSTOMER, answer_after=1, digits=["1"], hangup_after=60)
+    daemon = start(fakeswitch, start_daemon, "customer_first")
+    request = store_request(daemon)
+    leg = eventually(lambda: [e["uuid"] for e in fakeswitch.trace.of("answer", party=CUSTOMER)],
+                     what="customer answered")[0]  # fmt: skip
+    eventually(lambda: bridged(fakeswitch, leg), what="customer bridged to alice")
+    done = status(daemon, request)
+    assert done.status == "done" and [a.outcome for a in done.attempts] == ["queued"]
+
+
+def test_customer_first_declining_closes_the_request(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1)
+    fakeswitch.add_outside(CUSTOMER, answer_after=1, digits=["2"])
+    daemon = start(fakeswitch, start_daemon, "customer_first")
+    request = store_request(daemon)
+    eventually(lambda: status(daemon, request).status == "declined", what="declined")
+    assert offers(fakeswitch) == []  # no agent was bothered
+
+
+def test_unanswered_customer_is_retried_after_the_interval_then_kept_unreached(
+    fakeswitch, start_daemon
+):
+    fakeswitch.add_phone("1001", answer_after=1)
+    fakeswitch.add_outside(CUSTOMER, ring_forever=True)
+    daemon = start(fakeswitch, start_daemon, "customer_first", customer_ring_time=10)
+    request = store_request(daemon)
+    final = eventually(lambda: (r := status(daemon, request)).status == "unreached" and r,
+                       timeout=20, what="unreached after two attempts")  # fmt: skip
+    assert [a.outcome for a in final.attempts] == ["no_answer", "no_answer"]
+    first, second = (a.at for a in final.attempts)
+    assert second - first >= 60  # min_interval held (daemon seconds)
+    rings = fakeswitch.trace.of("ring", party=CUSTOMER)
+    assert len(rings) == 2  # max_attempts: never dialled a third time
+    assert CallbackStore(daemon.store).get(request.id) is not None  # kept, never deleted
+
+
+def test_active_rings_a_free_agent_then_dials_and_bridges_the_customer(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1, hangup_after=10)
+    fakeswitch.add_outside(CUSTOMER, answer_after=1, hangup_after=60)
+    daemon = start(fakeswitch, start_daemon, "active")
+    request = store_request(daemon, strategy="active")
+    eventually(lambda: status(daemon, request).status == "done", timeout=15, what="done")
+    customer_leg = fakeswitch.trace.of("answer", party=CUSTOMER)[0]["uuid"]
+    assert bridged(fakeswitch, customer_leg)
+    assert offers(fakeswitch) == ["1001"]
+    assert [a.outcome for a in status(daemon, request).attempts] == ["connected"]
+
+
+def test_active_customer_not_answering_frees_the_agent_and_counts(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1)
+    fakeswitch.add_outside(CUSTOMER, busy=True)
+    daemon = start(fakeswitch, start_daemon, "active", max_attempts=3)
+    request = store_request(daemon, strategy="active")
+    eventually(lambda: status(daemon, request).attempts, timeout=15, what="an attempt")
+    assert status(daemon, request).attempts[0].outcome == "busy"
+    eventually(lambda: daemon.control.agents.require("alice").state.activity == "idle",
+               what="alice free again")  # fmt: skip
+
+
+def test_passive_agent_feature_code_dials_due_requests_until_one_answers(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001")
+    fakeswitch.add_outside("+3612345600", ring_forever=True)
+    fakeswitch.add_outside(CUSTOMER, answer_after=1, hangup_after=30)
+    daemon = start(fakeswitch, start_daemon, "passive", customer_ring_time=10)
+    t0 = daemon.now()
+    first = store_request(daemon, "+3612345600", "passive", at=t0 - 10)  # older: dialled first
+    second = store_request(daemon, CUSTOMER, "passive", at=t0)
+    code = fakeswitch.phone_call("1001", "*25")
+    eventually(lambda: bridged(fakeswitch, code), timeout=20, what="alice bridged to a customer")
+    assert [a.outcome for a in status(daemon, first).attempts] == ["no_answer"]
+    assert status(daemon, second).status == "done"
+
+
+def test_nothing_is_dialled_outside_business_hours(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001")
+    fakeswitch.add_outside(CUSTOMER, answer_after=1, digits=["1"])
+    local = dt.datetime.now(ZoneInfo("Europe/Budapest"))
+    start_at = (local + dt.timedelta(hours=6)).strftime("%H:00")
+    end_at = (local + dt.timedelta(hours=7)).strftime("%H:00")
+    if start_at >= end_at:  # the window would cross midnight: use the morning instead
+        start_at, end_at = "03:00", "04:00"
+    daemon = start(fakeswitch, start_daemon, "customer_first",
+                   hours=[f"daily {start_at}-{end_at}"])  # fmt: skip
+    request = store_request(daemon)
+    fakeswitch.place_call(
+        "+3699999999", "Other", destination="ccd_queue_sales", hangup_after=3
+    )  # fmt: skip  (something else happening meanwhile)
+    eventually(lambda: fakeswitch.trace.of("ring", party="1001"), what="the other call")
+    assert not fakeswitch.trace.of("ring", party=CUSTOMER)
+    assert status(daemon, request).status == "pending"
