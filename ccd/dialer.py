@@ -78,6 +78,8 @@ class CallbackDialer:
         self.by_leg: dict[str, str] = {}
         self._last_poll: dict[str, float] = {}
         self._last_renew = 0.0
+        self._orphans: list[CallbackRequest] | None = None
+        self._adopting: dict[str, tuple[str, dict[str, str]]] = {}  # request -> (leg, keys)
 
     # -- time ----------------------------------------------------------------------------
     @property
@@ -85,6 +87,9 @@ class CallbackDialer:
         return self.config.callbacks.lease_time / self.config.daemon.time_scale * 1000
 
     def tick(self, now: float) -> None:
+        self._orphans = None  # expired leases, read at most once a tick
+        if self._adopting:
+            self._try_adoptions(now)
         if now - self._last_renew >= self.config.callbacks.lease_time / 3:
             self._last_renew = now
             for request_id in list(self.work):
@@ -99,6 +104,18 @@ class CallbackDialer:
     def _open(self, queue: str, now: float) -> bool:
         return in_business_hours(now, rules_from_config(self.config, queue))
 
+    def _due(self, queue: str, now: float, limit: int) -> list[CallbackRequest]:
+        """Due requests of ``queue``, after any whose daemon died mid-attempt (its lease
+        lapsed): those are taken over first, they have waited longest."""
+        if self._orphans is None:
+            self._orphans = self.c.callbacks.expired_leases()
+        orphans = [
+            r
+            for r in self._orphans
+            if r.queue == queue and r.id not in self.work and r.id not in self._adopting
+        ]
+        return (orphans + self.c.callbacks.due(now, queue, limit=limit))[:limit]
+
     def _in_progress(self, queue: str) -> int:
         return sum(1 for w in self.work.values() if w.request.queue == queue)
 
@@ -112,7 +129,7 @@ class CallbackDialer:
         slots = free - self._in_progress(queue)
         if slots <= 0 or not self._open(queue, now):
             return
-        for request in self.c.callbacks.due(now, queue, limit=slots):
+        for request in self._due(queue, now, slots):
             if request.id in self.work or not self._take(request):
                 continue
             work = Work(request, "customer_first", "dialing_customer")
@@ -122,6 +139,13 @@ class CallbackDialer:
     def on_prompt(self, uuid: str, stage: str, values: dict[str, str], now: float) -> bool:
         request_id = self.by_leg.get(uuid)
         work = self.work.get(request_id) if request_id else None
+        if work is None and stage == "customer_first" and values.get("ccd_callback"):
+            # A customer answered a call whose daemon is gone. Until its lease lapses the
+            # customer hears music; then the request is taken over here, not dialled again.
+            self._adopting[values["ccd_callback"]] = (uuid, dict(values))
+            self.c._send_api(f"uuid_broadcast {uuid} {self.config.routing.moh} aleg")
+            self._try_adoptions(now)
+            return True
         if work is None or stage != "customer_first":
             return False
         if values.get("ccd_cf_choice") == "1":
@@ -132,6 +156,21 @@ class CallbackDialer:
             self.c._execute(uuid, "hangup", "NORMAL_CLEARING")
         return True
 
+    def _try_adoptions(self, now: float) -> None:
+        for request_id, (uuid, values) in list(self._adopting.items()):
+            request = self.c.callbacks.get(request_id)
+            if request is None or request.status not in ("working", "pending"):
+                self._adopting.pop(request_id, None)  # finished elsewhere
+                continue
+            if not self._take(request):
+                continue  # the lease still runs: its daemon may be alive after all
+            self._adopting.pop(request_id, None)
+            log.info("callback.lease_taken_over", callback=request.id, leg=uuid)
+            work = Work(request, "customer_first", "prompt", customer_leg=uuid)
+            self.work[request.id] = work
+            self.by_leg[uuid] = request.id
+            self.on_prompt(uuid, "customer_first", values, now)
+
     # -- active ----------------------------------------------------------------------------
     def _active(self, queue: str, now: float) -> None:
         if now - self._last_poll.get(queue, -1e18) < self.config.callbacks.agent_poll_interval:
@@ -139,7 +178,7 @@ class CallbackDialer:
         self._last_poll[queue] = now
         if self._in_progress(queue) or not self._open(queue, now):
             return
-        due = self.c.callbacks.due(now, queue, limit=1)
+        due = self._due(queue, now, 1)
         free = candidates(self.c.agents.available_with(self._tags(queue), limit=4), ())
         if not due or not free:
             return
@@ -244,6 +283,9 @@ class CallbackDialer:
         return True
 
     def on_hangup(self, uuid: str, now: float) -> bool:
+        for request_id, (leg, _values) in list(self._adopting.items()):
+            if leg == uuid:  # gone before anyone could take the request over: retried later
+                self._adopting.pop(request_id, None)
         request_id = self.by_leg.pop(uuid, None)
         work = self.work.get(request_id) if request_id else None
         if work is None:

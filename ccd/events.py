@@ -299,7 +299,14 @@ def _feature_code(ev: EslEvent, uuid: str, profiles: Iterable[str]) -> FeatureCo
     return FeatureCode(uuid, ext, action, digits, dialed if _DIALED_RE.match(dialed) else "")
 
 
-_PROMPT_RESULTS = ("ccd_offer_choice", "ccd_which", "ccd_cb_digits", "ccd_confirm", "ccd_cf_choice")
+_PROMPT_RESULTS = (
+    "ccd_offer_choice",
+    "ccd_which",
+    "ccd_cb_digits",
+    "ccd_confirm",
+    "ccd_cf_choice",
+    "ccd_callback",  # the request a callback leg belongs to
+)
 
 
 def _prompt_done(ev: EslEvent, uuid: str) -> PromptDone | None:

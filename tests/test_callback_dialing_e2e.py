@@ -137,3 +137,57 @@ def test_nothing_is_dialled_outside_business_hours(fakeswitch, start_daemon):
     eventually(lambda: fakeswitch.trace.of("ring", party="1001"), what="the other call")
     assert not fakeswitch.trace.of("ring", party=CUSTOMER)
     assert status(daemon, request).status == "pending"
+
+
+def test_two_daemons_dial_each_of_200_requests_exactly_once(fakeswitch, start_daemon):
+    for i in range(20):
+        fakeswitch.add_phone(f"{1100 + i}", answer_after=1)
+    numbers = [f"+361555{i:04d}" for i in range(200)]
+    for number in numbers:
+        fakeswitch.add_outside(number, answer_after=1, digits=["2"])  # each declines
+    agents = {f"agent{i}": {"extension": f"{1100 + i}", "tags": ["sales"]} for i in range(20)}
+    queues = {**QUEUES, "sales": {"tags": ["sales"], "overflow_time": 0,
+                                  "callback_strategy": "customer_first"}}  # fmt: skip
+    section = {"business_hours": [], "min_interval": 60}
+    daemons = [
+        start_daemon(
+            fakeswitch, agents=agents, queues=queues, callbacks=section, daemon={"node_id": node}
+        )
+        for node in ("a", "b")
+    ]
+    login(daemons[0], *agents)
+    t0 = daemons[0].now()
+    requests = [store_request(daemons[0], n, at=t0 - 1000 + i) for i, n in enumerate(numbers)]
+    eventually(
+        lambda: all(status(daemons[0], r).status == "declined" for r in requests),
+        timeout=60,
+        what="every request worked",
+    )
+    dialled = [e["party"] for e in fakeswitch.trace.of("ring") if e["party"] in set(numbers)]
+    assert sorted(dialled) == sorted(numbers)  # each exactly once
+    by = {a.agent for r in requests for a in status(daemons[0], r).attempts}
+    assert by == {None}  # customer-first: no agent bothered
+
+
+def test_a_daemon_dying_mid_attempt_leaves_the_customer_to_the_other(fakeswitch, start_daemon):
+    import gevent
+
+    fakeswitch.add_phone("1001", answer_after=1, hangup_after=5)
+    fakeswitch.add_outside(CUSTOMER, answer_after=5, digits=["1"], hangup_after=60)
+    queues = {**QUEUES, "sales": {"tags": ["sales"], "overflow_time": 0,
+                                  "callback_strategy": "customer_first"}}  # fmt: skip
+    section = {"business_hours": [], "lease_time": 20}
+    first = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callbacks=section,
+                         daemon={"node_id": "a"})  # fmt: skip
+    login(first, "alice")
+    request = store_request(first)
+    eventually(lambda: fakeswitch.trace.of("ring", party=CUSTOMER), what="a dials")
+    gevent.killall(first._greenlets)  # daemon a dies while the customer's phone rings
+    first.esl.stop()
+    second = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callbacks=section,
+                          daemon={"node_id": "b"})  # fmt: skip
+    leg = eventually(lambda: [e["uuid"] for e in fakeswitch.trace.of("answer", party=CUSTOMER)],
+                     what="customer answers a's call")[0]  # fmt: skip
+    eventually(lambda: bridged(fakeswitch, leg), timeout=20, what="b finishes the request")
+    assert len(fakeswitch.trace.of("ring", party=CUSTOMER)) == 1  # not dialled twice
+    assert status(second, request).status == "done"
