@@ -218,6 +218,8 @@ class Daemon:
         self.http.route("/readyz", self._readyz)
         self.http.route("/metrics", self._metrics)
         self.http.route(r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})", self._call_view)
+        self.http.route(r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})/dispositions", self._codes_view)
+        self.http.post(r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})/dispositions", self._set_codes)
 
     def _readyz(self, _m: Any) -> Response:
         checks = self.readiness()
@@ -232,6 +234,32 @@ class Daemon:
         if view is None:
             return json_response(404, {"error": "no_such_call", "uuid": m["uuid"]})
         return json_response(200, view)
+
+    def _codes_view(self, m: Any) -> Response:
+        dispositions = getattr(self.control, "dispositions", None)
+        if dispositions is None:
+            return json_response(404, {"error": "no_dispositions"})
+        return json_response(200, dispositions.codes_view(m["uuid"]))
+
+    def _set_codes(self, m: Any, body: Any) -> Response:
+        """``POST {"codes": ["interested", "07"], "by": "crm"}``: codes on a finished call."""
+        dispositions = getattr(self.control, "dispositions", None)
+        if dispositions is None:
+            return json_response(404, {"error": "no_dispositions"})
+        if not isinstance(body, dict) or not isinstance(body.get("codes"), list):
+            return json_response(400, {"error": 'expected {"codes": [...], "by": ...}'})
+        by = body.get("by", "api")
+        if not isinstance(by, str) or not by or len(by) > 64:
+            return json_response(400, {"error": "by: a name of 1-64 characters"})
+        try:
+            applied = dispositions.set_api_codes(m["uuid"], body["codes"], by, self.now())
+        except LookupError as exc:
+            return json_response(404, {"error": str(exc)})
+        except ValueError as exc:
+            return json_response(400, {"error": str(exc)})
+        except RedisUnavailable:
+            return json_response(503, {"error": "redis_unavailable"})
+        return json_response(200, applied)
 
     # -- the dispatcher ---------------------------------------------------------
     def _tick_loop(self) -> None:

@@ -414,6 +414,24 @@ class Dispositions:
             raw = self.store.client.get(key)
         return None if raw is None else self.find_call(raw.decode())
 
+    def set_api_codes(
+        self, call_uuid: str, refs: Sequence[Any], by: str, now: float
+    ) -> dict[str, Any]:
+        """The HTTP API: codes (numbers or names) on a finished call. ValueError for a bad
+        code (naming it), LookupError for an unknown call."""
+        if not refs or len(refs) > 16:
+            raise ValueError("codes: give 1 to 16 codes")
+        codes = []
+        for ref in refs:
+            if not isinstance(ref, str) or not ref or len(ref) > 64:
+                raise ValueError(f"codes: not a code: {str(ref)[:40]!r}")
+            codes.append(self.codes.resolve(ref))  # BadEntry / UnknownCode: ValueErrors
+        try:
+            applied = self.set_codes(codes, set_by=f"api:{by}", now=now, call_uuid=call_uuid)
+        except NoCall as exc:
+            raise LookupError(str(exc)) from None
+        return dataclasses.asdict(applied)
+
     def codes_view(self, call_uuid: str) -> dict[str, Any]:
         """The call's codes for the HTTP/JSON view: ``{"call", "codes": [{name, label}]}``."""
         names = self.reports.codes_of(call_uuid)

@@ -80,3 +80,33 @@ def test_caller_giving_up_in_the_queue_is_coded_abandoned(fakeswitch, start_daem
     eventually(lambda: caller not in fakeswitch.channels, timeout=15, what="caller gave up")
     eventually(lambda: codes(daemon, caller), what="automatic codes")
     assert codes(daemon, caller) == {"abandoned"}
+
+
+def test_http_api_sets_and_shows_codes_of_a_finished_call(fakeswitch, start_daemon):
+    import json
+    import urllib.error
+    import urllib.request
+
+    daemon = start(fakeswitch, start_daemon)
+    caller = finished_call(fakeswitch, daemon)
+    base = f"http://127.0.0.1:{daemon.http.address[1]}/calls"
+
+    def post(uuid, payload):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        request = urllib.request.Request(f"{base}/{uuid}/dispositions", data=data, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    status, body = post(caller, {"codes": ["08", "interested"], "by": "crm"})
+    assert status == 200 and set(body["new"]) == {"demo_booked", "interested"}
+    with urllib.request.urlopen(f"{base}/{caller}/dispositions", timeout=5) as resp:
+        shown = json.loads(resp.read())
+    assert {c["name"] for c in shown["codes"]} == {"demo_booked", "interested"}
+    assert post(caller, {"codes": ["99"]})[0] == 400  # unknown code, named
+    assert post(caller, {"codes": ["x; rm"]})[0] == 400
+    assert post(caller, b"not json")[0] == 400
+    assert post("00000000-0000-0000-0000-000000000000", {"codes": ["06"]})[0] == 404
+    assert codes(daemon, caller) == {"demo_booked", "interested"}
