@@ -340,11 +340,26 @@ class CallbackDialer:
     def _record(self, work: Work, outcome: Outcome, now: float, detail: str = "") -> None:
         self._forget(work)
         attempt = Attempt(now, outcome, work.agent_id, detail[:120])
+        if self.c.dispositions is not None and outcome is not Outcome.ABORTED:
+            self._coded(work, outcome, now, detail)
         rules = rules_from_config(self.config, work.request.queue)
         try:
             self.c.callbacks.record_attempt(work.request.id, self.c.node_id, attempt, rules, now)
         except (LeaseLost, RedisUnavailable) as exc:
             log.error("callback.record_failed", callback=work.request.id, error=str(exc))
+
+    def _coded(self, work: Work, outcome: Outcome, now: float, detail: str) -> None:
+        """The customer leg's outcome as a call: automatic codes and contact history.
+        Bookkeeping only: it must never keep the attempt from being recorded."""
+        answered = outcome in (Outcome.CONNECTED, Outcome.QUEUED, Outcome.DECLINED)
+        cause = None if answered else detail or str(outcome).upper()
+        try:
+            self.c.dispositions.outside_call_finished(
+                work.agent_id, work.request.number, answered, 0, now,
+                call_uuid=work.customer_leg, cause=cause,
+            )  # fmt: skip
+        except Exception:
+            log.exception("callback.disposition_failed", callback=work.request.id)
 
     def _give_back(self, work: Work, now: float) -> None:
         self._forget(work)

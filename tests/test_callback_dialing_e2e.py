@@ -191,3 +191,14 @@ def test_a_daemon_dying_mid_attempt_leaves_the_customer_to_the_other(fakeswitch,
     eventually(lambda: bridged(fakeswitch, leg), timeout=20, what="b finishes the request")
     assert len(fakeswitch.trace.of("ring", party=CUSTOMER)) == 1  # not dialled twice
     assert status(second, request).status == "done"
+
+
+def test_callback_outcomes_are_coded_and_kept_in_the_contact_history(fakeswitch, start_daemon):
+    fakeswitch.add_phone("1001", answer_after=1)
+    fakeswitch.add_outside(CUSTOMER, busy=True)
+    daemon = start(fakeswitch, start_daemon, "customer_first", max_attempts=1)
+    request = store_request(daemon)
+    eventually(lambda: status(daemon, request).status == "unreached", what="one busy attempt")
+    leg = status(daemon, request).attempts[0]
+    history = daemon.control.customers.history(CUSTOMER)
+    assert history and history[0]["codes"] == ["busy"] and leg.outcome == "busy"
