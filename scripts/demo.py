@@ -274,12 +274,14 @@ def trace_lines(entries: Iterable[dict[str, Any]], cast: Cast, t0: float) -> lis
 def daemon_lines(records: Iterable[dict[str, Any]], cast: Cast) -> list[tuple[float, str]]:
     """The daemon's side as (wall-clock epoch, text): queues, offers, bridges, presence."""
     out: list[tuple[float, str]] = []
+    resynced = False
     for r in records:
         name, wall = r.get("event", ""), r["wall"]
         call = str(r.get("call", ""))
         who, agent = cast.who(call), str(r.get("agent", ""))
         text = ""
-        if name == "daemon.resynced":
+        if name == "daemon.resynced" and not resynced:
+            resynced = True  # later ones are the periodic reconciliation: not news
             text = (
                 f"connected to FreeSWITCH, subscribed, resynchronised "
                 f"({r.get('registrations')} phones registered)"
