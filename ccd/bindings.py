@@ -287,17 +287,7 @@ class BindingStore:
         return binding
 
     def _scan(self) -> Iterator[list[bytes]]:
-        batch: list[bytes] = []
-        with unavailable_as_domain_error("sticky list"):
-            for key in self._store.client.scan_iter(
-                match=self._keys.sticky_pattern(), count=_SCAN_BATCH
-            ):
-                batch.append(key)
-                if len(batch) >= _SCAN_BATCH:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+        return self._store.scan_batches(self._keys.sticky_pattern(), _SCAN_BATCH)
 
     def list(self, agent: str | None = None) -> list[tuple[Binding, int]]:
         """Every binding (of ``agent`` when given) with its milliseconds left, by number.

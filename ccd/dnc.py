@@ -211,17 +211,7 @@ class DncList:
         return found
 
     def _scan(self) -> Iterator[list[bytes]]:
-        batch: list[bytes] = []
-        with unavailable_as_domain_error("dnc list"):
-            for key in self._store.client.scan_iter(
-                match=self._keys.dnc_pattern(), count=_SCAN_BATCH
-            ):
-                batch.append(key)
-                if len(batch) >= _SCAN_BATCH:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
+        return self._store.scan_batches(self._keys.dnc_pattern(), _SCAN_BATCH)
 
     def _entry(self, key: str, raw: bytes | None, left: int) -> DncEntry | None:
         if raw is None or left == -2:

@@ -584,6 +584,18 @@ class Store:
         """Give the lease up; False (and nothing done) if ``owner`` does not hold it."""
         return self.scripts.call("release", keys=[self.keys.lease(name)], args=[_owner(owner)]) == 1
 
+    def scan_batches(self, pattern: str, batch: int = 500) -> Iterator[list[bytes]]:
+        """Keys matching ``pattern`` in batches (SCAN: never blocks Redis like KEYS)."""
+        found: list[bytes] = []
+        with unavailable_as_domain_error(f"scan {pattern}"):
+            for key in self.client.scan_iter(match=pattern, count=batch):
+                found.append(key)
+                if len(found) >= batch:
+                    yield found
+                    found = []
+        if found:
+            yield found
+
     def lease_owner(self, name: str) -> str | None:
         with unavailable_as_domain_error("lease_owner"):
             raw = self.client.get(self.keys.lease(name))
