@@ -202,3 +202,72 @@ def test_callback_outcomes_are_coded_and_kept_in_the_contact_history(fakeswitch,
     leg = status(daemon, request).attempts[0]
     history = daemon.control.customers.history(CUSTOMER)
     assert history and history[0]["codes"] == ["busy"] and leg.outcome == "busy"
+
+
+def test_a_sigkilled_daemon_process_mid_attempt_leaves_the_request_to_the_other(
+    fakeswitch, start_daemon, redis_url, tmp_path
+):
+    """A real `ccd run` process, killed with SIGKILL while the customer's phone rings."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    fakeswitch.add_phone("1001", answer_after=1, hangup_after=5)
+    fakeswitch.add_outside(CUSTOMER, answer_after=8, digits=["1"], hangup_after=60)
+    host, port = fakeswitch.address
+    scale = fakeswitch.clock.time_scale
+    config = tmp_path / "ccd.toml"
+    config.write_text(
+        f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n'
+        f'[daemon]\nnode_id = "doomed"\ntime_scale = {scale}\n[voicemail]\nboxes = []\n'
+        "[callbacks]\nbusiness_hours = []\nlease_time = 20\n"
+        '[queues.sales]\ntags = ["sales"]\noverflow_time = 0\n'
+        'callback_strategy = "customer_first"\n'
+        '[agents.alice]\nextension = "1001"\ntags = ["sales"]\n'
+    )
+    queues = {**QUEUES, "sales": {"tags": ["sales"], "overflow_time": 0,
+                                  "callback_strategy": "customer_first"}}  # fmt: skip
+    section = {"business_hours": [], "lease_time": 20}
+    doomed = subprocess.Popen(
+        [sys.executable, "-m", "ccd.cli", "run", "--config", str(config), "--log-format", "json"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "CCD_ESL_PASSWORD": "ClueCon", "CCD_REDIS_URL": redis_url},
+    )  # fmt: skip
+    try:
+        # Alice's state is in Redis (the process synced the config agents); log her in.
+        from ccd import presence
+        from ccd.adapters.redis_store import Store, connect_redis
+        from ccd.agents import AgentRepository
+
+        client = connect_redis(redis_url)
+        repo = AgentRepository(Store.create(client))
+        eventually(lambda: repo.get("alice") is not None and repo.get("alice").state.registered,
+                   timeout=30, what="the process is up and synced")  # fmt: skip
+        repo.transition("alice", lambda s: presence.set_login(s, "login", 0.0))
+        store = CallbackStore(Store.create(client))
+        request = new_request(
+            uuid.uuid4().hex,
+            CUSTOMER,
+            "sales",
+            created_at=0.0,
+            order_key=queue_order_key(0, 0.0),
+            caller_uuid=str(uuid.uuid4()),
+            strategy="customer_first",
+        )  # fmt: skip  (created "long ago": due for any daemon's clock)
+        store.create(request, None)
+        eventually(lambda: fakeswitch.trace.of("ring", party=CUSTOMER), timeout=30,
+                   what="the process dials the customer")  # fmt: skip
+        doomed.send_signal(signal.SIGKILL)  # no goodbye, leases left to expire
+        doomed.wait(timeout=10)
+        survivor = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callbacks=section,
+                                daemon={"node_id": "survivor"})  # fmt: skip
+        leg = eventually(lambda: [e["uuid"] for e in fakeswitch.trace.of("answer", party=CUSTOMER)],
+                         timeout=20, what="the customer answers")[0]  # fmt: skip
+        eventually(lambda: bridged(fakeswitch, leg), timeout=30, what="survivor finishes it")
+        assert len(fakeswitch.trace.of("ring", party=CUSTOMER)) == 1  # never dialled twice
+        assert status(survivor, request).status == "done"
+        client.close()
+    finally:
+        if doomed.poll() is None:
+            doomed.kill()
