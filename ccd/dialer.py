@@ -292,6 +292,11 @@ class CallbackDialer:
             return False
         if uuid == work.customer_leg and work.phase == "prompt":
             self._record(work, Outcome.FAILED, now, detail="hung up at the prompt")
+        elif work.phase == "bridging":  # either side gone before the bridge: try again
+            other = work.agent_leg if uuid == work.customer_leg else work.customer_leg
+            if other and work.strategy == "active":
+                self.c._send(Kill(other, "NORMAL_CLEARING"))
+            self._record(work, Outcome.FAILED, now, detail="hung up before the bridge")
         elif uuid == work.agent_leg and work.phase == "dialing_customer":
             # The agent gave up while we dialled: the customer leg goes too; try later.
             if work.customer_leg:
@@ -324,11 +329,17 @@ class CallbackDialer:
         if work.strategy == "customer_first":
             work.phase = "prompt"  # the leg runs ccd_cb_customer_first; on_prompt follows
             return
-        work.phase = "bridged"
+        work.phase = "bridging"  # connected once FreeSWITCH reports the bridge
         assert work.agent_leg is not None and work.customer_leg is not None
         self.c._send(Bridge(work.agent_leg, work.customer_leg))
+
+    def on_bridged(self, uuid: str, other: str, now: float) -> bool:
+        work = self.work.get(self.by_leg.get(uuid, "") or self.by_leg.get(other, ""))
+        if work is None or work.phase != "bridging":
+            return False
         self._record(work, Outcome.CONNECTED, now, detail="bridged")
         log.info("callback.connected", callback=work.request.id, agent=work.agent_id)
+        return True
 
     def _customer_missed(self, work: Work, outcome: Outcome, cause: str, now: float) -> None:
         self._record(work, outcome, now, detail=cause)

@@ -343,6 +343,8 @@ class CallControl:
             self._drive(hunt, hunt.on_agent_answered(e.uuid, now), now)
 
     def _on_bridged(self, e: ev.ChannelBridged, now: float) -> None:
+        if self.dialer.on_bridged(e.uuid, e.other_uuid, now):
+            return
         for caller in (e.uuid, e.other_uuid):
             hunt = self.hunts.get(caller)
             if hunt is not None and hunt.phase is Phase.BRIDGING:

@@ -90,7 +90,7 @@ def test_active_rings_a_free_agent_then_dials_and_bridges_the_customer(fakeswitc
     request = store_request(daemon, strategy="active")
     eventually(lambda: status(daemon, request).status == "done", timeout=15, what="done")
     customer_leg = fakeswitch.trace.of("answer", party=CUSTOMER)[0]["uuid"]
-    assert bridged(fakeswitch, customer_leg)
+    assert bridged(fakeswitch, customer_leg)  # done only once FreeSWITCH reported the bridge
     assert offers(fakeswitch) == ["1001"]
     assert [a.outcome for a in status(daemon, request).attempts] == ["connected"]
 
