@@ -67,6 +67,7 @@ class Work:
     customer_leg: str | None = None
     jobs: dict[str, str] = field(default_factory=dict)  # job uuid -> "agent" | "customer"
     passive_queues: tuple[str, ...] = ()
+    started: float = 0.0  # when the current step began (the watchdog's reference)
 
 
 class CallbackDialer:
@@ -88,6 +89,9 @@ class CallbackDialer:
 
     def tick(self, now: float) -> None:
         self._orphans = None  # expired leases, read at most once a tick
+        self._watchdog(now)
+        if not getattr(self.c.esl, "connected", True):
+            return  # nothing can be dialled; requests stay due for when FreeSWITCH is back
         if self._adopting:
             self._try_adoptions(now)
         if now - self._last_renew >= self.config.callbacks.lease_time / 3:
@@ -100,6 +104,29 @@ class CallbackDialer:
                 self._customer_first(name, now)
             elif queue.callback_strategy == "active":
                 self._active(name, now)
+
+    def _watchdog(self, now: float) -> None:
+        """A step whose answer never came (a lost event, a switch that hung) must not hold
+        its request forever under a lease this daemon keeps renewing: give it back."""
+        limit = (
+            self.config.callbacks.customer_ring_time
+            + self.config.routing.ring_time
+            + 4 * self.config.routing.originate_timeout_margin
+            + 60
+        )
+        for work in list(self.work.values()):
+            if work.phase in ("ringing_agent", "dialing_customer", "bridging") and (
+                now - work.started > limit
+            ):
+                log.warning("callback.attempt_timeout", callback=work.request.id, phase=work.phase)
+                if work.customer_leg:
+                    self.c._send(Kill(work.customer_leg, "NORMAL_CLEARING"))
+                if work.phase == "ringing_agent":
+                    if work.agent_leg:
+                        self.c._send(Kill(work.agent_leg, "NORMAL_CLEARING"))
+                    self._agent_missed(work, "timeout", now)  # frees the agent too
+                else:
+                    self._customer_missed(work, Outcome.ABORTED, "timeout", now)
 
     def _open(self, queue: str, now: float) -> bool:
         return in_business_hours(now, rules_from_config(self.config, queue))
@@ -132,9 +159,9 @@ class CallbackDialer:
         for request in self._due(queue, now, slots):
             if request.id in self.work or not self._take(request):
                 continue
-            work = Work(request, "customer_first", "dialing_customer")
+            work = Work(request, "customer_first", "dialing_customer", started=now)
             self.work[request.id] = work
-            self._dial_customer(work, program=f"ccd_cb_customer_first XML {self.c._context}")
+            self._dial_customer(work, f"ccd_cb_customer_first XML {self.c._context}", now)
 
     def on_prompt(self, uuid: str, stage: str, values: dict[str, str], now: float) -> bool:
         request_id = self.by_leg.get(uuid)
@@ -190,12 +217,12 @@ class CallbackDialer:
                 self.c._presence(agent.id, lambda s: presence.offer_failed(
                     s, None, "cancelled", now, self.c.rules))  # fmt: skip
                 return
-            work = Work(request, "active", "ringing_agent", agent_id=agent.id)
+            work = Work(request, "active", "ringing_agent", agent_id=agent.id, started=now)
             self.work[request.id] = work
-            self._ring_agent(work, agent.extension)
+            self._ring_agent(work, agent.extension, now)
             return
 
-    def _ring_agent(self, work: Work, extension: str) -> None:
+    def _ring_agent(self, work: Work, extension: str, now: float) -> None:
         leg, job = self.c.new_uuid(), self.c.new_uuid()
         work.agent_leg = leg
         work.jobs[job] = "agent"
@@ -211,7 +238,9 @@ class CallbackDialer:
         margin = int(self.config.routing.originate_timeout_margin)
         command = Originate(leg, extension, variables, int(ring) + max(1, margin), job)
         self.c._offer_leg_of(work.agent_id, work.request.id, leg)
-        self.c._send(command)
+        if not self.c._send(command):
+            self._agent_missed(work, "not sent", now)  # frees the agent, gives the request back
+            return
         log.info("callback.agent_offered", callback=work.request.id, agent=work.agent_id)
 
     # -- passive -----------------------------------------------------------------------------
@@ -230,17 +259,17 @@ class CallbackDialer:
             if request.id in self.work or not self._take(request):
                 continue
             work = Work(request, "passive", "dialing_customer", agent_id=agent_id,
-                        agent_leg=uuid, passive_queues=queues)  # fmt: skip
+                        agent_leg=uuid, passive_queues=queues, started=now)  # fmt: skip
             self.work[request.id] = work
             self.by_leg[uuid] = request.id
-            self._dial_customer(work, program="&park()")
+            self._dial_customer(work, "&park()", now)
             return
         log.info("callback.none_due", agent=agent_id)
         self.c._execute(uuid, "playback", TONE_NONE_LEFT)
         self.c._execute(uuid, "hangup", "NORMAL_CLEARING")
 
     # -- dialling the customer ------------------------------------------------------------------
-    def _dial_customer(self, work: Work, program: str) -> None:
+    def _dial_customer(self, work: Work, program: str, now: float) -> None:
         leg, job = self.c.new_uuid(), self.c.new_uuid()
         work.customer_leg = leg
         work.jobs[job] = "customer"
@@ -253,7 +282,11 @@ class CallbackDialer:
             f"origination_caller_id_number={quote_var_value(self.config.callbacks.caller_id)}",
         ]
         text = f"originate {{{','.join(variables)}}}sofia/gateway/{gateway}/{work.request.number} "
-        self.c._bgapi(text + program, job)
+        work.started = now
+        if not self.c._bgapi(text + program, job):
+            # Never reached FreeSWITCH: not the customer's attempt; due again at once.
+            self._customer_missed(work, Outcome.ABORTED, "not sent", now)
+            return
         log.info("callback.dialing", callback=work.request.id, strategy=work.strategy)
 
     # -- events ----------------------------------------------------------------------------
@@ -314,7 +347,7 @@ class CallbackDialer:
         if work.agent_id and work.agent_leg:
             leg = work.agent_leg
             self.c._presence(work.agent_id, lambda s: presence.answered(s, leg, now))
-        self._dial_customer(work, program="&park()")
+        self._dial_customer(work, "&park()", now)
 
     def _agent_missed(self, work: Work, cause: str, now: float) -> None:
         """The agent did not take it: no attempt on the customer; the request waits."""
@@ -346,7 +379,11 @@ class CallbackDialer:
         if work.strategy == "active" and work.agent_leg:
             self.c._send(Kill(work.agent_leg, "NORMAL_CLEARING"))  # frees the agent
         elif work.strategy == "passive" and work.agent_leg and work.agent_id:
-            self._passive_next(work.agent_id, work.agent_leg, work.passive_queues, now)
+            if outcome is Outcome.ABORTED:  # our side failed: end the agent's session
+                self.c._execute(work.agent_leg, "playback", TONE_NONE_LEFT)
+                self.c._execute(work.agent_leg, "hangup", "NORMAL_CLEARING")
+            else:
+                self._passive_next(work.agent_id, work.agent_leg, work.passive_queues, now)
 
     def _record(self, work: Work, outcome: Outcome, now: float, detail: str = "") -> None:
         self._forget(work)

@@ -593,6 +593,8 @@ class CallControl:
         if command is not None:
             log.warning("esl.command_failed", command=command, reply=reason)
             return
+        if self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
+            return  # a callback attempt: given back (not counted), dialled again later
         call_uuid = self.jobs.pop(job_uuid, None)
         hunt = self.hunts.get(call_uuid) if call_uuid else None
         if hunt is not None:
@@ -730,6 +732,12 @@ class CallControl:
             if hunt.leg_uuid:
                 self.legs[hunt.leg_uuid] = call_uuid
             log.info("call.resumed", call=call_uuid, queue=record.queue, phase=str(hunt.phase))
+            if hunt.phase is Phase.OFFERING and call_uuid in live:
+                # The caller's answer to a callback prompt may have come while no daemon
+                # followed the call: rather than leave them parked in silence, they wait
+                # in the queue again (music, same place); the offer is not made twice.
+                self._drive(hunt, hunt.on_offer_declined(now, "resumed"), now)
+                return
         self._drive(hunt, hunt.on_resync(live, now), now)
 
     def release_all(self) -> None:

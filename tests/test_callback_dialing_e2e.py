@@ -271,3 +271,20 @@ def test_a_sigkilled_daemon_process_mid_attempt_leaves_the_request_to_the_other(
     finally:
         if doomed.poll() is None:
             doomed.kill()
+
+
+def test_an_attempt_lost_with_the_freeswitch_connection_is_given_back_not_counted(
+    fakeswitch, start_daemon
+):
+    fakeswitch.add_phone("1001", answer_after=1)
+    fakeswitch.add_outside(CUSTOMER, ring_forever=True)
+    daemon = start(fakeswitch, start_daemon, "customer_first", customer_ring_time=200)
+    request = store_request(daemon)
+    eventually(lambda: fakeswitch.trace.of("ring", party=CUSTOMER), what="dialling")
+    fakeswitch.stop_esl()  # the originate's result can no longer arrive
+    back = eventually(lambda: (r := status(daemon, request)).attempts and r,
+                      what="the attempt given back")  # fmt: skip
+    assert [a.outcome for a in back.attempts] == ["aborted"]  # ours, not the customer's
+    fakeswitch.start_esl()
+    eventually(lambda: len(fakeswitch.trace.of("ring", party=CUSTOMER)) == 2, timeout=15,
+               what="dialled again once FreeSWITCH is back")  # fmt: skip

@@ -136,3 +136,28 @@ def test_storage_failure_tells_the_caller_and_returns_them_to_the_queue(
         assert CallbackStore(Store.create(client)).list() == []
     finally:
         client.close()
+
+
+def test_caller_answering_the_offer_while_the_daemon_restarts_is_not_left_in_silence(
+    fakeswitch, start_daemon
+):
+    fakeswitch.add_phone("1001", ring_forever=True)
+    section = dict(agents=AGENTS, queues=SALES_OVERFLOW, routing={"wrapup_time": 0},
+                   callbacks={"business_hours": []})  # fmt: skip
+    first = start_daemon(fakeswitch, **section)
+    login(first, "alice")
+    caller = queue_caller(fakeswitch, "+3612345678", None, None, None)  # presses nothing
+    eventually(lambda: any(to == "ccd_cb_offer" for _, to in transfers(fakeswitch, caller)),
+               what="the offer")  # fmt: skip
+    first.stop()  # the prompt times out while no daemon listens: "keep waiting", parked
+    eventually(
+        lambda: (
+            (e := fakeswitch.channels.get(caller)) is not None
+            and e.variables.get("ccd_offer_choice") == "2"
+            and e.application == "park"
+        ),
+        what="parked after the prompt",
+    )
+    second = start_daemon(fakeswitch, **section)
+    eventually(lambda: len(offers(fakeswitch)) >= 2, timeout=15, what="hunt goes on")
+    assert calls_of(second).waiting("sales") == [caller]
