@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Each agent is one msgpack record ``agent:<id>`` holding its extension, tags and
-the presence state of :mod:`ccd.presence` (login, registered, activity, the
+the presence state of :mod:`ccd.core.presence` (login, registered, activity, the
 live legs on the phone, wrap-up deadline), plus ``call`` (the caller uuid it
 is reserved for) and ``rev``, a revision bumped by every write.
 
@@ -13,7 +13,7 @@ Every write is a Lua script, so several daemons sharing one Redis stay right:
   (the fence against two calls or two daemons ringing one agent);
 * ``write``: compare-and-set of a whole record on ``rev`` — presence
   transitions are computed in Python by the pure functions of
-  :mod:`ccd.presence` and written only if nobody wrote in between (else the
+  :mod:`ccd.core.presence` and written only if nobody wrote in between (else the
   caller re-reads and recomputes).
 
 Both scripts keep the index sets in step with the records: ``agents:available``
@@ -36,8 +36,8 @@ import structlog
 
 from ccd.adapters.redis_store import Store, unavailable_as_domain_error
 from ccd.config import EXTENSION_RE, NAME_RE
-from ccd.presence import Activity, AgentState, Login, Outcome
-from ccd.routing import AgentView, normalize_tags
+from ccd.core.presence import Activity, AgentState, Login, Outcome
+from ccd.core.routing import AgentView, normalize_tags
 
 log = structlog.get_logger()
 
@@ -461,7 +461,7 @@ class AgentRepository:
         *,
         call: Callable[[Agent, AgentState], str | None] | None = None,
     ) -> tuple[Agent, Outcome]:
-        """Apply one :mod:`ccd.presence` function; ``call`` decides the new fence."""
+        """Apply one :mod:`ccd.core.presence` function; ``call`` decides the new fence."""
         outcome: Outcome | None = None
 
         def change(agent: Agent) -> Agent:

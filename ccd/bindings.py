@@ -1,4 +1,4 @@
-"""Sticky bindings (R-STICKY) in Redis: the store behind :mod:`ccd.sticky`'s pure rules.
+"""Sticky bindings (R-STICKY) in Redis: the store behind :mod:`ccd.core.sticky`'s pure rules.
 
 Theory of operation
 -------------------
@@ -11,9 +11,9 @@ Theory of operation
   The expiry IS the key's TTL (``SET … PX``): it holds to the millisecond, survives daemon
   restarts, needs no timer in the daemon and costs nothing when it lapses. ``expires_at`` in
   the record is the same instant by the daemon's clock, for display and for the pure core.
-* Numbers are normalised (:mod:`ccd.numbers`) before they become keys, so ``06 1 234 5678`` and
+* Numbers are normalised (:mod:`ccd.core.numbers`) before they become keys, so ``06 1 234 5678`` and
   ``+3612345678`` are one binding.
-* :meth:`BindingStore.apply` writes a :class:`ccd.sticky.Decision` with one Lua script that
+* :meth:`BindingStore.apply` writes a :class:`ccd.core.sticky.Decision` with one Lua script that
   first checks the stored record is still byte for byte the one the decision was made from (or
   still absent): a compare-and-set. If another daemon or an operator changed it meanwhile,
   nothing is written and ``apply`` answers False; :meth:`BindingStore.record` then reads again
@@ -40,8 +40,8 @@ import structlog
 
 from ccd.adapters.redis_store import Codec, SchemaMismatch, Store, unavailable_as_domain_error
 from ccd.config import Config
-from ccd.numbers import NumberPlan, normalize, try_normalize
-from ccd.sticky import (
+from ccd.core.numbers import NumberPlan, normalize, try_normalize
+from ccd.core.sticky import (
     DISABLED,
     Action,
     AgentAttempt,
@@ -187,7 +187,7 @@ class BindingStore:
     # --- numbers and records ------------------------------------------------------------------
 
     def normalize(self, number: str) -> str:
-        """The number's one stored form; :class:`ccd.numbers.InvalidNumber` when it is none."""
+        """The number's one stored form; :class:`ccd.core.numbers.InvalidNumber` when it is none."""
         return normalize(number, plan=self._plan)
 
     def _encode(self, binding: Binding) -> bytes:
@@ -367,7 +367,7 @@ class BindingStore:
     # --- the call path ----------------------------------------------------------------------
 
     def record(self, event: AgentAttempt | CustomerCall, now: float) -> Decision | None:
-        """Read the binding, decide (:func:`ccd.sticky.decide`), write, log the facts.
+        """Read the binding, decide (:func:`ccd.core.sticky.decide`), write, log the facts.
 
         None when the number is not usable (``anonymous``...) or the stored binding is of
         another schema. Retries when another writer changed the binding in between.

@@ -1,16 +1,16 @@
-"""Callback requests in Redis: the durable store behind :mod:`ccd.callback`'s pure rules.
+"""Callback requests in Redis: the durable store behind :mod:`ccd.core.callback`'s pure rules.
 
 Theory of operation
 -------------------
 * A request is one key, ``Keys.callback(<id>)``, holding the msgpack record of
-  :meth:`ccd.callback.CallbackRequest.to_dict` with schema ``CALLBACK_SCHEMA_VERSION``. Records
+  :meth:`ccd.core.callback.CallbackRequest.to_dict` with schema ``CALLBACK_SCHEMA_VERSION``. Records
   are encoded in Python only; Lua never rewrites one, it only checks and moves bytes, so a
   float stays a float and an attempt's ``agent: None`` stays present.
 * Indexes, all kept by the same Lua script as the record (never out of step with it):
   ``callbacks`` (every id by creation time), ``callbacks_status:<status>`` (ids by the original
   call's queue order: listing and dialing order), ``callbacks_due`` (pending ids by due time),
   ``callbacks_open:<number>`` (open ids of a number: the per-caller limit).
-* Every change is read → pure function (:mod:`ccd.callback`) → one Lua script that writes only
+* Every change is read → pure function (:mod:`ccd.core.callback`) → one Lua script that writes only
   if the record is still byte for byte the one read (compare-and-set), and, where asked, only
   if the writer holds the request's lease, or takes it with ``SET NX PX``. A lost race reads
   again and decides again. So two daemons, an operator's ``cancel`` and a dialer's attempt can
@@ -41,7 +41,7 @@ from ccd.adapters.redis_store import (
     Store,
     unavailable_as_domain_error,
 )
-from ccd.callback import (
+from ccd.core.callback import (
     Attempt,
     CallbackError,
     CallbackRequest,
@@ -81,7 +81,8 @@ class LeaseLost(CallbackError):
 
 _LUA_WRITE = r"""
 -- KEYS: 1 record, 2 lease, 3 due zset, 4 all zset, 5 open set of the number, 6 open set of
---       the caller number (may be KEYS[5]), 7.. one zset per status (in ccd.callback.Status order)
+--       the caller number (may be KEYS[5]), 7.. one zset per status
+--       (in ccd.core.callback.Status order)
 -- ARGV: 1 expected record bytes ("" = there must be none), 2 new record bytes,
 --       3 lease mode: "none" | "hold" (ARGV[4] must hold it) | "take" (SET NX PX ARGV[5]),
 --       4 owner, 5 ttl ms, 6 "1" = drop the lease after writing, 7 id, 8 status index (1-based),
@@ -406,7 +407,7 @@ class CallbackStore:
         rules: CallbackRules,
         now: float,
     ) -> CallbackRequest:
-        """Keep ``attempt`` on the request and move it on (:func:`ccd.callback.after_attempt`),
+        """Keep ``attempt`` on the request and move it on (:func:`ccd.core.callback.after_attempt`),
         giving the lease back. Only the lease holder may (:class:`LeaseLost`). If an operator
         cancelled or retried the request meanwhile, the attempt is kept and the status stays."""
 

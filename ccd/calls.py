@@ -4,11 +4,11 @@ Theory of operation
 -------------------
 * ``call:<uuid>``: one msgpack record per caller: who called, which queue, when
   it entered, priority, the customer found for the number, and the hunt's own
-  state (:meth:`ccd.hunt.Hunt.to_dict`). Written after every hunt step, so a
+  state (:meth:`ccd.core.hunt.Hunt.to_dict`). Written after every hunt step, so a
   daemon restarted mid-hunt continues from the last step. Finished calls are
   kept for ``FINISHED_TTL_MS`` for the JSON view, then expire.
 * ``queue:<name>``: a sorted set of the waiting callers' uuids, scored by
-  :func:`ccd.hunt.queue_order_key` (priority first, then arrival): the order
+  :func:`ccd.core.hunt.queue_order_key` (priority first, then arrival): the order
   calls are offered in. A call leaves it when bridged or finished.
 * ``calls:live``: every call not finished, for resynchronisation.
 * ``job:<job uuid>`` and ``leg:<leg uuid>`` map FreeSWITCH's answers

@@ -196,8 +196,8 @@ def _string_list(pattern: re.Pattern[str], what: str) -> Check:
 
 
 def _business_hours(value: Any) -> tuple[str, ...]:
-    """Windows like "mon-fri 08:00-18:00"; ccd.callback owns the syntax."""
-    from ccd.callback import parse_business_hours
+    """Windows like "mon-fri 08:00-18:00"; ccd.core.callback owns the syntax."""
+    from ccd.core.callback import parse_business_hours
 
     if not isinstance(value, list):
         raise _Invalid(f'expected a list like ["mon-fri 08:00-18:00"], got {_show(value)}')
@@ -295,7 +295,7 @@ def _webhook_url(value: Any) -> str:
 
 
 def _codes_table(value: Any) -> Any:
-    """``[dispositions.codes.<name>]`` tables; checked whole by ccd.dispositions in _build,
+    """``[dispositions.codes.<name>]`` tables; checked whole by ccd.core.disposition in _build,
     whose messages name the code's own key."""
     if not isinstance(value, Mapping) or not value:
         raise _Invalid(
@@ -305,9 +305,9 @@ def _codes_table(value: Any) -> Any:
 
 
 def _template(value: Any) -> str:
-    """The caller-id template; ccd.screenpop owns the list of placeholders and the rules
+    """The caller-id template; ccd.core.screenpop owns the list of placeholders and the rules
     (plain names only: the template is applied to caller-controlled values)."""
-    from ccd.screenpop import validate_template
+    from ccd.core.screenpop import validate_template
 
     try:
         return validate_template(value)
@@ -317,7 +317,7 @@ def _template(value: Any) -> str:
 
 # --- the schema ---------------------------------------------------------------------------
 
-# ccd.sticky.StickyType's values (config stays free of the domain modules' imports).
+# ccd.core.sticky.StickyType's values (config stays free of the domain modules' imports).
 _STICKY_TYPES = ("disabled", "type1", "type2", "type3", "type4")
 
 
@@ -417,7 +417,7 @@ class VoicemailConfig:
 
 @dataclass(frozen=True)
 class StickyConfig:
-    """Direct callback (R-STICKY, ccd.sticky): the default for agents without their own."""
+    """Direct callback (R-STICKY, ccd.core.sticky): the default for agents without their own."""
 
     default_type: str
     default_expiry: float
@@ -425,7 +425,7 @@ class StickyConfig:
 
 @dataclass(frozen=True)
 class CallbacksConfig:
-    """Callback requests (R-OVERFLOW, R-CALLBACK; ccd.callback, ccd.callbacks)."""
+    """Callback requests (R-OVERFLOW, R-CALLBACK; ccd.core.callback, ccd.callbacks)."""
 
     max_attempts: int
     min_interval: float
@@ -450,8 +450,8 @@ class CallbacksConfig:
 
 @dataclass(frozen=True)
 class DispositionsConfig:
-    """Call dispositions (R-DISPO; ccd.dispositions, ccd.dispo_service). ``codes`` is a
-    :class:`ccd.dispositions.CodeSet` (typed Any: config stays free of domain imports)."""
+    """Call dispositions (R-DISPO; ccd.core.disposition, ccd.dispo_service). ``codes`` is a
+    :class:`ccd.core.disposition.CodeSet` (typed Any: config stays free of domain imports)."""
 
     codes: Any
     dnc_days: float
@@ -1149,8 +1149,8 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
 
 
 def _code_set(table: Any, configured: bool, problems: list[str]) -> Any:
-    """The configured codes as a CodeSet (ccd.dispositions owns the rules), else the defaults."""
-    from ccd.dispositions import DEFAULT_CODES, CodeSet
+    """The configured codes as a CodeSet (ccd.core.disposition owns the rules), else defaults."""
+    from ccd.core.disposition import DEFAULT_CODES, CodeSet
 
     if table is None:
         return None if configured else DEFAULT_CODES  # None: its problem is already listed

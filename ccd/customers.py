@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 * A :class:`Customer` is stored at ``Keys.customer(<+number>)`` as a msgpack record of schema
   ``CUSTOMER_SCHEMA_VERSION``: ``{"_v", "number", "name", "language", "vip", "fields"}``. Every
-  lookup normalises the number first (:mod:`ccd.numbers`), so any way of writing it finds it.
+  lookup normalises the number first (:mod:`ccd.core.numbers`), so any way of writing it finds it.
 * Contact history is a Redis list at ``Keys.contacts(<+number>)``, one msgpack entry per
   contact (schema ``CONTACT_SCHEMA_VERSION``), newest first: ``LPUSH`` then ``LTRIM`` in one
   MULTI, so the list never holds more than ``history_max`` entries. History exists for any
@@ -53,7 +53,7 @@ from ccd.adapters.redis_store import (
     Store,
     unavailable_as_domain_error,
 )
-from ccd.numbers import InvalidNumber, NumberPlan, normalize, try_normalize
+from ccd.core.numbers import InvalidNumber, NumberPlan, normalize, try_normalize
 
 __all__ = [
     "CONTACT_SCHEMA_VERSION",

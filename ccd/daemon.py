@@ -40,7 +40,7 @@ from ccd.adapters.esl import (
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
 from ccd.config import Config
-from ccd.esl_wire import EslEvent
+from ccd.core.esl_wire import EslEvent
 
 log = structlog.get_logger()
 

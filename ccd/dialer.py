@@ -18,7 +18,7 @@ Per queue, by its ``callback_strategy`` and only inside its business hours:
 * ``passive``: an agent dials ``*25``; the daemon dials the due requests of the agent's
   queues one after the other until one answers, bridged to the agent's parked call.
 
-An unanswered customer is an attempt (:func:`ccd.callback.after_attempt` decides the next
+An unanswered customer is an attempt (:func:`ccd.core.callback.after_attempt` decides the next
 try or ``unreached``); an agent not answering is no attempt: the request is given back.
 """
 
@@ -29,12 +29,18 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ccd import presence
 from ccd.adapters.redis_store import RedisUnavailable
-from ccd.callback import Attempt, CallbackRequest, Outcome, in_business_hours, rules_from_config
 from ccd.callbacks import LeaseLost
-from ccd.commands import Bridge, Kill, Originate, quote_var_value
-from ccd.routing import candidates
+from ccd.core import presence
+from ccd.core.callback import (
+    Attempt,
+    CallbackRequest,
+    Outcome,
+    in_business_hours,
+    rules_from_config,
+)
+from ccd.core.commands import Bridge, Kill, Originate, quote_var_value
+from ccd.core.routing import candidates
 
 if TYPE_CHECKING:
     from ccd.service import CallControl

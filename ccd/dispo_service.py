@@ -1,7 +1,7 @@
 """Dispositions in the call path (R-DISPO, issue 6): what happens when a call ends, when an
 agent keys a code, and before an agent's own call goes out.
 
-The pure rules are :mod:`ccd.dispositions`; storage is :mod:`ccd.reports` (codes, counters),
+The pure rules are :mod:`ccd.core.disposition`; storage is :mod:`ccd.reports` (codes, counters),
 :mod:`ccd.dnc`, :mod:`ccd.callbacks` and :mod:`ccd.customers`. :class:`Dispositions` joins
 them for the daemon's call path (``ccd.service`` calls it) and for ``ccd dispo set``.
 
@@ -10,7 +10,7 @@ Theory of operation
 * A finished call (:meth:`Dispositions.call_finished` for queue calls,
   :meth:`Dispositions.outside_call_finished` for an agent's own call) leaves three things:
 
-  - its automatic codes (:func:`ccd.dispositions.automatic_disposition`, ``set_by="system"``):
+  - its automatic codes (:func:`ccd.core.disposition.automatic_disposition`, ``set_by="system"``):
     abandoned (with the wait), left_voicemail, and no_answer / busy from the offers when nobody
     took the call, or from the customer leg of an agent's own call; recorded in the
     ReportStore and their actions run;
@@ -29,7 +29,7 @@ Theory of operation
   run actions). The codes are added to the call's history entry. Unknown codes, letters,
   three digits, no call to apply it to and Redis down are refused with a one-line reason.
 
-* Actions of new codes (:func:`ccd.dispositions.plan_actions`), each on its own so one failing
+* Actions of new codes (:func:`ccd.core.disposition.plan_actions`), each on its own so one failing
   does not stop the others (``dispo.action_failed``):
 
   - ``dnc``: :meth:`ccd.dnc.DncList.add` for the code's period (a Redis TTL; scaled by
@@ -72,7 +72,8 @@ from ccd.adapters.redis_store import (
     Store,
     unavailable_as_domain_error,
 )
-from ccd.callback import (
+from ccd.calls import FINISHED_TTL_MS, CallRecord, CallRepository
+from ccd.core.callback import (
     CallbackError,
     NumberRefused,
     OpenLimitReached,
@@ -80,10 +81,8 @@ from ccd.callback import (
     new_request,
     number_rules_from_config,
 )
-from ccd.calls import FINISHED_TTL_MS, CallRecord, CallRepository
-from ccd.commands import Fact
-from ccd.customers import CONTACT_SCHEMA_VERSION
-from ccd.dispositions import (
+from ccd.core.commands import Fact
+from ccd.core.disposition import (
     AddToDnc,
     CallFacts,
     Code,
@@ -98,9 +97,10 @@ from ccd.dispositions import (
     parse_entry,
     plan_actions,
 )
+from ccd.core.hunt import queue_order_key
+from ccd.core.numbers import try_normalize
+from ccd.customers import CONTACT_SCHEMA_VERSION
 from ccd.dnc import DncList
-from ccd.hunt import queue_order_key
-from ccd.numbers import try_normalize
 from ccd.reports import ReportStore, zone
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def _new_uuid() -> str:
 
 
 def _result(status: str, facts: Sequence[Fact]) -> str:
-    """The call's end as ccd.hunt names it; the facts are more specific than a status."""
+    """The call's end as ccd.core.hunt names it; the facts are more specific than a status."""
     names = {fact.name for fact in facts}
     if "call.abandoned" in names:
         return "abandoned"

@@ -12,12 +12,12 @@ Theory of operation
   timer in the daemon, and survives daemon restarts. ``ttl_seconds=None`` lists a number with
   no expiry (until ``remove``). ``expires_at`` is the same instant by the clock given to
   :class:`DncList`, for display only; what counts is the TTL (``DncEntry.ttl_ms``).
-* Numbers are normalised (:mod:`ccd.numbers`) before they become keys, so ``06 1 234 5678``,
+* Numbers are normalised (:mod:`ccd.core.numbers`) before they become keys, so ``06 1 234 5678``,
   ``+36 1 234 5678`` and ``003612345678`` are one entry.
 * Adding a listed number again replaces its entry: the new period starts now.
 * ``is_listed`` is for the call path and never raises for a bad number: a text that has no
   normalised form (``anonymous``, empty) cannot be on the list, so it answers False.
-  ``add``/``remove``/``get`` refuse such a text with :class:`ccd.numbers.InvalidNumber`.
+  ``add``/``remove``/``get`` refuse such a text with :class:`ccd.core.numbers.InvalidNumber`.
 * Configured periods are seconds; with ``time_scale`` (``daemon.time_scale``: tests and the
   demo) the TTL written is ``ttl_seconds / time_scale``.
 * Every Redis failure is :class:`ccd.adapters.redis_store.RedisUnavailable`. Whether a caller
@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from ccd.adapters.redis_store import Codec, SchemaMismatch, Store, unavailable_as_domain_error
-from ccd.numbers import NumberPlan, normalize, try_normalize
+from ccd.core.numbers import NumberPlan, normalize, try_normalize
 
 __all__ = [
     "DEFAULT_DNC_DAYS",
@@ -110,7 +110,7 @@ class DncList:
         self._clock = clock
 
     def normalize(self, number: str) -> str:
-        """The number's one stored form; :class:`ccd.numbers.InvalidNumber` when it is none."""
+        """The number's one stored form; :class:`ccd.core.numbers.InvalidNumber` when it is none."""
         return normalize(number, plan=self._plan)
 
     def add(

@@ -10,7 +10,7 @@ against Redis: load the configuration, connect, PING, do one thing through the r
 :class:`ccd.customers.CustomerStore`, :class:`ccd.bindings.BindingStore`), print the result,
 close. Writes go through the same
 atomic Lua scripts the daemon uses, so a command racing a live call is safe; a login change is
-the pure :func:`ccd.presence.set_login` applied by compare-and-set.
+the pure :func:`ccd.core.presence.set_login` applied by compare-and-set.
 
 Errors, as ``ccd.cli`` defines them:
 
@@ -50,15 +50,15 @@ from ccd.agents import (
     check_tags,
 )
 from ccd.bindings import BindingStore
-from ccd.callback import CallbackError, CallbackRequest, Status
 from ccd.callbacks import CallbackStore
 from ccd.calls import CallRecord, CallRepository
 from ccd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from ccd.config import NAME_RE, Config, load_config
+from ccd.core.callback import CallbackError, CallbackRequest, Status
+from ccd.core.numbers import InvalidNumber
+from ccd.core.presence import Activity, IllegalTransition, Login, set_login
+from ccd.core.sticky import Binding, StickySetting, StickyType
 from ccd.logging import configure_logging
-from ccd.numbers import InvalidNumber
-from ccd.presence import Activity, IllegalTransition, Login, set_login
-from ccd.sticky import Binding, StickySetting, StickyType
 
 __all__ = ["LOGIN_ACTIONS", "STICKY_CHOICES", "human_duration", "register"]
 

@@ -41,12 +41,12 @@ from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
 from ccd.callbacks import CallbackStore
 from ccd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from ccd.config import Config, DispositionsConfig, load_config
+from ccd.core.disposition import DispositionError
+from ccd.core.numbers import InvalidNumber
 from ccd.customers import CustomerStore
 from ccd.dispo_service import Dispositions
-from ccd.dispositions import DispositionError
 from ccd.dnc import DncList
 from ccd.logging import configure_logging
-from ccd.numbers import InvalidNumber
 from ccd.reports import (
     GROUPINGS,
     REPORT_FORMATS,

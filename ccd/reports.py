@@ -53,7 +53,7 @@ import msgpack
 import structlog
 
 from ccd.adapters.redis_store import Store, unavailable_as_domain_error
-from ccd.dispositions import CodeSet, Disposition
+from ccd.core.disposition import CodeSet, Disposition
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
@@ -261,7 +261,7 @@ class ReportStore:
         """Record the disposition's codes for its call; answers the codes that were new.
 
         () when the call already carried every one of them (nothing is written). Actions are
-        for the new codes only (:func:`ccd.dispositions.plan_actions` ``new=``).
+        for the new codes only (:func:`ccd.core.disposition.plan_actions` ``new=``).
         """
         key = self._keys.dispo_call(disposition.call_uuid)
         with unavailable_as_domain_error("dispo record"):

@@ -5,10 +5,10 @@ Theory of operation
 The dispatcher greenlet calls :meth:`CallControl.on_event`, :meth:`on_tick` and
 :meth:`on_resync`, one at a time. Each handler
 
-1. decodes the event (:func:`ccd.events.from_esl`),
+1. decodes the event (:func:`ccd.core.events.from_esl`),
 2. loads what it needs from Redis (the agent, the call and its hunt),
-3. asks the pure core what to do (:mod:`ccd.hunt`, :mod:`ccd.presence`,
-   :mod:`ccd.routing`),
+3. asks the pure core what to do (:mod:`ccd.core.hunt`, :mod:`ccd.core.presence`,
+   :mod:`ccd.core.routing`),
 4. writes the new state to Redis atomically (agent reservation and presence
    writes are Lua; the call record is rewritten after every hunt step), and
 5. sends the commands to FreeSWITCH and logs the facts.
@@ -32,14 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ccd import events as ev
-from ccd import presence
 from ccd.adapters.esl import EslError
 from ccd.adapters.redis_store import RedisUnavailable, Store
 from ccd.adapters.webhook import WebhookSender
 from ccd.agents import Agent, AgentError, AgentRepository
 from ccd.bindings import BindingStore
-from ccd.callback import (
+from ccd.callbacks import CallbackStore
+from ccd.calls import CallRecord, CallRepository
+from ccd.config import Config
+from ccd.core import events as ev
+from ccd.core import presence
+from ccd.core.callback import (
     CallbackRequest,
     NumberRefused,
     OpenLimitReached,
@@ -47,19 +50,16 @@ from ccd.callback import (
     new_request,
     number_rules_from_config,
 )
-from ccd.callbacks import CallbackStore
-from ccd.calls import CallRecord, CallRepository
-from ccd.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
-from ccd.config import Config
+from ccd.core.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
+from ccd.core.esl_wire import EslEvent
+from ccd.core.hunt import Hunt, Phase, QueueRules, Release, Step
+from ccd.core.numbers import try_normalize
+from ccd.core.routing import candidates
+from ccd.core.screenpop import caller_id_name, offer_payload
+from ccd.core.sticky import AgentAttempt, CustomerCall
 from ccd.customers import Customer, CustomerStore, implied_tags
 from ccd.dialer import CallbackDialer
 from ccd.dispo_service import Dispositions, build_dispositions
-from ccd.esl_wire import EslEvent
-from ccd.hunt import Hunt, Phase, QueueRules, Release, Step
-from ccd.numbers import try_normalize
-from ccd.routing import candidates
-from ccd.screenpop import caller_id_name, offer_payload
-from ccd.sticky import AgentAttempt, CustomerCall
 
 if TYPE_CHECKING:
     from ccd.daemon import Daemon, LiveSnapshot

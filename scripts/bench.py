@@ -397,9 +397,9 @@ def seed_agents(redis_url: str, agents: int) -> None:
 
     import structlog
 
-    from ccd import presence
     from ccd.adapters.redis_store import Store, connect_redis
     from ccd.agents import AgentRepository
+    from ccd.core import presence
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 

@@ -7,9 +7,9 @@ import dataclasses
 import gevent
 import pytest
 
-from ccd import presence
 from ccd.adapters.redis_store import Store, connect_redis
 from ccd.agents import AgentError, AgentRepository, UnknownAgent
+from ccd.core import presence
 
 
 @pytest.fixture

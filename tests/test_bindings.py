@@ -11,8 +11,8 @@ import structlog
 from ccd.adapters.redis_store import Codec, Store, connect_redis
 from ccd.bindings import BindingStore, SettingOverride
 from ccd.config import Config
-from ccd.numbers import InvalidNumber
-from ccd.sticky import (
+from ccd.core.numbers import InvalidNumber
+from ccd.core.sticky import (
     Action,
     AgentAttempt,
     CustomerCall,

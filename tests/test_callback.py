@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import msgpack
 import pytest
 
-from ccd.callback import (
+from ccd.config import Config, ConfigError
+from ccd.core.callback import (
     Attempt,
     CallbackRequest,
     CallbackRules,
@@ -29,8 +30,7 @@ from ccd.callback import (
     rules_from_config,
     with_status,
 )
-from ccd.config import Config, ConfigError
-from ccd.hunt import queue_order_key
+from ccd.core.hunt import queue_order_key
 
 HU = NumberRules()
 

@@ -15,7 +15,7 @@ import gevent
 import pytest
 from gevent import socket
 
-from ccd.esl_wire import FrameParser, decode_event, encode_command
+from ccd.core.esl_wire import FrameParser, decode_event, encode_command
 from ccd.fakeswitch.apps import Apps
 from ccd.fakeswitch.dialplan import load_conf, transfer_target
 from ccd.fakeswitch.switch import FakeSwitch

@@ -7,7 +7,8 @@ import pytest
 from gevent.event import Event
 
 from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
-from ccd.callback import (
+from ccd.callbacks import CallbackStore, LeaseLost, UnknownCallback
+from ccd.core.callback import (
     Attempt,
     CallbackRules,
     IllegalStatusChange,
@@ -16,9 +17,8 @@ from ccd.callback import (
     Status,
     new_request,
 )
-from ccd.callbacks import CallbackStore, LeaseLost, UnknownCallback
+from ccd.core.hunt import queue_order_key
 from ccd.dnc import DncList
-from ccd.hunt import queue_order_key
 
 T0 = 1_700_000_000.0
 RULES = CallbackRules(max_attempts=2, min_interval=600)

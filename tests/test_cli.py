@@ -13,15 +13,16 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ccd import operations, presence
+from ccd import operations
 from ccd.adapters.redis_store import Store, connect_redis
 from ccd.agents import AgentRepository
 from ccd.bindings import BindingStore, SettingOverride
 from ccd.calls import CallRecord, CallRepository
 from ccd.cli import main
-from ccd.hunt import queue_order_key
+from ccd.core import presence
+from ccd.core.hunt import queue_order_key
+from ccd.core.sticky import AgentAttempt, StickySetting, StickyType
 from ccd.operations import human_duration
-from ccd.sticky import AgentAttempt, StickySetting, StickyType
 from tests.support.redis_fixtures import free_port
 
 NOW = 1_700_000_000.0
@@ -732,7 +733,7 @@ def callback_store(store):
 
 
 def _callback(n: int, **changes):
-    from ccd.callback import new_request
+    from ccd.core.callback import new_request
 
     values = dict(
         created_at=NOW - 3600 + n,
@@ -745,7 +746,7 @@ def _callback(n: int, **changes):
 
 
 def test_callbacks_list_show_cancel_retry(ccd, callback_store):
-    from ccd.callback import Attempt, CallbackRules
+    from ccd.core.callback import Attempt, CallbackRules
 
     callback_store.create(_callback(1), None)
     callback_store.create(_callback(2), None)

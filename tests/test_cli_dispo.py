@@ -11,7 +11,7 @@ import structlog
 from ccd import cli, operations_dispo
 from ccd.adapters.redis_store import Store, connect_redis
 from ccd.calls import CallRecord, CallRepository
-from ccd.dispositions import Disposition
+from ccd.core.disposition import Disposition
 from ccd.dnc import DncList
 from ccd.reports import ReportStore
 

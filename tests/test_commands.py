@@ -1,10 +1,10 @@
-"""ccd.commands: the exact ESL text of every command, and refusal of hostile values."""
+"""ccd.core.commands: the exact ESL text of every command, and refusal of hostile values."""
 
 from __future__ import annotations
 
 import pytest
 
-from ccd.commands import (
+from ccd.core.commands import (
     Break,
     Bridge,
     Broadcast,

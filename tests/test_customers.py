@@ -8,6 +8,7 @@ import pytest
 import structlog
 
 from ccd.adapters.redis_store import Codec, Store, connect_redis
+from ccd.core.numbers import InvalidNumber
 from ccd.customers import (
     CONTACT_SCHEMA_VERSION,
     MAX_FIELD_VALUE_LEN,
@@ -19,7 +20,6 @@ from ccd.customers import (
     implied_tags,
     parse_vip,
 )
-from ccd.numbers import InvalidNumber
 
 
 @pytest.fixture

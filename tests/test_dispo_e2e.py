@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccd import events as ev
+from ccd.core import events as ev
 from tests.test_fakeswitch_calls import EslClient
 
 OUTSIDE = "0612345678"

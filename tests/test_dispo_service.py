@@ -13,14 +13,14 @@ from structlog.testing import capture_logs
 
 from ccd.adapters.redis_store import Store, connect_redis
 from ccd.adapters.webhook import WebhookSender
-from ccd.callback import new_request
 from ccd.callbacks import CallbackStore
 from ccd.calls import CallRecord
-from ccd.commands import Fact
 from ccd.config import Config, ConfigError, load_config
+from ccd.core.callback import new_request
+from ccd.core.commands import Fact
+from ccd.core.disposition import DEFAULT_CODES
 from ccd.customers import CustomerStore
 from ccd.dispo_service import Dispositions
-from ccd.dispositions import DEFAULT_CODES
 from ccd.dnc import DncList
 from ccd.reports import ReportStore
 from tests.support.redis_fixtures import free_port

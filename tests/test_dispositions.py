@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ccd.dispositions import (
+from ccd.core.disposition import (
     DEFAULT_CODES,
     AddToDnc,
     BadEntry,

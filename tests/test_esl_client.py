@@ -32,7 +32,7 @@ from ccd.adapters.esl import (
     Reconnected,
     subscription_command,
 )
-from ccd.esl_wire import EslEvent, Frame, FrameParser, decode_event, encode_frame
+from ccd.core.esl_wire import EslEvent, Frame, FrameParser, decode_event, encode_frame
 from tests.support.captures import captures_dir
 
 CAPTURES = captures_dir() or Path("/nonexistent/fs-captures")

@@ -1,4 +1,4 @@
-"""ccd.esl_wire against the real FreeSWITCH 1.10.12 recordings in fs-captures/.
+"""ccd.core.esl_wire against the real FreeSWITCH 1.10.12 recordings in fs-captures/.
 
 The expected numbers (bytes, frames per Content-Type, events per name) are read
 from the captures' README.txt, so a new capture is checked without editing
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ccd.esl_wire import (
+from ccd.core.esl_wire import (
     MAX_HEADER_BYTES,
     EslEvent,
     Frame,

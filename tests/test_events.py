@@ -1,4 +1,4 @@
-"""ccd.events: FreeSWITCH's recorded events become the right domain events."""
+"""ccd.core.events: FreeSWITCH's recorded events become the right domain events."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from ccd.esl_wire import EslEvent, FrameParser, decode_event
-from ccd.events import (
+from ccd.core.esl_wire import EslEvent, FrameParser, decode_event
+from ccd.core.events import (
     CallParked,
     ChannelAnswered,
     ChannelBridged,
@@ -237,7 +237,7 @@ def test_mangled_recorded_events_never_raise():
             else:
                 headers[key] = rng.choice(junk)
         result = from_esl(EslEvent(headers, rng.choice([None, ev.body, "-ERR", "+OK"])))
-        assert result is None or type(result).__module__ == "ccd.events"
+        assert result is None or type(result).__module__ == "ccd.core.events"
 
 
 def test_letters_keyed_after_a_feature_code_reach_the_daemon_to_be_refused_out_loud():

@@ -15,7 +15,7 @@ import gevent
 import pytest
 from gevent import socket
 
-from ccd.esl_wire import FrameParser, decode_event, encode_command
+from ccd.core.esl_wire import FrameParser, decode_event, encode_command
 from ccd.fakeswitch.switch import FakeSwitch, parse_dial_string, parse_originate, split_args
 
 CAPTURES = Path("/work/shared/fs-captures")

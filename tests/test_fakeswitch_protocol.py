@@ -16,7 +16,7 @@ import gevent
 import pytest
 from gevent import socket
 
-from ccd.esl_wire import Frame, FrameParser, decode_event, url_encode
+from ccd.core.esl_wire import Frame, FrameParser, decode_event, url_encode
 from ccd.fakeswitch.api import FS_VERSION, ApiRegistry, SwitchStats, register_static_commands
 from ccd.fakeswitch.esl_server import EslServer
 from ccd.fakeswitch.fsevents import (

@@ -1,4 +1,4 @@
-"""ccd.hunt: one call's hunt for an agent, driven with a fake clock."""
+"""ccd.core.hunt: one call's hunt for an agent, driven with a fake clock."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import itertools
 import msgpack
 import pytest
 
-from ccd.commands import Break, Bridge, Broadcast, Kill, Originate, Transfer, to_esl
-from ccd.hunt import Hunt, Phase, QueueRules, Release, Step, outcome_for_cause, queue_order_key
-from ccd.routing import AgentView
+from ccd.core.commands import Break, Bridge, Broadcast, Kill, Originate, Transfer, to_esl
+from ccd.core.hunt import Hunt, Phase, QueueRules, Release, Step, outcome_for_cause, queue_order_key
+from ccd.core.routing import AgentView
 
 CALL = "c0000000-0000-0000-0000-000000000001"
 RULES = QueueRules("sales", ("sales",), ring_time=15.0, ring_margin=3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ccd.numbers import InvalidNumber, NumberPlan, normalize, plan_for_country, try_normalize
+from ccd.core.numbers import InvalidNumber, NumberPlan, normalize, plan_for_country, try_normalize
 
 
 @pytest.mark.parametrize(

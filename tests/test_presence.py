@@ -1,11 +1,11 @@
-"""ccd.presence: the agent state machine, including calls outside the queue."""
+"""ccd.core.presence: the agent state machine, including calls outside the queue."""
 
 from __future__ import annotations
 
 import msgpack
 import pytest
 
-from ccd.presence import (
+from ccd.core.presence import (
     Activity,
     AgentState,
     IllegalTransition,

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from ccd.adapters.redis_store import Store, connect_redis
-from ccd.dispositions import DEFAULT_CODES, Disposition
+from ccd.core.disposition import DEFAULT_CODES, Disposition
 from ccd.reports import BadReportRequest, ReportStore, format_report, zone
 
 CODES = [c.name for c in DEFAULT_CODES]

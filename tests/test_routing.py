@@ -1,8 +1,8 @@
-"""ccd.routing: who is offered a call, in which order (seed 002)."""
+"""ccd.core.routing: who is offered a call, in which order (seed 002)."""
 
 from __future__ import annotations
 
-from ccd.routing import AgentView, candidates
+from ccd.core.routing import AgentView, candidates
 
 
 def agent(

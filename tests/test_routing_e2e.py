@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from ccd import presence
+from ccd.core import presence
 from tests.support.daemon_fixtures import agents_of, bridged, eventually
 
 SALES = "1"  # the main menu's digit for sales (freeswitch_conf/ivr_menus/ccd_main.xml)

@@ -7,15 +7,15 @@ import unicodedata
 
 import pytest
 
-from ccd.commands import Originate, quote_var_value, to_esl
-from ccd.customers import Customer
-from ccd.screenpop import (
+from ccd.core.commands import Originate, quote_var_value, to_esl
+from ccd.core.screenpop import (
     MAX_DISPLAY_LEN,
     PLACEHOLDERS,
     caller_id_name,
     offer_payload,
     validate_template,
 )
+from ccd.customers import Customer
 
 ANNA = Customer("+3612345678", "Kovács Anna", "hu", True, {"segment": "gold"})
 PLAIN = Customer("+3612345678", "Kovács Anna", "", False, {})

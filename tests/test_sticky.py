@@ -1,4 +1,4 @@
-"""The pure direct-callback rules (ccd.sticky) as a table: one row per sentence of seed 000.
+"""The pure direct-callback rules (ccd.core.sticky) as a table: one row per sentence of seed 000.
 
 Each row is (agent anna's type, a sequence of steps, then: whom a call from the customer is
 offered to, and how many seconds the binding has left). Steps, on a fake clock:
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ccd.sticky import (
+from ccd.core.sticky import (
     DISABLED,
     Action,
     AgentAttempt,
@@ -227,7 +227,7 @@ SEED_TABLE = [
         "anna",
         10,
     ),
-    # Edge cases decided in ccd.sticky's docstring.
+    # Edge cases decided in ccd.core.sticky's docstring.
     ("edge_type1_answered_first_call_binds_nothing", "type1", [answer(), call(None)], None, None),
     ("edge_type2_answered_first_call_binds_nothing", "type2", [answer()], None, None),
     ("edge_expiry_zero_is_disabled", ("type3", 0), [fail(), answer(), wait(1)], None, None),

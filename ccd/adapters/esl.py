@@ -22,7 +22,7 @@ What is kept from greenswitch: the connection object and its state
 What is replaced: the reader. greenswitch reads lines, URL-decodes whole
 blocks, raises in its reader on a frame without Content-Type and hands
 ``text/event-json`` to its plain parser. Here one reader greenlet per
-connection feeds ``sock.recv`` bytes to :class:`ccd.esl_wire.FrameParser`, the
+connection feeds ``sock.recv`` bytes to :class:`ccd.core.esl_wire.FrameParser`, the
 parser the capture tests check, and routes each frame:
 
 * ``command/reply`` and ``api/response``: the reply to the oldest pending
@@ -64,7 +64,14 @@ import gevent.socket
 import structlog
 from greenswitch.esl import InboundESL
 
-from ccd.esl_wire import EslEvent, Frame, FrameParser, ProtocolError, decode_event, encode_command
+from ccd.core.esl_wire import (
+    EslEvent,
+    Frame,
+    FrameParser,
+    ProtocolError,
+    decode_event,
+    encode_command,
+)
 
 __all__ = [
     "Backoff",
@@ -474,7 +481,7 @@ class _Connection(InboundESL):
 class EslClient:
     """A reconnecting inbound ESL client that feeds ``inbox``.
 
-    ``inbox`` receives :class:`ccd.esl_wire.EslEvent`, :class:`Connected`,
+    ``inbox`` receives :class:`ccd.core.esl_wire.EslEvent`, :class:`Connected`,
     :class:`Reconnected`, :class:`Disconnected` and :class:`JobFailed`, in the
     order they happened. Give it an unbounded queue: a bounded one that fills
     up stops the reader, and FreeSWITCH's socket with it.

@@ -254,7 +254,7 @@ class Keys:
         return self._key("dispo_call", call_uuid)
 
     def customer(self, number: str) -> str:
-        """A customer record (msgpack), by normalised number (ccd.numbers)."""
+        """A customer record (msgpack), by normalised number (ccd.core.numbers)."""
         return self._key("customer", number)
 
     def contacts(self, number: str) -> str:

@@ -53,7 +53,7 @@ import gevent.event
 import structlog
 from gevent.server import StreamServer
 
-from ccd.esl_wire import MAX_HEADER_BYTES
+from ccd.core.esl_wire import MAX_HEADER_BYTES
 from ccd.fakeswitch.api import ApiRegistry
 from ccd.fakeswitch.fsevents import (
     EventBus,

@@ -29,7 +29,7 @@ with its own ``Event-Sequence`` counter, so tests are deterministic.
 
 :func:`serialize_plain` / :func:`serialize_json` produce a whole outer frame
 (``Content-Length`` first, then ``Content-Type``, as mod_event_socket writes
-it). Plain values are URL-encoded with :func:`ccd.esl_wire.url_encode`; JSON is
+it). Plain values are URL-encoded with :func:`ccd.core.esl_wire.url_encode`; JSON is
 compact (no spaces), keeps duplicate header names and puts an event body under
 ``Content-Length`` + ``_body`` at the end.
 
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from ccd.esl_wire import encode_event_plain, url_encode
+from ccd.core.esl_wire import encode_event_plain, url_encode
 
 __all__ = [
     "EventBus",

@@ -10,7 +10,7 @@ Each capture ``NAME`` has ``NAME.sent`` (bytes the client sent), ``NAME.raw``
     >>> ex[1].command, ex[1].frames[0].headers["Reply-Text"]
     (b'auth ClueCon\\n\\n', '+OK accepted')
 
-``Exchange.frames`` are the :class:`ccd.esl_wire.Frame` objects received after
+``Exchange.frames`` are the :class:`ccd.core.esl_wire.Frame` objects received after
 that command and before the next one, in order. Caveat: FreeSWITCH writes
 queued events between commands, so an event caused by one command sometimes
 arrives after the next command was sent (see the ``.log`` times); compare
@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ccd.esl_wire import Frame, FrameParser
+from ccd.core.esl_wire import Frame, FrameParser
 
 __all__ = [
     "Exchange",

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-from ccd.commands import Fact
+from ccd.core.commands import Fact
 
 __all__ = [
     "ACTIVITY_TRANSITIONS",
@@ -267,7 +267,7 @@ def answered(state: AgentState, leg_uuid: str, now: float) -> Outcome:
 def offer_failed(
     state: AgentState, leg_uuid: str, outcome: str, now: float, rules: PresenceRules
 ) -> Outcome:
-    """The offer on ``leg_uuid`` ended unanswered; ``outcome`` as in ccd.hunt."""
+    """The offer on ``leg_uuid`` ended unanswered; ``outcome`` as in ccd.core.hunt."""
     if leg_uuid != state.offer_leg or state.activity is not Activity.RINGING:
         return Outcome(state, [])
     target = _activity(state, "offer_failed")

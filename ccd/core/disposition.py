@@ -330,7 +330,7 @@ class CallFacts:
 
     ``result``: the call's end as the hunt names it (``bridged``, ``abandoned``, ``voicemail``,
     ``hangup``...; :attr:`ccd.calls.CallRecord.status`). ``agent_outcomes``: the Release
-    outcomes of the offers to agents (``no_answer``, ``busy``...; ccd.hunt.OUTCOMES).
+    outcomes of the offers to agents (``no_answer``, ``busy``...; ccd.core.hunt.OUTCOMES).
     ``wait``: seconds the caller waited before leaving. ``customer_cause``: the hangup cause
     of an outbound/callback customer leg that was not answered (``NO_ANSWER``, ``USER_BUSY``...).
     """

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccd.esl_wire import encode_command
+from ccd.core.esl_wire import encode_command
 
 __all__ = [
     "Break",

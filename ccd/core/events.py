@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:func:`from_esl` maps one :class:`ccd.esl_wire.EslEvent` to at most one frozen
+:func:`from_esl` maps one :class:`ccd.core.esl_wire.EslEvent` to at most one frozen
 domain event, or ``None`` for everything the core does not use. It never
 raises: an event whose identifying headers are missing or garbled (a uuid
 that is not a uuid, an extension with a space, a non-numeric expiry) is
@@ -43,8 +43,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ccd.commands import is_extension, is_uuid
-from ccd.esl_wire import EslEvent
+from ccd.core.commands import is_extension, is_uuid
+from ccd.core.esl_wire import EslEvent
 
 __all__ = [
     "AGENT_PROFILES",

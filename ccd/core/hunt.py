@@ -38,7 +38,7 @@ Rules worth knowing:
   nobody has been tried and nobody is available, the caller keeps waiting
   (with music) until the engine offers candidates again.
 * Every path that ends an offer releases the agent exactly once, with an
-  outcome (see ``OUTCOMES``) the engine hands to ccd.presence.
+  outcome (see ``OUTCOMES``) the engine hands to ccd.core.presence.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ccd.commands import (
+from ccd.core.commands import (
     Break,
     Bridge,
     Broadcast,
@@ -63,7 +63,7 @@ from ccd.commands import (
     sanitize_caller_name,
     sanitize_number,
 )
-from ccd.routing import AgentView
+from ccd.core.routing import AgentView
 
 __all__ = [
     "OUTCOMES",
@@ -253,7 +253,7 @@ class Hunt:
         self.caller_display = sanitize_caller_name(caller_display)
         self.priority = priority
         self.entered_at = entered_at
-        # A direct callback (ccd.sticky): this agent is offered the call first, with its
+        # A direct callback (ccd.core.sticky): this agent is offered the call first, with its
         # own screen-pop text; if they cannot take it, the queue's candidates follow.
         self.preferred = preferred
         self.preferred_display = sanitize_caller_name(preferred_display)
@@ -320,7 +320,7 @@ class Hunt:
     def on_candidates(
         self, agents: Iterable[AgentView], now: float, *, busy: Iterable[str] | None = None
     ) -> Step:
-        """``agents``: the agents free now, best first (ccd.routing.candidates).
+        """``agents``: the agents free now, best first (ccd.core.routing.candidates).
 
         ``busy``: ids of the other agents who could take the call once free
         (logged in, ready, carrying the tags, but ringing or on a call). While

@@ -23,9 +23,9 @@ class AgentView:
     id: str
     extension: str
     tags: frozenset[str]
-    login: str  # "logged_out" | "ready" | "break" (ccd.presence.Login)
+    login: str  # "logged_out" | "ready" | "break" (ccd.core.presence.Login)
     registered: bool
-    activity: str  # "idle" | "ringing" | "oncall" | "wrapup" (ccd.presence.Activity)
+    activity: str  # "idle" | "ringing" | "oncall" | "wrapup" (ccd.core.presence.Activity)
     idle_since: float
 
 

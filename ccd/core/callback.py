@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 A caller who gives up waiting leaves a number; :func:`check_number` decides whether that number
-may be dialed and returns it in the project's one normalised form (:mod:`ccd.numbers`, ``+`` and
-E.164 digits). A :class:`CallbackRequest` is then stored (``ccd.callbacks``) and worked by a
-dialer until it reaches a final status. Every function here takes the time as an argument.
+may be dialed and returns it in the project's one normalised form (:mod:`ccd.core.numbers`,
+``+`` and E.164 digits). A :class:`CallbackRequest` is then stored (``ccd.callbacks``) and worked
+by a dialer until it reaches a final status. Every function here takes the time as an argument.
 
 Number policy, checked in this order (the first failing rule gives the reason)::
 
@@ -23,9 +23,9 @@ Number policy, checked in this order (the first failing rule gives the reason)::
     premium        a premium-rate prefix (``premium_prefixes``)
     blocked        any other refused prefix (``blocked_prefixes``)
 
-Numbers without ``+`` are read as :func:`ccd.numbers.normalize` reads them: ``06…`` is national,
-``00…`` international, other digits are taken as a full international number (as SIP trunks
-send caller numbers). So a caller typing a number should be prompted to start it with 06.
+Numbers without ``+`` are read as :func:`ccd.core.numbers.normalize` reads them: ``06…`` is
+national, ``00…`` international, other digits are taken as a full international number (as SIP
+trunks send caller numbers). So a caller typing a number should be prompted to start it with 06.
 
 Premium rate, by default (Hungary): ``+3690`` and ``+3691`` ("emelt díjas" numbers; a callback
 there would cost the center per minute and is the classic abuse of callback systems). Toll-free
@@ -61,7 +61,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ccd.numbers import InvalidNumber, NumberPlan, normalize, plan_for_country
+from ccd.core.numbers import InvalidNumber, NumberPlan, normalize, plan_for_country
 
 if TYPE_CHECKING:
     from ccd.config import Config
@@ -332,7 +332,7 @@ class Attempt:
 @dataclass(frozen=True, slots=True)
 class CallbackRequest:
     """One callback request. ``order_key`` is the original call's queue score
-    (:func:`ccd.hunt.queue_order_key`): lower is dialed first."""
+    (:func:`ccd.core.hunt.queue_order_key`): lower is dialed first."""
 
     id: str
     number: str

@@ -19,7 +19,7 @@ rendered with these placeholders, each already sanitised:
 Format specs such as ``{name:.20}`` are allowed. :func:`validate_template` refuses unknown
 placeholders, attribute or index access and conversions; config loading calls it, so a bad
 template stops the daemon at start, never a call. The rendered text then goes through
-:func:`ccd.commands.sanitize_caller_name`: no control characters (newlines become spaces), no
+:func:`ccd.core.commands.sanitize_caller_name`: no control characters (newlines become spaces), no
 character that cannot travel in a dial string, at most ``MAX_DISPLAY_LEN`` characters. SIP
 display names are quoted strings, so ``"`` becomes U+2019 (as ``'`` does) and ``<`` ``>``
 become U+2039 U+203A: look-alikes keep ``Doe, John "VIP"`` readable. Unicode is kept (NFC).
@@ -36,9 +36,9 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ccd.commands import sanitize_caller_name, sanitize_number
+from ccd.core.commands import sanitize_caller_name, sanitize_number
+from ccd.core.numbers import try_normalize
 from ccd.customers import Customer
-from ccd.numbers import try_normalize
 
 __all__ = [
     "MAX_DISPLAY_LEN",
