@@ -97,8 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from gevent import monkey
 
     monkey.patch_all()
-    from ccd.adapters.redis_store import RedisUnavailable
     from ccd.config import ConfigError
+    from ccd.store.redis_store import RedisUnavailable
 
     try:
         args = build_parser().parse_args(argv)

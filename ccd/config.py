@@ -425,7 +425,7 @@ class StickyConfig:
 
 @dataclass(frozen=True)
 class CallbacksConfig:
-    """Callback requests (R-OVERFLOW, R-CALLBACK; ccd.core.callback, ccd.callbacks)."""
+    """Callback requests (R-OVERFLOW, R-CALLBACK; ccd.core.callback, ccd.store.callback)."""
 
     max_attempts: int
     min_interval: float

@@ -38,9 +38,9 @@ from ccd.adapters.esl import (
     Reconnected,
 )
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
-from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
 from ccd.config import Config
 from ccd.core.esl_wire import EslEvent
+from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
 
 log = structlog.get_logger()
 

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Requests live in Redis (:mod:`ccd.callbacks`); a request being worked is held under a
+Requests live in Redis (:mod:`ccd.store.callback`); a request being worked is held under a
 lease (``SET NX PX``, renewed while this daemon works it), so with several daemons each
 attempt is made by exactly one of them, and a daemon that dies lets its lease lapse for
 another to take the request over. This module keeps only the attempts in progress.
@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ccd.adapters.redis_store import RedisUnavailable
-from ccd.callbacks import LeaseLost
 from ccd.core import presence
 from ccd.core.callback import (
     Attempt,
@@ -41,6 +39,8 @@ from ccd.core.callback import (
 )
 from ccd.core.commands import Bridge, Kill, Originate, quote_var_value
 from ccd.core.routing import candidates
+from ccd.store.callback import LeaseLost
+from ccd.store.redis_store import RedisUnavailable
 
 if TYPE_CHECKING:
     from ccd.service import CallControl

@@ -1,8 +1,8 @@
 """Dispositions in the call path (R-DISPO, issue 6): what happens when a call ends, when an
 agent keys a code, and before an agent's own call goes out.
 
-The pure rules are :mod:`ccd.core.disposition`; storage is :mod:`ccd.reports` (codes, counters),
-:mod:`ccd.dnc`, :mod:`ccd.callbacks` and :mod:`ccd.customers`. :class:`Dispositions` joins
+The pure rules are :mod:`ccd.core.disposition`; storage is :mod:`ccd.store.report` (codes, counters),
+:mod:`ccd.store.dnc`, :mod:`ccd.store.callback` and :mod:`ccd.store.customer`. :class:`Dispositions` joins
 them for the daemon's call path (``ccd.service`` calls it) and for ``ccd dispo set``.
 
 Theory of operation
@@ -15,7 +15,7 @@ Theory of operation
     took the call, or from the customer leg of an agent's own call; recorded in the
     ReportStore and their actions run;
   - a contact history entry for the caller's number (direction, queue, agent, times, outcome,
-    ``codes``), newest first (:class:`ccd.customers.CustomerStore`), for every usable number;
+    ``codes``), newest first (:class:`ccd.store.customer.CustomerStore`), for every usable number;
   - a call-info record ``dispo_info:<call>`` (number, agent, queue, direction, end) and, for
     the agent who talked (or dialled), the pointer ``dispo_last:<agent>`` = that call: the
     agent's most recent finished call. Both expire after ``CALL_INFO_TTL_MS`` (24 h, like the
@@ -32,11 +32,11 @@ Theory of operation
 * Actions of new codes (:func:`ccd.core.disposition.plan_actions`), each on its own so one failing
   does not stop the others (``dispo.action_failed``):
 
-  - ``dnc``: :meth:`ccd.dnc.DncList.add` for the code's period (a Redis TTL; scaled by
+  - ``dnc``: :meth:`ccd.store.dnc.DncList.add` for the code's period (a Redis TTL; scaled by
     ``daemon.time_scale``);
   - ``callback``: a callback request due ``callback_delay`` seconds from now (daemon time) in
     the call's queue, else ``dispositions.callback_queue``; the number must pass the callback
-    number rules and the per-number limit (:meth:`ccd.callbacks.CallbackStore.create`); its
+    number rules and the per-number limit (:meth:`ccd.store.callback.CallbackStore.create`); its
     id is derived from the call, so a repeated action cannot make a second request;
   - ``webhook``: ``WebhookSender.send`` (a queue in memory: never blocks, retried and logged
     by the sender);
@@ -65,14 +65,6 @@ from typing import TYPE_CHECKING, Any
 import redis
 import structlog
 
-from ccd.adapters.redis_store import (
-    Codec,
-    RedisUnavailable,
-    SchemaMismatch,
-    Store,
-    unavailable_as_domain_error,
-)
-from ccd.calls import FINISHED_TTL_MS, CallRecord, CallRepository
 from ccd.core.callback import (
     CallbackError,
     NumberRefused,
@@ -99,9 +91,18 @@ from ccd.core.disposition import (
 )
 from ccd.core.hunt import queue_order_key
 from ccd.core.numbers import try_normalize
-from ccd.customers import CONTACT_SCHEMA_VERSION
-from ccd.dnc import DncList
-from ccd.reports import ReportStore, zone
+from ccd.core.report import zone
+from ccd.store.call import FINISHED_TTL_MS, CallRecord, CallRepository
+from ccd.store.customer import CONTACT_SCHEMA_VERSION
+from ccd.store.dnc import DncList
+from ccd.store.redis_store import (
+    Codec,
+    RedisUnavailable,
+    SchemaMismatch,
+    Store,
+    unavailable_as_domain_error,
+)
+from ccd.store.report import ReportStore
 
 if TYPE_CHECKING:
     from ccd.config import Config
@@ -650,8 +651,8 @@ def build_dispositions(
     ``dispositions.webhook_url`` (started, stopped with the daemon), the given or new
     customer and callback stores."""
     from ccd.adapters.webhook import WebhookSender
-    from ccd.callbacks import CallbackStore
-    from ccd.customers import CustomerStore
+    from ccd.store.callback import CallbackStore
+    from ccd.store.customer import CustomerStore
 
     section = daemon.config.dispositions
     webhook = None

@@ -6,8 +6,8 @@ Theory of operation
 Redis holds the truth about agents, waiting calls and customers; the daemon's memory is only a
 cache and it reads Redis for every routing decision. So each command here is a short session
 against Redis: load the configuration, connect, PING, do one thing through the repositories
-(:class:`ccd.agents.AgentRepository`, :class:`ccd.calls.CallRepository`,
-:class:`ccd.customers.CustomerStore`, :class:`ccd.bindings.BindingStore`), print the result,
+(:class:`ccd.store.agent.AgentRepository`, :class:`ccd.store.call.CallRepository`,
+:class:`ccd.store.customer.CustomerStore`, :class:`ccd.store.sticky.BindingStore`), print the result,
 close. Writes go through the same
 atomic Lua scripts the daemon uses, so a command racing a live call is safe; a login change is
 the pure :func:`ccd.core.presence.set_login` applied by compare-and-set.
@@ -40,18 +40,6 @@ from typing import Any
 
 import redis
 
-from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
-from ccd.agents import (
-    Agent,
-    AgentError,
-    AgentRepository,
-    UnknownAgent,
-    check_extension,
-    check_tags,
-)
-from ccd.bindings import BindingStore
-from ccd.callbacks import CallbackStore
-from ccd.calls import CallRecord, CallRepository
 from ccd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from ccd.config import NAME_RE, Config, load_config
 from ccd.core.callback import CallbackError, CallbackRequest, Status
@@ -59,6 +47,18 @@ from ccd.core.numbers import InvalidNumber
 from ccd.core.presence import Activity, IllegalTransition, Login, set_login
 from ccd.core.sticky import Binding, StickySetting, StickyType
 from ccd.logging import configure_logging
+from ccd.store.agent import (
+    Agent,
+    AgentError,
+    AgentRepository,
+    UnknownAgent,
+    check_extension,
+    check_tags,
+)
+from ccd.store.call import CallRecord, CallRepository
+from ccd.store.callback import CallbackStore
+from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
+from ccd.store.sticky import BindingStore
 
 __all__ = ["LOGIN_ACTIONS", "STICKY_CHOICES", "human_duration", "register"]
 
@@ -877,7 +877,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_customers_import(args: argparse.Namespace) -> int:
     try:
-        from ccd.customers import CustomerImportError, CustomerStore
+        from ccd.core.customer import CustomerImportError
+        from ccd.store.customer import CustomerStore
     except ImportError as exc:
         print(f"ccd: the customer store cannot be loaded: {exc}", file=sys.stderr)
         return EXIT_FAILURE

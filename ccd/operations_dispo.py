@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 Like :mod:`ccd.operations`: each command loads the configuration, connects to Redis, PINGs,
-does one thing through :class:`ccd.dnc.DncList` / :class:`ccd.reports.ReportStore`, prints,
+does one thing through :class:`ccd.store.dnc.DncList` / :class:`ccd.store.report.ReportStore`, prints,
 closes. Errors as ``ccd.cli`` defines them: an operator's mistake (bad number, unknown code,
 bad day, unknown call) → one line on stderr naming the command, exit 2; Redis down →
 ``RedisUnavailable`` (``ccd.cli.main`` prints it, exit 1); another Redis error → one line,
@@ -37,24 +37,18 @@ from typing import Any
 import gevent
 import redis
 
-from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
-from ccd.callbacks import CallbackStore
 from ccd.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from ccd.config import Config, DispositionsConfig, load_config
 from ccd.core.disposition import DispositionError
 from ccd.core.numbers import InvalidNumber
-from ccd.customers import CustomerStore
+from ccd.core.report import GROUPINGS, REPORT_FORMATS, BadReportRequest, format_report, zone
 from ccd.dispo_service import Dispositions
-from ccd.dnc import DncList
 from ccd.logging import configure_logging
-from ccd.reports import (
-    GROUPINGS,
-    REPORT_FORMATS,
-    BadReportRequest,
-    ReportStore,
-    format_report,
-    zone,
-)
+from ccd.store.callback import CallbackStore
+from ccd.store.customer import CustomerStore
+from ccd.store.dnc import DncList
+from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
+from ccd.store.report import ReportStore
 
 __all__ = ["register"]
 

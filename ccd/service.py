@@ -33,12 +33,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ccd.adapters.esl import EslError
-from ccd.adapters.redis_store import RedisUnavailable, Store
 from ccd.adapters.webhook import WebhookSender
-from ccd.agents import Agent, AgentError, AgentRepository
-from ccd.bindings import BindingStore
-from ccd.callbacks import CallbackStore
-from ccd.calls import CallRecord, CallRepository
 from ccd.config import Config
 from ccd.core import events as ev
 from ccd.core import presence
@@ -51,15 +46,21 @@ from ccd.core.callback import (
     number_rules_from_config,
 )
 from ccd.core.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
+from ccd.core.customer import Customer, implied_tags
 from ccd.core.esl_wire import EslEvent
 from ccd.core.hunt import Hunt, Phase, QueueRules, Release, Step
 from ccd.core.numbers import try_normalize
 from ccd.core.routing import candidates
 from ccd.core.screenpop import caller_id_name, offer_payload
 from ccd.core.sticky import AgentAttempt, CustomerCall
-from ccd.customers import Customer, CustomerStore, implied_tags
 from ccd.dialer import CallbackDialer
 from ccd.dispo_service import Dispositions, build_dispositions
+from ccd.store.agent import Agent, AgentError, AgentRepository
+from ccd.store.call import CallRecord, CallRepository
+from ccd.store.callback import CallbackStore
+from ccd.store.customer import CustomerStore
+from ccd.store.redis_store import RedisUnavailable, Store
+from ccd.store.sticky import BindingStore
 
 if TYPE_CHECKING:
     from ccd.daemon import Daemon, LiveSnapshot

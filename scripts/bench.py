@@ -397,9 +397,9 @@ def seed_agents(redis_url: str, agents: int) -> None:
 
     import structlog
 
-    from ccd.adapters.redis_store import Store, connect_redis
-    from ccd.agents import AgentRepository
     from ccd.core import presence
+    from ccd.store.agent import AgentRepository
+    from ccd.store.redis_store import Store, connect_redis
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 

@@ -7,9 +7,9 @@ import dataclasses
 import gevent
 import pytest
 
-from ccd.adapters.redis_store import Store, connect_redis
-from ccd.agents import AgentError, AgentRepository, UnknownAgent
 from ccd.core import presence
+from ccd.store.agent import AgentError, AgentRepository, UnknownAgent
+from ccd.store.redis_store import Store, connect_redis
 
 
 @pytest.fixture

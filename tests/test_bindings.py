@@ -1,4 +1,4 @@
-"""Sticky bindings in a real redis-server (ccd.bindings): TTLs, lapses, replace, races, numbers."""
+"""Sticky bindings in a real redis-server (ccd.store.sticky): TTLs, lapses, replace, races, numbers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import gevent
 import pytest
 import structlog
 
-from ccd.adapters.redis_store import Codec, Store, connect_redis
-from ccd.bindings import BindingStore, SettingOverride
 from ccd.config import Config
 from ccd.core.numbers import InvalidNumber
 from ccd.core.sticky import (
@@ -20,6 +18,8 @@ from ccd.core.sticky import (
     StickyType,
     decide,
 )
+from ccd.store.redis_store import Codec, Store, connect_redis
+from ccd.store.sticky import BindingStore, SettingOverride
 
 NUMBER = "+3612345678"
 NOW = 1_700_000_000.0

@@ -7,9 +7,9 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-from ccd.callbacks import CallbackStore
 from ccd.core.callback import new_request
 from ccd.core.hunt import queue_order_key
+from ccd.store.callback import CallbackStore
 from tests.support.daemon_fixtures import QUEUES, bridged, eventually
 from tests.test_routing_e2e import login, offers
 
@@ -236,9 +236,9 @@ def test_a_sigkilled_daemon_process_mid_attempt_leaves_the_request_to_the_other(
     )  # fmt: skip
     try:
         # Alice's state is in Redis (the process synced the config agents); log her in.
-        from ccd.adapters.redis_store import Store, connect_redis
-        from ccd.agents import AgentRepository
         from ccd.core import presence
+        from ccd.store.agent import AgentRepository
+        from ccd.store.redis_store import Store, connect_redis
 
         client = connect_redis(redis_url)
         repo = AgentRepository(Store.create(client))

@@ -6,8 +6,6 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from ccd.adapters.redis_store import RedisUnavailable, Store, connect_redis
-from ccd.callbacks import CallbackStore, LeaseLost, UnknownCallback
 from ccd.core.callback import (
     Attempt,
     CallbackRules,
@@ -18,7 +16,9 @@ from ccd.core.callback import (
     new_request,
 )
 from ccd.core.hunt import queue_order_key
-from ccd.dnc import DncList
+from ccd.store.callback import CallbackStore, LeaseLost, UnknownCallback
+from ccd.store.dnc import DncList
+from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
 
 T0 = 1_700_000_000.0
 RULES = CallbackRules(max_attempts=2, min_interval=600)

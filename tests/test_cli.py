@@ -14,15 +14,15 @@ import pytest
 import structlog
 
 from ccd import operations
-from ccd.adapters.redis_store import Store, connect_redis
-from ccd.agents import AgentRepository
-from ccd.bindings import BindingStore, SettingOverride
-from ccd.calls import CallRecord, CallRepository
 from ccd.cli import main
 from ccd.core import presence
 from ccd.core.hunt import queue_order_key
 from ccd.core.sticky import AgentAttempt, StickySetting, StickyType
 from ccd.operations import human_duration
+from ccd.store.agent import AgentRepository
+from ccd.store.call import CallRecord, CallRepository
+from ccd.store.redis_store import Store, connect_redis
+from ccd.store.sticky import BindingStore, SettingOverride
 from tests.support.redis_fixtures import free_port
 
 NOW = 1_700_000_000.0
@@ -507,7 +507,7 @@ def test_caller_supplied_text_cannot_send_terminal_escapes(ccd, calls):
 
 
 def test_customers_import_reports_imported_and_refused_rows(ccd, store, tmp_path):
-    from ccd.customers import CustomerStore
+    from ccd.store.customer import CustomerStore
 
     csv_file = tmp_path / "customers.csv"
     csv_file.write_text(
@@ -727,7 +727,7 @@ def test_sticky_with_redis_down_is_exit_1(tmp_path, capsys):
 
 @pytest.fixture
 def callback_store(store):
-    from ccd.callbacks import CallbackStore
+    from ccd.store.callback import CallbackStore
 
     return CallbackStore(store)
 

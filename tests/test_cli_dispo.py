@@ -9,11 +9,11 @@ import pytest
 import structlog
 
 from ccd import cli, operations_dispo
-from ccd.adapters.redis_store import Store, connect_redis
-from ccd.calls import CallRecord, CallRepository
 from ccd.core.disposition import Disposition
-from ccd.dnc import DncList
-from ccd.reports import ReportStore
+from ccd.store.call import CallRecord, CallRepository
+from ccd.store.dnc import DncList
+from ccd.store.redis_store import Store, connect_redis
+from ccd.store.report import ReportStore
 
 PREFIX = "tcli:"
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC

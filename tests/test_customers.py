@@ -7,19 +7,18 @@ import io
 import pytest
 import structlog
 
-from ccd.adapters.redis_store import Codec, Store, connect_redis
-from ccd.core.numbers import InvalidNumber
-from ccd.customers import (
-    CONTACT_SCHEMA_VERSION,
+from ccd.core.customer import (
     MAX_FIELD_VALUE_LEN,
     MAX_NAME_LEN,
     Customer,
     CustomerImportError,
-    CustomerStore,
     InvalidCustomer,
     implied_tags,
     parse_vip,
 )
+from ccd.core.numbers import InvalidNumber
+from ccd.store.customer import CONTACT_SCHEMA_VERSION, CustomerStore
+from ccd.store.redis_store import Codec, Store, connect_redis
 
 
 @pytest.fixture

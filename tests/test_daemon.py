@@ -15,9 +15,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ccd.adapters.redis_store import Store, connect_redis
-from ccd.agents import AgentRepository
 from ccd.core import presence
+from ccd.store.agent import AgentRepository
+from ccd.store.redis_store import Store, connect_redis
 from tests.support.daemon_fixtures import agents_of, bridged, calls_of, eventually
 from tests.test_routing_e2e import SALES, login, offers
 

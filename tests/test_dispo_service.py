@@ -11,18 +11,18 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from ccd.adapters.redis_store import Store, connect_redis
 from ccd.adapters.webhook import WebhookSender
-from ccd.callbacks import CallbackStore
-from ccd.calls import CallRecord
 from ccd.config import Config, ConfigError, load_config
 from ccd.core.callback import new_request
 from ccd.core.commands import Fact
 from ccd.core.disposition import DEFAULT_CODES
-from ccd.customers import CustomerStore
 from ccd.dispo_service import Dispositions
-from ccd.dnc import DncList
-from ccd.reports import ReportStore
+from ccd.store.call import CallRecord
+from ccd.store.callback import CallbackStore
+from ccd.store.customer import CustomerStore
+from ccd.store.dnc import DncList
+from ccd.store.redis_store import Store, connect_redis
+from ccd.store.report import ReportStore
 from tests.support.redis_fixtures import free_port
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC, 09:00 in Budapest

@@ -7,9 +7,9 @@ import time
 import pytest
 import structlog
 
-from ccd.adapters.redis_store import Codec, Store, connect_redis
 from ccd.core.numbers import InvalidNumber
-from ccd.dnc import DncList
+from ccd.store.dnc import DncList
+from ccd.store.redis_store import Codec, Store, connect_redis
 
 NUMBER = "+3612345678"
 WRITINGS = ["+3612345678", "06 1 234 5678", "06-1/234-5678", "003612345678", "+36 (1) 234 5678"]

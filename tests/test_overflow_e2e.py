@@ -3,8 +3,8 @@ through the shipped dialplan prompts on the fake FreeSWITCH, real Redis and the 
 
 from __future__ import annotations
 
-from ccd.adapters.redis_store import Store, connect_redis
-from ccd.callbacks import CallbackStore
+from ccd.store.callback import CallbackStore
+from ccd.store.redis_store import Store, connect_redis
 from tests.support.daemon_fixtures import QUEUES, calls_of, eventually
 from tests.test_routing_e2e import login, offers
 

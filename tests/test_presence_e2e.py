@@ -6,7 +6,8 @@ Fake FreeSWITCH over a real ESL socket, real Redis, the real daemon; time scaled
 from __future__ import annotations
 
 from ccd.core import presence
-from ccd.customers import Customer, CustomerStore
+from ccd.core.customer import Customer
+from ccd.store.customer import CustomerStore
 from tests.support.daemon_fixtures import agents_of, bridged, calls_of, eventually
 from tests.test_routing_e2e import SALES, login, offers
 

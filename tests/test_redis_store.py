@@ -9,7 +9,7 @@ import msgpack
 import pytest
 import structlog
 
-from ccd.adapters.redis_store import (
+from ccd.store.redis_store import (
     Codec,
     Keys,
     RedisUnavailable,

@@ -10,9 +10,10 @@ from collections import Counter
 
 import pytest
 
-from ccd.adapters.redis_store import Store, connect_redis
 from ccd.core.disposition import DEFAULT_CODES, Disposition
-from ccd.reports import BadReportRequest, ReportStore, format_report, zone
+from ccd.core.report import BadReportRequest, format_report, zone
+from ccd.store.redis_store import Store, connect_redis
+from ccd.store.report import ReportStore
 
 CODES = [c.name for c in DEFAULT_CODES]
 AGENTS = [f"agent{i:02d}" for i in range(20)]

@@ -8,6 +8,7 @@ import unicodedata
 import pytest
 
 from ccd.core.commands import Originate, quote_var_value, to_esl
+from ccd.core.customer import Customer
 from ccd.core.screenpop import (
     MAX_DISPLAY_LEN,
     PLACEHOLDERS,
@@ -15,7 +16,6 @@ from ccd.core.screenpop import (
     offer_payload,
     validate_template,
 )
-from ccd.customers import Customer
 
 ANNA = Customer("+3612345678", "Kovács Anna", "hu", True, {"segment": "gold"})
 PLAIN = Customer("+3612345678", "Kovács Anna", "", False, {})

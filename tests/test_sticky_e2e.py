@@ -3,9 +3,9 @@ to that agent first. Fake FreeSWITCH (the shipped dialplan), real Redis, the dae
 
 from __future__ import annotations
 
-from ccd.adapters.redis_store import Store, connect_redis
-from ccd.bindings import BindingStore
 from ccd.core import presence
+from ccd.store.redis_store import Store, connect_redis
+from ccd.store.sticky import BindingStore
 from tests.support.daemon_fixtures import agents_of, bridged, eventually
 from tests.test_routing_e2e import login, offers
 

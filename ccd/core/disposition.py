@@ -1,7 +1,7 @@
 """Call dispositions (R-DISPO): the codes, what an agent keys, what the system sees, what follows.
 
-Pure: no I/O, no clock. The Redis side is :mod:`ccd.reports` (storage, counters) and
-:mod:`ccd.dnc` (the do-not-call list); the call path feeds these functions and carries out
+Pure: no I/O, no clock. The Redis side is :mod:`ccd.store.report` (storage, counters) and
+:mod:`ccd.store.dnc` (the do-not-call list); the call path feeds these functions and carries out
 the actions they plan.
 
 Theory of operation
@@ -20,7 +20,7 @@ Theory of operation
   (no answer / busy) mark the call only when nobody took it: a call answered by the second agent
   was answered, and the missed offers are the agents' statistics (presence), not its outcome.
 * One call carries several codes. Recording the same code twice is idempotent: the store
-  (:meth:`ccd.reports.ReportStore.record`) answers which codes were new for the call, and
+  (:meth:`ccd.store.report.ReportStore.record`) answers which codes were new for the call, and
   :func:`plan_actions` plans actions only for those (``new=``), so a second ``*7 11 #`` does
   not schedule a second callback.
 * Actions (:func:`plan_actions`), per code: ``dnc`` → :class:`AddToDnc` for ``dnc_days``;
@@ -329,7 +329,7 @@ class CallFacts:
     """What the daemon saw of a finished call (or of a callback attempt).
 
     ``result``: the call's end as the hunt names it (``bridged``, ``abandoned``, ``voicemail``,
-    ``hangup``...; :attr:`ccd.calls.CallRecord.status`). ``agent_outcomes``: the Release
+    ``hangup``...; :attr:`ccd.store.call.CallRecord.status`). ``agent_outcomes``: the Release
     outcomes of the offers to agents (``no_answer``, ``busy``...; ccd.core.hunt.OUTCOMES).
     ``wait``: seconds the caller waited before leaving. ``customer_cause``: the hangup cause
     of an outbound/callback customer leg that was not answered (``NO_ANSWER``, ``USER_BUSY``...).
@@ -478,7 +478,7 @@ class DispositionSettings:
 
 @dataclass(frozen=True, slots=True)
 class AddToDnc:
-    """Put ``number`` on the do-not-call list for ``ttl_seconds`` (ccd.dnc.DncList.add)."""
+    """Put ``number`` on the do-not-call list for ``ttl_seconds`` (ccd.store.dnc.DncList.add)."""
 
     number: str
     ttl_seconds: float

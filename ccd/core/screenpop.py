@@ -37,8 +37,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ccd.core.commands import sanitize_caller_name, sanitize_number
+from ccd.core.customer import Customer
 from ccd.core.numbers import try_normalize
-from ccd.customers import Customer
 
 __all__ = [
     "MAX_DISPLAY_LEN",

@@ -21,7 +21,7 @@ type4     create              create              restart        binding kept   
 :func:`decide` is the whole rule set: given the binding as stored now (or None), one event
 (:class:`AgentAttempt` or :class:`CustomerCall`) and the settings, it returns one
 :class:`Decision` — exactly one :class:`Action` and the facts to log. It reads no clock and
-touches no store; ``ccd.bindings`` applies the decision to Redis atomically, where the expiry is
+touches no store; ``ccd.store.sticky`` applies the decision to Redis atomically, where the expiry is
 the key's TTL.
 
 Rules beyond the table, and why

@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from ccd.agents import AgentRepository
-from ccd.calls import CallRepository
 from ccd.config import Config
 from ccd.daemon import Daemon
 from ccd.fakeswitch.switch import FakeSwitch
 from ccd.service import build_call_control
+from ccd.store.agent import AgentRepository
+from ccd.store.call import CallRepository
 
 # The shipped dialplan's queues. Overflow is off here; the overflow tests turn it on.
 QUEUES = {

@@ -198,7 +198,7 @@ class Keys:
         return self._key("lease", name)
 
     def callback(self, request_id: str) -> str:
-        """A callback request (msgpack, ccd.callbacks)."""
+        """A callback request (msgpack, ccd.store.callback)."""
         return self._key("callback", request_id)
 
     def callbacks(self) -> str:
@@ -222,7 +222,7 @@ class Keys:
         return self.lease("callback." + request_id)
 
     def sticky(self, number: str) -> str:
-        """A sticky binding (msgpack, ccd.bindings), by normalised number; its TTL is the expiry."""
+        """A sticky binding (msgpack, ccd.store.sticky), by normalised number; its TTL is the expiry."""
         return self._key("sticky", number)
 
     def sticky_pattern(self) -> str:
@@ -234,7 +234,7 @@ class Keys:
         return self._key("sticky_setting", agent_id)
 
     def dnc(self, number: str) -> str:
-        """A do-not-call entry (msgpack, ccd.dnc), by normalised number; its TTL is the period."""
+        """A do-not-call entry (msgpack, ccd.store.dnc), by normalised number; its TTL is the period."""
         return self._key("dnc", number)
 
     def dnc_pattern(self) -> str:
@@ -242,15 +242,15 @@ class Keys:
         return self.prefix + "dnc:*"
 
     def dispo_stream(self, day: str) -> str:
-        """A day's dispositions (ccd.reports): a stream, one entry per recording."""
+        """A day's dispositions (ccd.store.report): a stream, one entry per recording."""
         return self._key("dispo", day)
 
     def dispo_counts(self, day: str) -> str:
-        """A day's disposition counters (ccd.reports): a hash."""
+        """A day's disposition counters (ccd.store.report): a hash."""
         return self._key("dispo_counts", day)
 
     def dispo_call(self, call_uuid: str) -> str:
-        """The codes already counted for a call and the day they count on (ccd.reports)."""
+        """The codes already counted for a call and the day they count on (ccd.store.report)."""
         return self._key("dispo_call", call_uuid)
 
     def customer(self, number: str) -> str:

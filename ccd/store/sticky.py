@@ -25,7 +25,7 @@ Theory of operation
   ``agents.<id>.sticky_type`` / ``sticky_expiry``, else ``sticky.default_type`` /
   ``sticky.default_expiry``. Expiries are configured seconds; with ``daemon.time_scale`` the
   TTL written is ``expiry / time_scale`` (tests and the demo).
-* Every Redis failure is :class:`ccd.adapters.redis_store.RedisUnavailable` (the caller
+* Every Redis failure is :class:`ccd.store.redis_store.RedisUnavailable` (the caller
   decides; on the call path a missing binding only means the normal queue).
 """
 
@@ -38,7 +38,6 @@ from typing import Any
 
 import structlog
 
-from ccd.adapters.redis_store import Codec, SchemaMismatch, Store, unavailable_as_domain_error
 from ccd.config import Config
 from ccd.core.numbers import NumberPlan, normalize, try_normalize
 from ccd.core.sticky import (
@@ -53,6 +52,7 @@ from ccd.core.sticky import (
     decide,
     route,
 )
+from ccd.store.redis_store import Codec, SchemaMismatch, Store, unavailable_as_domain_error
 
 __all__ = [
     "BINDING_SCHEMA_VERSION",

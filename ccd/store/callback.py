@@ -21,11 +21,11 @@ Theory of operation
   ``release`` (each drops the lease with the status change). A daemon that dies leaves a
   ``working`` request whose lease expires: :meth:`expired_leases` lists them and ``take``
   accepts them (logged ``callback.lease_taken_over``).
-* The do-not-call list (:class:`ccd.dnc.DncList`) is respected at the dialing end: ``due``
+* The do-not-call list (:class:`ccd.store.dnc.DncList`) is respected at the dialing end: ``due``
   leaves listed numbers out and ``take`` refuses them; the request stays pending and is dialed
   only if the listing lapses (an operator may ``cancel`` it).
 * Requests are never deleted by the daemon. Every Redis failure is
-  :class:`ccd.adapters.redis_store.RedisUnavailable`: ``create`` raising it means NOT stored.
+  :class:`ccd.store.redis_store.RedisUnavailable`: ``create`` raising it means NOT stored.
 """
 
 from __future__ import annotations
@@ -35,12 +35,6 @@ from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
-from ccd.adapters.redis_store import (
-    Codec,
-    SchemaMismatch,
-    Store,
-    unavailable_as_domain_error,
-)
 from ccd.core.callback import (
     Attempt,
     CallbackError,
@@ -53,7 +47,13 @@ from ccd.core.callback import (
     is_due,
     with_status,
 )
-from ccd.dnc import DncList
+from ccd.store.dnc import DncList
+from ccd.store.redis_store import (
+    Codec,
+    SchemaMismatch,
+    Store,
+    unavailable_as_domain_error,
+)
 
 __all__ = [
     "CALLBACK_SCHEMA_VERSION",

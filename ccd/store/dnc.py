@@ -20,7 +20,7 @@ Theory of operation
   ``add``/``remove``/``get`` refuse such a text with :class:`ccd.core.numbers.InvalidNumber`.
 * Configured periods are seconds; with ``time_scale`` (``daemon.time_scale``: tests and the
   demo) the TTL written is ``ttl_seconds / time_scale``.
-* Every Redis failure is :class:`ccd.adapters.redis_store.RedisUnavailable`. Whether a caller
+* Every Redis failure is :class:`ccd.store.redis_store.RedisUnavailable`. Whether a caller
   then dials or not is the caller's decision (a dialer should not dial: fail closed).
 """
 
@@ -34,8 +34,8 @@ from typing import Any
 
 import structlog
 
-from ccd.adapters.redis_store import Codec, SchemaMismatch, Store, unavailable_as_domain_error
 from ccd.core.numbers import NumberPlan, normalize, try_normalize
+from ccd.store.redis_store import Codec, SchemaMismatch, Store, unavailable_as_domain_error
 
 __all__ = [
     "DEFAULT_DNC_DAYS",

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ccd.adapters.redis_store import Store, unavailable_as_domain_error
+from ccd.store.redis_store import Store, unavailable_as_domain_error
 
 FINISHED_TTL_MS = 24 * 3600 * 1000
 MAP_TTL_MS = 6 * 3600 * 1000

@@ -34,10 +34,10 @@ from typing import Any
 
 import structlog
 
-from ccd.adapters.redis_store import Store, unavailable_as_domain_error
 from ccd.config import EXTENSION_RE, NAME_RE
 from ccd.core.presence import Activity, AgentState, Login, Outcome
 from ccd.core.routing import AgentView, normalize_tags
+from ccd.store.redis_store import Store, unavailable_as_domain_error
 
 log = structlog.get_logger()
 
