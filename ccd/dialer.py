@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from ccd.config.rules import rules_from_config
 from ccd.core import presence
 from ccd.core.callback import (
     Attempt,
     CallbackRequest,
     Outcome,
     in_business_hours,
-    rules_from_config,
 )
 from ccd.core.commands import Bridge, Kill, Originate, quote_var_value
 from ccd.core.routing import candidates

@@ -65,13 +65,13 @@ from typing import TYPE_CHECKING, Any
 import redis
 import structlog
 
+from ccd.config.rules import number_rules_from_config
 from ccd.core.callback import (
     CallbackError,
     NumberRefused,
     OpenLimitReached,
     check_number,
     new_request,
-    number_rules_from_config,
 )
 from ccd.core.commands import Fact
 from ccd.core.disposition import (

@@ -35,6 +35,7 @@ import structlog
 from ccd.adapters.esl import EslError
 from ccd.adapters.webhook import WebhookSender
 from ccd.config import Config
+from ccd.config.rules import number_rules_from_config
 from ccd.core import events as ev
 from ccd.core import presence
 from ccd.core.callback import (
@@ -43,7 +44,6 @@ from ccd.core.callback import (
     OpenLimitReached,
     check_number,
     new_request,
-    number_rules_from_config,
 )
 from ccd.core.commands import Command, Fact, Originate, UnsafeValue, is_uuid, to_esl
 from ccd.core.customer import Customer, implied_tags

@@ -8,6 +8,7 @@ import msgpack
 import pytest
 
 from ccd.config import Config, ConfigError
+from ccd.config.rules import number_rules_from_config, rules_from_config
 from ccd.core.callback import (
     Attempt,
     CallbackRequest,
@@ -25,9 +26,7 @@ from ccd.core.callback import (
     is_due,
     new_request,
     next_opening,
-    number_rules_from_config,
     parse_business_hours,
-    rules_from_config,
     with_status,
 )
 from ccd.core.hunt import queue_order_key

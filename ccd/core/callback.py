@@ -53,18 +53,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as dtime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ccd.core.numbers import InvalidNumber, NumberPlan, normalize, plan_for_country
-
-if TYPE_CHECKING:
-    from ccd.config import Config
 
 __all__ = [
     "COUNTED_OUTCOMES",
@@ -94,9 +91,7 @@ __all__ = [
     "is_due",
     "new_request",
     "next_opening",
-    "number_rules_from_config",
     "parse_business_hours",
-    "rules_from_config",
     "with_status",
 ]
 
@@ -643,35 +638,3 @@ def next_opening(now: float, rules: CallbackRules) -> float:
     if best is None:  # unreachable with validated windows; never hand back a past time
         raise ValueError("business hours have no opening")
     return best
-
-
-# --- from the configuration ---------------------------------------------------------------
-
-
-def number_rules_from_config(config: Config) -> NumberRules:
-    cb = config.callbacks
-    return NumberRules(
-        default_country_code=cb.country_code,
-        min_digits=cb.min_digits,
-        max_digits=cb.max_digits,
-        allowed_prefixes=tuple(cb.allowed_prefixes),
-        blocked_prefixes=tuple(cb.blocked_prefixes),
-        allow_international=cb.allow_international,
-        premium_prefixes=tuple(cb.premium_prefixes),
-        emergency_numbers=tuple(cb.emergency_numbers),
-    )
-
-
-def rules_from_config(config: Config, queue: str | None = None) -> CallbackRules:
-    """The rules of ``queue`` (its own business hours if set), else the [callbacks] ones."""
-    cb = config.callbacks
-    hours: Sequence[str] = cb.business_hours
-    queue_config = config.queues.get(queue) if queue is not None else None
-    if queue_config is not None and queue_config.business_hours is not None:
-        hours = queue_config.business_hours
-    return CallbackRules(
-        max_attempts=cb.max_attempts,
-        min_interval=cb.min_interval,
-        business_hours=parse_business_hours(hours),
-        timezone=cb.timezone,
-    )

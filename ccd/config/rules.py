@@ -1,0 +1,39 @@
+"""The core's rules built from a :class:`Config`: the core takes plain values, never a Config."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ccd.config.loading import Config
+from ccd.core.callback import CallbackRules, NumberRules, parse_business_hours
+
+__all__ = ["number_rules_from_config", "rules_from_config"]
+
+
+def number_rules_from_config(config: Config) -> NumberRules:
+    cb = config.callbacks
+    return NumberRules(
+        default_country_code=cb.country_code,
+        min_digits=cb.min_digits,
+        max_digits=cb.max_digits,
+        allowed_prefixes=tuple(cb.allowed_prefixes),
+        blocked_prefixes=tuple(cb.blocked_prefixes),
+        allow_international=cb.allow_international,
+        premium_prefixes=tuple(cb.premium_prefixes),
+        emergency_numbers=tuple(cb.emergency_numbers),
+    )
+
+
+def rules_from_config(config: Config, queue: str | None = None) -> CallbackRules:
+    """The rules of ``queue`` (its own business hours if set), else the [callbacks] ones."""
+    cb = config.callbacks
+    hours: Sequence[str] = cb.business_hours
+    queue_config = config.queues.get(queue) if queue is not None else None
+    if queue_config is not None and queue_config.business_hours is not None:
+        hours = queue_config.business_hours
+    return CallbackRules(
+        max_attempts=cb.max_attempts,
+        min_interval=cb.min_interval,
+        business_hours=parse_business_hours(hours),
+        timezone=cb.timezone,
+    )
