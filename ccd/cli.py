@@ -69,8 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     configure_logging(args.log_format or config.log.format, config.log.level)
-    from ccd.daemon import Daemon
-    from ccd.service import build_call_control
+    from ccd.daemon import Daemon, build_call_control
 
     Daemon(config, call_control_factory=build_call_control).run_forever()
     return EXIT_OK

@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import gevent
@@ -38,9 +38,16 @@ from ccd.adapters.esl import (
     Reconnected,
 )
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
+from ccd.adapters.webhook import WebhookSender
 from ccd.config import Config
 from ccd.core.esl_wire import EslEvent
+from ccd.engine.control import CallControl
+from ccd.engine.disposition import DispositionService
+from ccd.engine.resync import LiveSnapshot
+from ccd.store.callback import CallbackStore
+from ccd.store.customer import CustomerStore
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
+from ccd.store.sticky import StickyStore
 
 log = structlog.get_logger()
 
@@ -65,17 +72,9 @@ class Tick:
     now: float
 
 
-@dataclass(slots=True)
-class LiveSnapshot:
-    """What FreeSWITCH said was live at the last resync."""
-
-    channels: list[dict[str, Any]] = field(default_factory=list)
-    registrations: list[dict[str, str]] = field(default_factory=list)
-    at: float = 0.0
-
-
-class CallControl(Protocol):
-    """The service that turns events into state changes and commands."""
+class Control(Protocol):
+    """What the dispatcher drives: turns events into state changes and commands
+    (:class:`ccd.engine.control.CallControl`, built by :func:`build_call_control`)."""
 
     def on_resync(self, snapshot: LiveSnapshot, now: float) -> None: ...
     def on_event(self, event: EslEvent, now: float) -> None: ...
@@ -153,7 +152,7 @@ class Daemon:
         self._on_stop: list[Any] = []
         self._tick_queued = False
         self._redis_warned = -1e9
-        self.control: CallControl | None = None
+        self.control: Control | None = None
         if call_control_factory is not None:
             self.control = call_control_factory(self)
 
@@ -236,14 +235,14 @@ class Daemon:
         return json_response(200, view)
 
     def _codes_view(self, m: Any) -> Response:
-        dispositions = getattr(self.control, "dispositions", None)
+        dispositions = getattr(self.control, "disposition", None)
         if dispositions is None:
             return json_response(404, {"error": "no_dispositions"})
         return json_response(200, dispositions.codes_view(m["uuid"]))
 
     def _set_codes(self, m: Any, body: Any) -> Response:
         """``POST {"codes": ["interested", "07"], "by": "crm"}``: codes on a finished call."""
-        dispositions = getattr(self.control, "dispositions", None)
+        dispositions = getattr(self.control, "disposition", None)
         if dispositions is None:
             return json_response(404, {"error": "no_dispositions"})
         if not isinstance(body, dict) or not isinstance(body.get("codes"), list):
@@ -349,3 +348,52 @@ class ScaledClock:
         if self.scale == 1:
             return time.time()
         return self._wall0 + (time.monotonic() - self._mono0) * self.scale
+
+
+def build_call_control(daemon: Daemon) -> CallControl:
+    """The one place where the engine is wired: the stores, webhook senders and parts."""
+    routing = daemon.config.routing
+    webhook = None
+    if routing.webhook_url:
+        webhook = WebhookSender(routing.webhook_url, routing.webhook_timeout)
+        webhook.start()
+        daemon.on_stop(webhook.stop)
+    customers = CustomerStore(daemon.store)
+    control = CallControl(
+        config=daemon.config,
+        store=daemon.store,
+        esl=daemon.esl,
+        node_id=daemon.node_id,
+        customers=customers,
+        disposition=build_disposition_service(daemon, customers=customers),
+        sticky=StickyStore.from_config(daemon.store, daemon.config),
+        webhook=webhook,
+        metrics=daemon.metrics,
+    )
+    daemon.on_stop(control.release_all)
+    return control
+
+
+def build_disposition_service(
+    daemon: Daemon,
+    *,
+    customers: CustomerStore | None = None,
+    callbacks: CallbackStore | None = None,
+) -> DispositionService:
+    """The daemon's :class:`DispositionService`: its own webhook sender for
+    ``dispositions.webhook_url`` (started, stopped with the daemon), the given or new
+    customer and callback stores."""
+    section = daemon.config.dispositions
+    webhook = None
+    if section.webhook_url:
+        webhook = WebhookSender(section.webhook_url, section.webhook_timeout)
+        webhook.start()
+        daemon.on_stop(webhook.stop)
+    return DispositionService(
+        config=daemon.config,
+        store=daemon.store,
+        customers=customers if customers is not None else CustomerStore(daemon.store),
+        callbacks=callbacks if callbacks is not None else CallbackStore(daemon.store),
+        webhook=webhook,
+        now=daemon.now,
+    )

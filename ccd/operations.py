@@ -7,7 +7,7 @@ Redis holds the truth about agents, waiting calls and customers; the daemon's me
 cache and it reads Redis for every routing decision. So each command here is a short session
 against Redis: load the configuration, connect, PING, do one thing through the repositories
 (:class:`ccd.store.agent.AgentRepository`, :class:`ccd.store.call.CallRepository`,
-:class:`ccd.store.customer.CustomerStore`, :class:`ccd.store.sticky.BindingStore`), print the result,
+:class:`ccd.store.customer.CustomerStore`, :class:`ccd.store.sticky.StickyStore`), print the result,
 close. Writes go through the same
 atomic Lua scripts the daemon uses, so a command racing a live call is safe; a login change is
 the pure :func:`ccd.core.presence.set_login` applied by compare-and-set.
@@ -58,7 +58,7 @@ from ccd.store.agent import (
 from ccd.store.call import CallRecord, CallRepository
 from ccd.store.callback import CallbackStore
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
-from ccd.store.sticky import BindingStore
+from ccd.store.sticky import StickyStore
 
 __all__ = ["LOGIN_ACTIONS", "STICKY_CHOICES", "human_duration", "register"]
 
@@ -542,11 +542,11 @@ def cmd_agent_sync(args: argparse.Namespace) -> int:
 # --- ccd agent sticky / ccd sticky ... ------------------------------------------------------------
 
 
-def _bindings(s: _Session) -> BindingStore:
-    return BindingStore.from_config(s.store, s.config)
+def _bindings(s: _Session) -> StickyStore:
+    return StickyStore.from_config(s.store, s.config)
 
 
-def _number(bindings: BindingStore, raw: str) -> str:
+def _number(bindings: StickyStore, raw: str) -> str:
     try:
         return bindings.normalize(raw)
     except InvalidNumber as exc:

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 Like :mod:`ccd.operations`: each command loads the configuration, connects to Redis, PINGs,
-does one thing through :class:`ccd.store.dnc.DncList` / :class:`ccd.store.report.ReportStore`, prints,
-closes. Errors as ``ccd.cli`` defines them: an operator's mistake (bad number, unknown code,
+does one thing through :class:`ccd.store.dnc.DncList` / :class:`ccd.store.report.ReportStore`,
+prints, closes. Errors as ``ccd.cli`` defines them: an operator's mistake (bad number, unknown code,
 bad day, unknown call) → one line on stderr naming the command, exit 2; Redis down →
 ``RedisUnavailable`` (``ccd.cli.main`` prints it, exit 1); another Redis error → one line,
 exit 1. Never a traceback.
@@ -17,7 +17,7 @@ needs for the codes' actions.
 ``ccd dispo set CALL_OR_AGENT CODE…`` names a finished call by its uuid, or an agent: that
 agent's most recent finished call. The codes (numbers or names) are recorded (idempotent) as
 set by ``operator`` (or ``--by``) and their actions run exactly as the daemon runs them
-(:class:`ccd.dispo_service.Dispositions`): do-not-call, follow-up callback, final (open
+(:class:`ccd.engine.disposition.DispositionService`): do-not-call, follow-up callback, final (open
 callbacks cancelled), webhook (POSTed before the command ends, with the configured timeout and
 retries). One line per action is printed.
 """
@@ -42,7 +42,7 @@ from ccd.config import Config, DispositionsConfig, load_config
 from ccd.core.disposition import DispositionError
 from ccd.core.numbers import InvalidNumber
 from ccd.core.report import GROUPINGS, REPORT_FORMATS, BadReportRequest, format_report, zone
-from ccd.dispo_service import Dispositions
+from ccd.engine.disposition import DispositionService
 from ccd.logging import configure_logging
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
@@ -299,7 +299,7 @@ def cmd_dispo_set(args: argparse.Namespace) -> int:
         codes = [s.dispo.codes.resolve(text) for text in args.codes]
         names = tuple(dict.fromkeys(code.name for code in codes))
         webhook = _CliWebhook.create(s.dispo)
-        dispositions = Dispositions(
+        dispositions = DispositionService(
             config=s.config,
             store=s.store,
             customers=CustomerStore(s.store),
@@ -330,7 +330,7 @@ def cmd_dispo_set(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _target(dispositions: Dispositions, text: str) -> tuple[str | None, str | None]:
+def _target(dispositions: DispositionService, text: str) -> tuple[str | None, str | None]:
     """(call uuid, None) for a finished call, (None, agent id) for an agent's last call."""
     if dispositions.find_call(text) is not None:  # DispositionError: not a call uuid
         return text, None

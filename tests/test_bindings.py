@@ -1,4 +1,5 @@
-"""Sticky bindings in a real redis-server (ccd.store.sticky): TTLs, lapses, replace, races, numbers."""
+"""Sticky bindings in a real redis-server (ccd.store.sticky): TTLs, lapses, replace, races,
+numbers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from ccd.core.sticky import (
     decide,
 )
 from ccd.store.redis_store import Codec, Store, connect_redis
-from ccd.store.sticky import BindingStore, SettingOverride
+from ccd.store.sticky import SettingOverride, StickyStore
 
 NUMBER = "+3612345678"
 NOW = 1_700_000_000.0
@@ -35,20 +36,20 @@ def store(redis_url):
         client.close()
 
 
-def make(store: Store, **types: str | tuple[str, float]) -> BindingStore:
-    """A BindingStore whose config gives each named agent a type (and expiry, default 1 h)."""
+def make(store: Store, **types: str | tuple[str, float]) -> StickyStore:
+    """A StickyStore whose config gives each named agent a type (and expiry, default 1 h)."""
     per_agent = {
         agent: SettingOverride(*(spec if isinstance(spec, tuple) else (spec, HOUR)))
         for agent, spec in types.items()
     }
-    return BindingStore(store, per_agent=per_agent)
+    return StickyStore(store, per_agent=per_agent)
 
 
 def failed(agent: str, number: str = NUMBER, now: float = NOW) -> AgentAttempt:
     return AgentAttempt(number, agent, answered=False, now=now)
 
 
-def left_ms(bindings: BindingStore, number: str = NUMBER) -> int:
+def left_ms(bindings: StickyStore, number: str = NUMBER) -> int:
     left = bindings.pttl(number)
     assert left is not None, "no binding"
     return left
@@ -114,7 +115,7 @@ def test_the_binding_lapses_in_redis_at_its_expiry(store):
 
 
 def test_time_scale_divides_the_expiry(store):
-    bindings = BindingStore(
+    bindings = StickyStore(
         store, per_agent={"anna": SettingOverride("type1", 600)}, time_scale=100.0
     )
     bindings.record(failed("anna"), NOW)
@@ -276,7 +277,7 @@ def test_setting_layers_run_time_then_config_agent_then_default(store):
         },
         env={},
     )
-    bindings = BindingStore.from_config(store, config)
+    bindings = StickyStore.from_config(store, config)
     assert bindings.setting_for("anna") == StickySetting(StickyType.TYPE4, 300)
     assert bindings.setting_for("bela") == StickySetting(StickyType.TYPE2, 60)
     assert bindings.setting_for("cili") == StickySetting(StickyType.TYPE2, 300)

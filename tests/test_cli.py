@@ -22,7 +22,7 @@ from ccd.operations import human_duration
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRecord, CallRepository
 from ccd.store.redis_store import Store, connect_redis
-from ccd.store.sticky import BindingStore, SettingOverride
+from ccd.store.sticky import SettingOverride, StickyStore
 from tests.support.redis_fixtures import free_port
 
 NOW = 1_700_000_000.0
@@ -601,7 +601,7 @@ def test_human_duration(seconds, text):
 @pytest.fixture
 def bindings(store):
     """Bindings made as the daemon makes them: alice type1, bob type3, 1 hour."""
-    return BindingStore(
+    return StickyStore(
         store,
         per_agent={
             "alice": SettingOverride("type1", 3600),
@@ -610,7 +610,7 @@ def bindings(store):
     )
 
 
-def _bind(bindings: BindingStore, agent: str, number: str, now: float = NOW) -> None:
+def _bind(bindings: StickyStore, agent: str, number: str, now: float = NOW) -> None:
     assert bindings.record(AgentAttempt(number, agent, answered=False, now=now), now) is not None
 
 

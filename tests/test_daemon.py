@@ -305,9 +305,9 @@ def test_a_crashed_daemons_caller_is_taken_over_by_the_other_daemon(
 ):
     import gevent
 
-    import ccd.service
+    import ccd.engine.io
 
-    monkeypatch.setattr(ccd.service, "CALL_LEASE_MS", 300)  # real ms: expires fast here
+    monkeypatch.setattr(ccd.engine.io, "CALL_LEASE_MS", 300)  # real ms: expires fast here
     fakeswitch.add_phone("1001", ring_forever=True)
     fakeswitch.add_phone("1002", answer_after=1)
     agents = {

@@ -109,7 +109,7 @@ def test_allowed_number_goes_out_once_the_daemon_transfers_it(fakeswitch, esl, p
     assert esl.api(f"uuid_transfer {uuid} ccd_outbound_go XML ccd_agents").startswith("+OK")
     done = hangup(esl, uuid)
     assert done.var("originate_disposition") == "SUCCESS"
-    # What the daemon's outside-call handling reads at the end (ccd.service).
+    # What the daemon's outside-call handling reads at the end (ccd.engine.presence).
     assert done.var("ccd_outbound") == "true" and done.var("ccd_dialed") == OUTSIDE
     assert not done.var("ccd_action")
     assert len(rang_outside(fakeswitch)) == 1

@@ -1,4 +1,4 @@
-"""Dispositions in the call path (R-DISPO): ccd.dispo_service against a real redis-server,
+"""Dispositions in the call path (R-DISPO): ccd.engine.disposition against a real redis-server,
 driven with plain call records and hunt facts, a fake clock, and the [dispositions] config."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ccd.config import Config, ConfigError, load_config
 from ccd.core.callback import new_request
 from ccd.core.commands import Fact
 from ccd.core.disposition import DEFAULT_CODES
-from ccd.dispo_service import Dispositions
+from ccd.engine.disposition import DispositionService
 from ccd.store.call import CallRecord
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
@@ -80,9 +80,11 @@ def hooks():
 
 @pytest.fixture
 def make(store, clock, hooks):
-    def build(config: Config | None = None, webhook=hooks, target: Store = store) -> Dispositions:
+    def build(
+        config: Config | None = None, webhook=hooks, target: Store = store
+    ) -> DispositionService:
         counter = itertools.count(1)
-        return Dispositions(
+        return DispositionService(
             config=config or make_config(),
             store=target,
             customers=CustomerStore(target),

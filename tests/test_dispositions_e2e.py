@@ -18,7 +18,7 @@ def start(fakeswitch, start_daemon, **phone):
 
 
 def dispositions(daemon):
-    return daemon.control.dispositions
+    return daemon.control.disposition
 
 
 def codes(daemon, call):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ccd.core import presence
 from ccd.store.redis_store import Store, connect_redis
-from ccd.store.sticky import BindingStore
+from ccd.store.sticky import StickyStore
 from tests.support.daemon_fixtures import agents_of, bridged, eventually
 from tests.test_routing_e2e import login, offers
 
@@ -30,8 +30,8 @@ def start(fakeswitch, start_daemon, sticky_type="type1", expiry=3600, **routing)
     return daemon
 
 
-def bindings(daemon) -> BindingStore:
-    return daemon.control.bindings
+def bindings(daemon) -> StickyStore:
+    return daemon.control.sticky
 
 
 def unanswered_outside_call(fakeswitch, ext="1002"):
@@ -102,7 +102,7 @@ def test_binding_is_stored_in_redis_with_a_ttl(fakeswitch, start_daemon, redis_u
     unanswered_outside_call(fakeswitch, "1002")
     client = connect_redis(redis_url)
     try:
-        store = BindingStore(Store.create(client))
+        store = StickyStore(Store.create(client))
         eventually(lambda: store.get(CUSTOMER), what="binding visible to any daemon")
         ttl_ms = store.pttl(CUSTOMER)
         scale = fakeswitch.clock.time_scale

@@ -128,7 +128,7 @@ class CallbacksConfig:
 
 @dataclass(frozen=True)
 class DispositionsConfig:
-    """Call dispositions (R-DISPO; ccd.core.disposition, ccd.dispo_service). ``codes`` is a
+    """Call dispositions (R-DISPO; ccd.core.disposition, ccd.engine.disposition). ``codes`` is a
     :class:`ccd.core.disposition.CodeSet` (typed Any: config stays free of domain imports)."""
 
     codes: Any

@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 A caller who gives up waiting leaves a number; :func:`check_number` decides whether that number
 may be dialed and returns it in the project's one normalised form (:mod:`ccd.core.numbers`,
-``+`` and E.164 digits). A :class:`CallbackRequest` is then stored (``ccd.store.callback``) and worked
-by a dialer until it reaches a final status. Every function here takes the time as an argument.
+``+`` and E.164 digits). A :class:`CallbackRequest` is then stored (``ccd.store.callback``) and
+worked by a dialer until it reaches a final status. Every function here takes the time as an
+argument.
 
 Number policy, checked in this order (the first failing rule gives the reason)::
 

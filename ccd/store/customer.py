@@ -39,9 +39,10 @@ import csv
 import io
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+import redis
 import structlog
 
 from ccd.core.customer import (
@@ -79,6 +80,8 @@ HISTORY_MAX = 50
 #: An encoded contact entry larger than this is refused.
 MAX_CONTACT_BYTES = 4096
 _IMPORT_BATCH = 500
+#: Tries of the optimistic history edit before it gives up (logged).
+_HISTORY_TRIES = 5
 
 
 def _customer_from_record(record: Mapping[str, Any]) -> Customer | None:
@@ -177,6 +180,37 @@ class CustomerStore:
             except SchemaMismatch as exc:
                 log.warning("customers.bad_contact", key=key, found=repr(exc.found))
         return entries
+
+    def add_codes(self, number: str, call_uuid: str, names: Sequence[str]) -> bool:
+        """Add disposition codes ``names`` to the call's entry in the (normalised) number's
+        history, if it is still there (the list is capped). Optimistic: WATCH, rewrite the
+        one entry, retry; False when the entry is gone or the list stayed too busy."""
+        key = self.keys.contacts(number)
+        client = self._client
+        with unavailable_as_domain_error("disposition history"):
+            for _ in range(_HISTORY_TRIES):
+                with client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(key)
+                        raws = pipe.lrange(key, 0, -1)
+                        for index, raw in enumerate(raws):
+                            try:
+                                entry = self._contact_codec.decode(raw, key)
+                            except SchemaMismatch:  # another schema: not ours to edit
+                                continue
+                            if entry.get("call") != call_uuid:
+                                continue
+                            codes = list(entry.get("codes") or [])
+                            entry["codes"] = list(dict.fromkeys([*codes, *names]))
+                            pipe.multi()
+                            pipe.lset(key, index, self._contact_codec.encode(entry))
+                            pipe.execute()
+                            return True
+                        return False
+                    except redis.exceptions.WatchError:
+                        continue
+        log.warning("dispo.history_busy", call=call_uuid)
+        return False
 
     # --- CSV import -----------------------------------------------------------------------------
 

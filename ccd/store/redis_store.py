@@ -222,7 +222,7 @@ class Keys:
         return self.lease("callback." + request_id)
 
     def sticky(self, number: str) -> str:
-        """A sticky binding (msgpack, ccd.store.sticky), by normalised number; its TTL is the expiry."""
+        """A sticky binding (msgpack, ccd.store.sticky) by normalised number; TTL = its expiry."""
         return self._key("sticky", number)
 
     def sticky_pattern(self) -> str:
@@ -234,7 +234,7 @@ class Keys:
         return self._key("sticky_setting", agent_id)
 
     def dnc(self, number: str) -> str:
-        """A do-not-call entry (msgpack, ccd.store.dnc), by normalised number; its TTL is the period."""
+        """A do-not-call entry (msgpack, ccd.store.dnc) by normalised number; TTL = its period."""
         return self._key("dnc", number)
 
     def dnc_pattern(self) -> str:

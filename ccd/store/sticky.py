@@ -13,14 +13,14 @@ Theory of operation
   the record is the same instant by the daemon's clock, for display and for the pure core.
 * Numbers are normalised (:mod:`ccd.core.numbers`) before they become keys, so ``06 1 234 5678`` and
   ``+3612345678`` are one binding.
-* :meth:`BindingStore.apply` writes a :class:`ccd.core.sticky.Decision` with one Lua script that
+* :meth:`StickyStore.apply` writes a :class:`ccd.core.sticky.Decision` with one Lua script that
   first checks the stored record is still byte for byte the one the decision was made from (or
   still absent): a compare-and-set. If another daemon or an operator changed it meanwhile,
-  nothing is written and ``apply`` answers False; :meth:`BindingStore.record` then reads again
+  nothing is written and ``apply`` answers False; :meth:`StickyStore.record` then reads again
   and decides again. So a concurrent replace (latest agent wins) is never undone by a stale
   refresh or delete. SET and REFRESH write with ``PX`` (expiry restarts); KEEP_TTL_UPDATE
   writes with ``KEEPTTL`` (a type1 re-attempt: the expiry stays where it was).
-* Settings: :meth:`BindingStore.setting_for` takes each of type and expiry from the agent's
+* Settings: :meth:`StickyStore.setting_for` takes each of type and expiry from the agent's
   run-time override in Redis (``ccd agent sticky``), else from the config file's
   ``agents.<id>.sticky_type`` / ``sticky_expiry``, else ``sticky.default_type`` /
   ``sticky.default_expiry``. Expiries are configured seconds; with ``daemon.time_scale`` the
@@ -57,8 +57,8 @@ from ccd.store.redis_store import Codec, SchemaMismatch, Store, unavailable_as_d
 __all__ = [
     "BINDING_SCHEMA_VERSION",
     "SETTING_SCHEMA_VERSION",
-    "BindingStore",
     "SettingOverride",
+    "StickyStore",
 ]
 
 log = structlog.get_logger()
@@ -142,7 +142,7 @@ def _ttl_ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-class BindingStore:
+class StickyStore:
     """Sticky bindings and the agents' sticky settings over one :class:`Store`."""
 
     def __init__(
@@ -170,7 +170,7 @@ class BindingStore:
     @classmethod
     def from_config(
         cls, store: Store, config: Config, *, plan: NumberPlan | None = None
-    ) -> BindingStore:
+    ) -> StickyStore:
         """The store with ``config.sticky`` defaults, per-agent overrides and time scale."""
         return cls(
             store,

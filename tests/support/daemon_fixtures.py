@@ -16,9 +16,8 @@ from typing import Any
 import pytest
 
 from ccd.config import Config
-from ccd.daemon import Daemon
+from ccd.daemon import Daemon, build_call_control
 from ccd.fakeswitch.switch import FakeSwitch
-from ccd.service import build_call_control
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRepository
 

@@ -24,11 +24,13 @@ try or ``unreached``); an agent not answering is no attempt: the request is give
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
+from ccd.config import Config
 from ccd.config.rules import rules_from_config
 from ccd.core import presence
 from ccd.core.callback import (
@@ -39,11 +41,11 @@ from ccd.core.callback import (
 )
 from ccd.core.commands import Bridge, Kill, Originate, quote_var_value
 from ccd.core.routing import candidates
-from ccd.store.callback import LeaseLost
+from ccd.engine.disposition import DispositionService
+from ccd.engine.io import CallIo
+from ccd.store.agent import AgentRepository
+from ccd.store.callback import CallbackStore, LeaseLost
 from ccd.store.redis_store import RedisUnavailable
-
-if TYPE_CHECKING:
-    from ccd.service import CallControl
 
 log = structlog.get_logger()
 
@@ -77,9 +79,22 @@ class Work:
 
 
 class CallbackDialer:
-    def __init__(self, control: CallControl) -> None:
-        self.c = control
-        self.config = control.config
+    def __init__(
+        self,
+        *,
+        config: Config,
+        io: CallIo,
+        agents: AgentRepository,
+        callbacks: CallbackStore,
+        enqueue: Callable[[str, CallbackRequest, int, float], None],
+        disposition: DispositionService | None = None,
+    ) -> None:
+        self.config = config
+        self.io = io
+        self.agents = agents
+        self.callbacks = callbacks
+        self.enqueue = enqueue  # a customer who pressed 1 joins the queue (ccd.engine.entry)
+        self.disposition = disposition
         self.work: dict[str, Work] = {}  # request id -> attempt in progress
         self.by_job: dict[str, str] = {}
         self.by_leg: dict[str, str] = {}
@@ -96,14 +111,14 @@ class CallbackDialer:
     def tick(self, now: float) -> None:
         self._orphans = None  # expired leases, read at most once a tick
         self._watchdog(now)
-        if not getattr(self.c.esl, "connected", True):
+        if not getattr(self.io.esl, "connected", True):
             return  # nothing can be dialled; requests stay due for when FreeSWITCH is back
         if self._adopting:
             self._try_adoptions(now)
         if now - self._last_renew >= self.config.callbacks.lease_time / 3:
             self._last_renew = now
             for request_id in list(self.work):
-                if not self.c.callbacks.renew(request_id, self.c.node_id, self.lease_ms):
+                if not self.callbacks.renew(request_id, self.io.node_id, self.lease_ms):
                     log.warning("callback.lease_lost", callback=request_id)
         for name, queue in self.config.queues.items():
             if queue.callback_strategy == "customer_first":
@@ -126,10 +141,10 @@ class CallbackDialer:
             ):
                 log.warning("callback.attempt_timeout", callback=work.request.id, phase=work.phase)
                 if work.customer_leg:
-                    self.c._send(Kill(work.customer_leg, "NORMAL_CLEARING"))
+                    self.io.send(Kill(work.customer_leg, "NORMAL_CLEARING"))
                 if work.phase == "ringing_agent":
                     if work.agent_leg:
-                        self.c._send(Kill(work.agent_leg, "NORMAL_CLEARING"))
+                        self.io.send(Kill(work.agent_leg, "NORMAL_CLEARING"))
                     self._agent_missed(work, "timeout", now)  # frees the agent too
                 else:
                     self._customer_missed(work, Outcome.ABORTED, "timeout", now)
@@ -141,13 +156,13 @@ class CallbackDialer:
         """Due requests of ``queue``, after any whose daemon died mid-attempt (its lease
         lapsed): those are taken over first, they have waited longest."""
         if self._orphans is None:
-            self._orphans = self.c.callbacks.expired_leases()
+            self._orphans = self.callbacks.expired_leases()
         orphans = [
             r
             for r in self._orphans
             if r.queue == queue and r.id not in self.work and r.id not in self._adopting
         ]
-        return (orphans + self.c.callbacks.due(now, queue, limit=limit))[:limit]
+        return (orphans + self.callbacks.due(now, queue, limit=limit))[:limit]
 
     def _in_progress(self, queue: str) -> int:
         return sum(1 for w in self.work.values() if w.request.queue == queue)
@@ -158,7 +173,7 @@ class CallbackDialer:
 
     # -- customer first ------------------------------------------------------------------
     def _customer_first(self, queue: str, now: float) -> None:
-        free = len(self.c.agents.available_with(self._tags(queue)))
+        free = len(self.agents.available_with(self._tags(queue)))
         slots = free - self._in_progress(queue)
         if slots <= 0 or not self._open(queue, now):
             return
@@ -167,7 +182,7 @@ class CallbackDialer:
                 continue
             work = Work(request, "customer_first", "dialing_customer", started=now)
             self.work[request.id] = work
-            self._dial_customer(work, f"ccd_cb_customer_first XML {self.c._context}", now)
+            self._dial_customer(work, f"ccd_cb_customer_first XML {self.io.context}", now)
 
     def on_prompt(self, uuid: str, stage: str, values: dict[str, str], now: float) -> bool:
         request_id = self.by_leg.get(uuid)
@@ -176,22 +191,22 @@ class CallbackDialer:
             # A customer answered a call whose daemon is gone. Until its lease lapses the
             # customer hears music; then the request is taken over here, not dialled again.
             self._adopting[values["ccd_callback"]] = (uuid, dict(values))
-            self.c._send_api(f"uuid_broadcast {uuid} {self.config.routing.moh} aleg")
+            self.io.send_api(f"uuid_broadcast {uuid} {self.config.routing.moh} aleg")
             self._try_adoptions(now)
             return True
         if work is None or stage != "customer_first":
             return False
         if values.get("ccd_cf_choice") == "1":
             self._record(work, Outcome.QUEUED, now, detail="pressed 1")
-            self.c.enqueue_callback(uuid, work.request, CALLBACK_PRIORITY, now)
+            self.enqueue(uuid, work.request, CALLBACK_PRIORITY, now)
         else:
             self._record(work, Outcome.DECLINED, now, detail=values.get("ccd_cf_choice", ""))
-            self.c._execute(uuid, "hangup", "NORMAL_CLEARING")
+            self.io.execute(uuid, "hangup", "NORMAL_CLEARING")
         return True
 
     def _try_adoptions(self, now: float) -> None:
         for request_id, (uuid, values) in list(self._adopting.items()):
-            request = self.c.callbacks.get(request_id)
+            request = self.callbacks.get(request_id)
             if request is None or request.status not in ("working", "pending"):
                 self._adopting.pop(request_id, None)  # finished elsewhere
                 continue
@@ -212,16 +227,16 @@ class CallbackDialer:
         if self._in_progress(queue) or not self._open(queue, now):
             return
         due = self._due(queue, now, 1)
-        free = candidates(self.c.agents.available_with(self._tags(queue), limit=4), ())
+        free = candidates(self.agents.available_with(self._tags(queue), limit=4), ())
         if not due or not free:
             return
         request = due[0]
         for agent in free:
-            if not self.c.agents.reserve(agent.id, request.id, now):
+            if not self.agents.reserve(agent.id, request.id, now):
                 continue
             if not self._take(request):
-                self.c._presence(agent.id, lambda s: presence.offer_failed(
-                    s, None, "cancelled", now, self.c.rules))  # fmt: skip
+                self.io.presence(agent.id, lambda s: presence.offer_failed(
+                    s, None, "cancelled", now, self.io.rules))  # fmt: skip
                 return
             work = Work(request, "active", "ringing_agent", agent_id=agent.id, started=now)
             self.work[request.id] = work
@@ -229,7 +244,7 @@ class CallbackDialer:
             return
 
     def _ring_agent(self, work: Work, extension: str, now: float) -> None:
-        leg, job = self.c.new_uuid(), self.c.new_uuid()
+        leg, job = self.io.new_uuid(), self.io.new_uuid()
         work.agent_leg = leg
         work.jobs[job] = "agent"
         self.by_job[job], self.by_leg[leg] = work.request.id, work.request.id
@@ -243,8 +258,8 @@ class CallbackDialer:
         }
         margin = int(self.config.routing.originate_timeout_margin)
         command = Originate(leg, extension, variables, int(ring) + max(1, margin), job)
-        self.c._offer_leg_of(work.agent_id, work.request.id, leg)
-        if not self.c._send(command):
+        self.io.offer_leg_of(work.agent_id, work.request.id, leg)
+        if not self.io.send(command):
             self._agent_missed(work, "not sent", now)  # frees the agent, gives the request back
             return
         log.info("callback.agent_offered", callback=work.request.id, agent=work.agent_id)
@@ -261,7 +276,7 @@ class CallbackDialer:
 
     def _passive_next(self, agent_id: str, uuid: str, queues: tuple[str, ...], now: float) -> None:
         open_queues = [q for q in queues if self._open(q, now)]
-        for request in self.c.callbacks.due(now, open_queues, limit=10) if open_queues else []:
+        for request in self.callbacks.due(now, open_queues, limit=10) if open_queues else []:
             if request.id in self.work or not self._take(request):
                 continue
             work = Work(request, "passive", "dialing_customer", agent_id=agent_id,
@@ -271,12 +286,12 @@ class CallbackDialer:
             self._dial_customer(work, "&park()", now)
             return
         log.info("callback.none_due", agent=agent_id)
-        self.c._execute(uuid, "playback", TONE_NONE_LEFT)
-        self.c._execute(uuid, "hangup", "NORMAL_CLEARING")
+        self.io.execute(uuid, "playback", TONE_NONE_LEFT)
+        self.io.execute(uuid, "hangup", "NORMAL_CLEARING")
 
     # -- dialling the customer ------------------------------------------------------------------
     def _dial_customer(self, work: Work, program: str, now: float) -> None:
-        leg, job = self.c.new_uuid(), self.c.new_uuid()
+        leg, job = self.io.new_uuid(), self.io.new_uuid()
         work.customer_leg = leg
         work.jobs[job] = "customer"
         self.by_job[job], self.by_leg[leg] = work.request.id, work.request.id
@@ -289,7 +304,7 @@ class CallbackDialer:
         ]
         text = f"originate {{{','.join(variables)}}}sofia/gateway/{gateway}/{work.request.number} "
         work.started = now
-        if not self.c._bgapi(text + program, job):
+        if not self.io.bgapi(text + program, job):
             # Never reached FreeSWITCH: not the customer's attempt; due again at once.
             self._customer_missed(work, Outcome.ABORTED, "not sent", now)
             return
@@ -334,12 +349,12 @@ class CallbackDialer:
         elif work.phase == "bridging":  # either side gone before the bridge: try again
             other = work.agent_leg if uuid == work.customer_leg else work.customer_leg
             if other and work.strategy == "active":
-                self.c._send(Kill(other, "NORMAL_CLEARING"))
+                self.io.send(Kill(other, "NORMAL_CLEARING"))
             self._record(work, Outcome.FAILED, now, detail="hung up before the bridge")
         elif uuid == work.agent_leg and work.phase == "dialing_customer":
             # The agent gave up while we dialled: the customer leg goes too; try later.
             if work.customer_leg:
-                self.c._send(Kill(work.customer_leg, "ORIGINATOR_CANCEL"))
+                self.io.send(Kill(work.customer_leg, "ORIGINATOR_CANCEL"))
             self._give_back(work, now)
         elif uuid == work.agent_leg and work.phase == "ringing_agent":
             self._agent_missed(work, "hangup", now)
@@ -352,15 +367,15 @@ class CallbackDialer:
         work.phase = "dialing_customer"
         if work.agent_id and work.agent_leg:
             leg = work.agent_leg
-            self.c._presence(work.agent_id, lambda s: presence.answered(s, leg, now))
+            self.io.presence(work.agent_id, lambda s: presence.answered(s, leg, now))
         self._dial_customer(work, "&park()", now)
 
     def _agent_missed(self, work: Work, cause: str, now: float) -> None:
         """The agent did not take it: no attempt on the customer; the request waits."""
         if work.agent_id:
             leg = work.agent_leg
-            self.c._presence(work.agent_id, lambda s: presence.offer_failed(
-                s, leg, "no_answer", now, self.c.rules))  # fmt: skip
+            self.io.presence(work.agent_id, lambda s: presence.offer_failed(
+                s, leg, "no_answer", now, self.io.rules))  # fmt: skip
         log.info("callback.agent_no_answer", callback=work.request.id, cause=cause)
         self._give_back(work, now)
 
@@ -370,7 +385,7 @@ class CallbackDialer:
             return
         work.phase = "bridging"  # connected once FreeSWITCH reports the bridge
         assert work.agent_leg is not None and work.customer_leg is not None
-        self.c._send(Bridge(work.agent_leg, work.customer_leg))
+        self.io.send(Bridge(work.agent_leg, work.customer_leg))
 
     def on_bridged(self, uuid: str, other: str, now: float) -> bool:
         work = self.work.get(self.by_leg.get(uuid, "") or self.by_leg.get(other, ""))
@@ -383,22 +398,22 @@ class CallbackDialer:
     def _customer_missed(self, work: Work, outcome: Outcome, cause: str, now: float) -> None:
         self._record(work, outcome, now, detail=cause)
         if work.strategy == "active" and work.agent_leg:
-            self.c._send(Kill(work.agent_leg, "NORMAL_CLEARING"))  # frees the agent
+            self.io.send(Kill(work.agent_leg, "NORMAL_CLEARING"))  # frees the agent
         elif work.strategy == "passive" and work.agent_leg and work.agent_id:
             if outcome is Outcome.ABORTED:  # our side failed: end the agent's session
-                self.c._execute(work.agent_leg, "playback", TONE_NONE_LEFT)
-                self.c._execute(work.agent_leg, "hangup", "NORMAL_CLEARING")
+                self.io.execute(work.agent_leg, "playback", TONE_NONE_LEFT)
+                self.io.execute(work.agent_leg, "hangup", "NORMAL_CLEARING")
             else:
                 self._passive_next(work.agent_id, work.agent_leg, work.passive_queues, now)
 
     def _record(self, work: Work, outcome: Outcome, now: float, detail: str = "") -> None:
         self._forget(work)
         attempt = Attempt(now, outcome, work.agent_id, detail[:120])
-        if self.c.dispositions is not None and outcome is not Outcome.ABORTED:
+        if self.disposition is not None and outcome is not Outcome.ABORTED:
             self._coded(work, outcome, now, detail)
         rules = rules_from_config(self.config, work.request.queue)
         try:
-            self.c.callbacks.record_attempt(work.request.id, self.c.node_id, attempt, rules, now)
+            self.callbacks.record_attempt(work.request.id, self.io.node_id, attempt, rules, now)
         except (LeaseLost, RedisUnavailable) as exc:
             log.error("callback.record_failed", callback=work.request.id, error=str(exc))
 
@@ -408,7 +423,7 @@ class CallbackDialer:
         answered = outcome in (Outcome.CONNECTED, Outcome.QUEUED, Outcome.DECLINED)
         cause = None if answered else detail or str(outcome).upper()
         try:
-            self.c.dispositions.outside_call_finished(
+            self.disposition.outside_call_finished(
                 work.agent_id, work.request.number, answered, 0, now,
                 call_uuid=work.customer_leg, cause=cause,
             )  # fmt: skip
@@ -418,7 +433,7 @@ class CallbackDialer:
     def _give_back(self, work: Work, now: float) -> None:
         self._forget(work)
         try:
-            self.c.callbacks.release(work.request.id, self.c.node_id)
+            self.callbacks.release(work.request.id, self.io.node_id)
         except (LeaseLost, RedisUnavailable) as exc:
             log.warning("callback.release_failed", callback=work.request.id, error=str(exc))
 
@@ -429,4 +444,4 @@ class CallbackDialer:
         work.jobs.clear()
 
     def _take(self, request: CallbackRequest) -> bool:
-        return self.c.callbacks.take(request.id, self.c.node_id, self.lease_ms)
+        return self.callbacks.take(request.id, self.io.node_id, self.lease_ms)

@@ -1,51 +1,41 @@
 """Dispositions in the call path (R-DISPO, issue 6): what happens when a call ends, when an
 agent keys a code, and before an agent's own call goes out.
 
-The pure rules are :mod:`ccd.core.disposition`; storage is :mod:`ccd.store.report` (codes, counters),
-:mod:`ccd.store.dnc`, :mod:`ccd.store.callback` and :mod:`ccd.store.customer`. :class:`Dispositions` joins
-them for the daemon's call path (``ccd.service`` calls it) and for ``ccd dispo set``.
+The pure rules are :mod:`ccd.core.disposition`; storage is :mod:`ccd.store.report` (codes,
+counters), :mod:`ccd.store.dnc`, :mod:`ccd.store.callback` and :mod:`ccd.store.customer`;
+what the codes do is :mod:`ccd.engine.disposition_actions`. :class:`DispositionService` joins
+them for the daemon's call path (the engine calls it) and for ``ccd disposition set``.
 
 Theory of operation
 -------------------
-* A finished call (:meth:`Dispositions.call_finished` for queue calls,
-  :meth:`Dispositions.outside_call_finished` for an agent's own call) leaves three things:
+* A finished call (:meth:`DispositionService.call_finished` for queue calls,
+  :meth:`DispositionService.outside_call_finished` for an agent's own call) leaves three things:
 
-  - its automatic codes (:func:`ccd.core.disposition.automatic_disposition`, ``set_by="system"``):
-    abandoned (with the wait), left_voicemail, and no_answer / busy from the offers when nobody
-    took the call, or from the customer leg of an agent's own call; recorded in the
-    ReportStore and their actions run;
+  - its automatic codes (:func:`ccd.core.disposition.automatic_disposition`,
+    ``set_by="system"``): abandoned (with the wait), left_voicemail, and no_answer / busy from the
+    offers when nobody took the call, or from the customer leg of an agent's own call; recorded in
+    the ReportStore and their actions run;
   - a contact history entry for the caller's number (direction, queue, agent, times, outcome,
-    ``codes``), newest first (:class:`ccd.store.customer.CustomerStore`), for every usable number;
+    ``codes``), newest first (:class:`ccd.store.customer.CustomerStore`), for every usable
+    number;
   - a call-info record ``dispo_info:<call>`` (number, agent, queue, direction, end) and, for
     the agent who talked (or dialled), the pointer ``dispo_last:<agent>`` = that call: the
     agent's most recent finished call. Both expire after ``CALL_INFO_TTL_MS`` (24 h, like the
     call records). The info key is written with ``SET NX``: a call finished twice (a daemon
     resuming a half-finished call) gets one history entry, and its codes are idempotent anyway.
 
-* An agent's code (:meth:`Dispositions.agent_code`, the desk phone's ``*7 NN #``) applies to
+* An agent's code (:meth:`DispositionService.agent_code`, the desk phone's ``*7 NN #``) applies to
   the call named, else to the agent's most recent finished call, during wrap-up and after it.
   Recorded with ``set_by="agent:<id>"`` and the time; a code the call already carries is
   accepted again without effect (ReportStore answers which codes are new, and only new codes
   run actions). The codes are added to the call's history entry. Unknown codes, letters,
   three digits, no call to apply it to and Redis down are refused with a one-line reason.
 
-* Actions of new codes (:func:`ccd.core.disposition.plan_actions`), each on its own so one failing
-  does not stop the others (``dispo.action_failed``):
-
-  - ``dnc``: :meth:`ccd.store.dnc.DncList.add` for the code's period (a Redis TTL; scaled by
-    ``daemon.time_scale``);
-  - ``callback``: a callback request due ``callback_delay`` seconds from now (daemon time) in
-    the call's queue, else ``dispositions.callback_queue``; the number must pass the callback
-    number rules and the per-number limit (:meth:`ccd.store.callback.CallbackStore.create`); its
-    id is derived from the call, so a repeated action cannot make a second request;
-  - ``webhook``: ``WebhookSender.send`` (a queue in memory: never blocks, retried and logged
-    by the sender);
-  - ``final``: the number's open callback requests are cancelled (no further automatic
-    dialing); the dialer itself skips numbers on the do-not-call list.
+* Actions of new codes: :mod:`ccd.engine.disposition_actions`.
 
 * The agents' own calls (dialplan ``ccd_agents.xml``) park with ``ccd_action=outbound_check``;
-  :meth:`Dispositions.outbound_allowed` answers whether the number may be dialled. When the list
-  cannot be read (Redis down) the call is allowed and ``dispo.dnc_check_failed`` logged: an
+  :meth:`DispositionService.outbound_allowed` answers whether the number may be dialled. When the
+  list cannot be read (Redis down) the call is allowed and ``dispo.dnc_check_failed`` logged: an
   agent's manual call is a person's decision, and the dialplan's own safety (no daemon at all)
   lets the call out after a moment too; see ``ccd_agents.xml``.
 
@@ -56,73 +46,42 @@ Theory of operation
 from __future__ import annotations
 
 import dataclasses
-import re
 import uuid as uuidlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import redis
 import structlog
 
+from ccd.config import Config
 from ccd.config.rules import number_rules_from_config
-from ccd.core.callback import (
-    CallbackError,
-    NumberRefused,
-    OpenLimitReached,
-    check_number,
-    new_request,
-)
 from ccd.core.commands import Fact
 from ccd.core.disposition import (
-    AddToDnc,
     CallFacts,
     Code,
     Disposition,
     DispositionError,
     DispositionSettings,
-    MarkFinal,
-    PostWebhook,
-    ScheduleCallback,
-    Skipped,
     automatic_disposition,
     parse_entry,
-    plan_actions,
 )
-from ccd.core.hunt import queue_order_key
 from ccd.core.numbers import try_normalize
 from ccd.core.report import zone
+from ccd.engine.disposition_actions import Applied, DispositionActions
 from ccd.store.call import FINISHED_TTL_MS, CallRecord, CallRepository
-from ccd.store.customer import CONTACT_SCHEMA_VERSION
+from ccd.store.callback import CallbackStore
+from ccd.store.customer import CustomerStore
 from ccd.store.dnc import DncList
-from ccd.store.redis_store import (
-    Codec,
-    RedisUnavailable,
-    SchemaMismatch,
-    Store,
-    unavailable_as_domain_error,
-)
+from ccd.store.redis_store import RedisUnavailable, Store, unavailable_as_domain_error
 from ccd.store.report import ReportStore
 
-if TYPE_CHECKING:
-    from ccd.config import Config
-    from ccd.daemon import Daemon
-
-__all__ = [
-    "CALL_INFO_TTL_MS",
-    "Applied",
-    "CallInfo",
-    "Dispositions",
-    "NoCall",
-    "build_dispositions",
-]
+__all__ = ["CALL_INFO_TTL_MS", "Applied", "CallInfo", "DispositionService", "NoCall"]
 
 log = structlog.get_logger()
 
 #: How long a finished call can still be given codes by its agent (as the call records).
 CALL_INFO_TTL_MS = FINISHED_TTL_MS
-_CALLBACK_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,60}$")
-_HISTORY_TRIES = 5
 
 
 class NoCall(DispositionError):
@@ -162,18 +121,6 @@ class CallInfo:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """The result of setting codes on a call: ``new`` were not on it before, ``carried`` is
-    every code it carries now, ``actions`` one line per action done or skipped."""
-
-    call_uuid: str
-    codes: tuple[str, ...]
-    new: tuple[str, ...]
-    carried: tuple[str, ...]
-    actions: tuple[str, ...]
-
-
 def _new_uuid() -> str:
     return str(uuidlib.uuid4())
 
@@ -199,7 +146,7 @@ def _agent_outcomes(facts: Sequence[Fact]) -> tuple[str, ...]:
     )
 
 
-class Dispositions:
+class DispositionService:
     """The call path's side of R-DISPO over one Redis (see the module doc)."""
 
     def __init__(
@@ -207,8 +154,8 @@ class Dispositions:
         *,
         config: Config,
         store: Store,
-        customers: Any,
-        callbacks: Any,
+        customers: CustomerStore | None,
+        callbacks: CallbackStore | None,
         webhook: Any,
         new_uuid: Callable[[], str] = _new_uuid,
         now: Callable[[], float],
@@ -221,7 +168,6 @@ class Dispositions:
             callback_delay=section.callback_delay,
             webhook_url=section.webhook_url or None,
         )
-        self.callback_queue = section.callback_queue or None
         self.refuse_dnc_outbound = section.refuse_dnc_outbound
         self.store = store
         self.customers = customers
@@ -234,12 +180,21 @@ class Dispositions:
         self.dnc = DncList(store, time_scale=config.daemon.time_scale, clock=now)
         self._calls = CallRepository(store)
         self._keys = store.keys
-        self._contact_codec = Codec(CONTACT_SCHEMA_VERSION)
-        self._number_rules = number_rules_from_config(config)
+        self.actions = DispositionActions(
+            config=config,
+            codes=self.codes,
+            settings=self.settings,
+            store=store,
+            reports=self.reports,
+            dnc=self.dnc,
+            callbacks=callbacks,
+            webhook=webhook,
+            number_rules=number_rules_from_config(config),
+        )
 
     # ------------------------------------------------------------------ finished calls
     def call_finished(self, record: CallRecord, facts: Sequence[Fact], now: float) -> None:
-        """A queue call ended (``ccd.service._finish``). ``facts``: the hunt's facts of the
+        """A queue call ended (``ccd.engine.hunting``). ``facts``: the hunt's facts of the
         call (agent.no_answer, call.abandoned, call.voicemail...), as many as the caller kept;
         ``record.status`` is the hunt's result."""
         result = _result(record.status, facts)
@@ -261,7 +216,7 @@ class Dispositions:
             number=number,
         )
         if auto is not None:
-            self._guard("record", record.uuid, self._apply, auto, now)
+            self._guard("record", record.uuid, self.actions.apply, auto, now)
         if number is not None and first is not False:
             entry: dict[str, Any] = {
                 "at": record.entered_at or now,
@@ -288,7 +243,7 @@ class Dispositions:
         call_uuid: str | None = None,
         cause: str | None = None,
     ) -> None:
-        """An agent's own call ended (``ccd.service._outside_call_ended``). ``cause``: the
+        """An agent's own call ended (``ccd.engine.presence``). ``cause``: the
         agent leg's ``originate_disposition`` (USER_BUSY, NO_ANSWER...) when known; an
         unanswered call without one counts as no answer. ``call_uuid``: the agent leg's uuid
         (a fresh id when not given)."""
@@ -310,7 +265,7 @@ class Dispositions:
             number=normalized,
         )
         if auto is not None:
-            self._guard("record", uuid, self._apply, auto, now)
+            self._guard("record", uuid, self.actions.apply, auto, now)
         if normalized is not None and first is not False:
             outcome = "answered" if answered else (auto.codes[0] if auto else "unanswered")
             entry = {
@@ -368,7 +323,7 @@ class Dispositions:
             queue=info.queue,
             number=info.number,
         )
-        applied = self._apply(disposition, now)
+        applied = self.actions.apply(disposition, now)
         if applied.new and info.number is not None:
             self._guard(
                 "history", info.call_uuid, self._add_codes, info.number, info.call_uuid, applied.new
@@ -495,176 +450,11 @@ class Dispositions:
             first = pipe.execute()[0]
         return bool(first)
 
-    def _apply(self, disposition: Disposition, now: float) -> Applied:
-        new = self.reports.record(disposition)
-        if not new:
-            carried = self.reports.codes_of(disposition.call_uuid)
-            return Applied(disposition.call_uuid, disposition.codes, (), carried, ())
-        carried = self.reports.codes_of(disposition.call_uuid)
-        planned = plan_actions(disposition, self.codes, self.settings, new=new, all_codes=carried)
-        lines = []
-        for action in planned:
-            try:
-                lines.append(self._run(action, disposition, now))
-            except (RedisUnavailable, CallbackError, ValueError) as exc:
-                log.warning(
-                    "dispo.action_failed",
-                    call=disposition.call_uuid,
-                    action=type(action).__name__,
-                    error=str(exc),
-                )
-                lines.append(f"failed {type(action).__name__}: {exc}")
-        return Applied(disposition.call_uuid, disposition.codes, new, carried, tuple(lines))
-
-    def _run(self, action: Any, disposition: Disposition, now: float) -> str:
-        call = disposition.call_uuid
-        if isinstance(action, AddToDnc):
-            self.dnc.add(action.number, action.ttl_seconds, action.reason, action.by)
-            days = action.ttl_seconds / 86400
-            return f"{action.number} put on the do-not-call list for {days:g} days"
-        if isinstance(action, MarkFinal):
-            cancelled = self._cancel_callbacks(action.number, now)
-            log.info("dispo.final", call=call, number=action.number, cancelled=cancelled)
-            return (
-                f"{action.number}: no further automatic dialing "
-                f"({len(cancelled)} open callbacks cancelled)"
-            )
-        if isinstance(action, ScheduleCallback):
-            return self._schedule_callback(action, now)
-        if isinstance(action, PostWebhook):
-            if self.webhook is None:
-                log.warning("dispo.action_skipped", call=call, action="webhook", why="no sender")
-                return "skipped webhook: no webhook sender"
-            self.webhook.send(action.payload)
-            return "webhook queued"
-        assert isinstance(action, Skipped)
-        log.info("dispo.action_skipped", call=call, action=action.action, code=action.code,
-                 why=action.why)  # fmt: skip
-        return f"skipped {action.action} of {action.code}: {action.why}"
-
-    def _schedule_callback(self, action: ScheduleCallback, now: float) -> str:
-        queue = action.queue or self.callback_queue
-        why = None
-        if self.callbacks is None:
-            why = "no callback store"
-        elif queue is None:
-            why = "the call has no queue and dispositions.callback_queue is not set"
-        if why is not None:
-            log.info("dispo.action_skipped", call=action.call_uuid, action="callback", why=why)
-            return f"skipped callback of {action.reason}: {why}"
-        try:
-            number = check_number(action.number, self._number_rules)
-        except NumberRefused as exc:
-            log.info("dispo.action_skipped", call=action.call_uuid, action="callback",
-                     why=exc.reason)  # fmt: skip
-            return f"skipped callback of {action.reason}: {exc}"
-        q = self.config.queues.get(queue)
-        due = now + action.delay
-        # One request per call and code: an action run twice finds the first one.
-        request_id = (
-            f"fu-{action.call_uuid}"
-            if _CALLBACK_ID_RE.match(action.call_uuid)
-            else f"fu-{uuidlib.uuid5(uuidlib.NAMESPACE_URL, action.call_uuid)}"
-        )
-        request = new_request(
-            request_id,
-            number,
-            queue,
-            created_at=now,
-            order_key=queue_order_key(q.priority if q else 0, due),
-            caller_uuid=action.call_uuid,
-            strategy=q.callback_strategy if q else "active",
-        )
-        request = dataclasses.replace(request, next_due_at=due)
-        try:
-            stored = self.callbacks.create(request, self.config.callbacks.max_open_per_caller)
-        except OpenLimitReached as exc:
-            log.info("dispo.action_skipped", call=action.call_uuid, action="callback",
-                     why="open_limit")  # fmt: skip
-            return f"skipped callback of {action.reason}: {exc}"
-        log.info("dispo.callback", call=action.call_uuid, callback=stored.id, number=number,
-                 queue=queue, due_at=stored.next_due_at)  # fmt: skip
-        return f"callback {stored.id} to {number} due in {action.delay:g} s"
-
-    def _cancel_callbacks(self, number: str, now: float) -> list[str]:
-        """Cancel the open callback requests that would dial ``number``."""
-        if self.callbacks is None:
-            return []
-        with unavailable_as_domain_error("dispo final"):
-            ids = sorted(m.decode() for m in self.store.client.smembers(
-                self._keys.callbacks_open(number)))  # fmt: skip
-        cancelled = []
-        for request_id in ids:
-            request = self.callbacks.get(request_id)
-            # The open set also holds requests this number asked for another number.
-            if request is None or request.number != number or not request.is_open:
-                continue
-            try:
-                self.callbacks.cancel(request_id, now)
-            except CallbackError as exc:  # changed meanwhile (done, already cancelled)
-                log.info("dispo.cancel_skipped", callback=request_id, error=str(exc))
-                continue
-            cancelled.append(request_id)
-        return cancelled
-
     def _add_contact(self, number: str, entry: dict[str, Any]) -> None:
         if self.customers is not None:
             self.customers.add_contact(number, entry)
 
     def _add_codes(self, number: str, call_uuid: str, names: Sequence[str]) -> bool:
-        """Add ``names`` to the call's entry in the number's contact history, if it is still
-        there (the list is capped). Optimistic: WATCH, rewrite the one entry, retry."""
         if self.customers is None:
             return False
-        key = self._keys.contacts(number)
-        client = self.store.client
-        with unavailable_as_domain_error("dispo history"):
-            for _ in range(_HISTORY_TRIES):
-                with client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(key)
-                        raws = pipe.lrange(key, 0, -1)
-                        for index, raw in enumerate(raws):
-                            try:
-                                entry = self._contact_codec.decode(raw, key)
-                            except SchemaMismatch:  # another schema: not ours to edit
-                                continue
-                            if entry.get("call") != call_uuid:
-                                continue
-                            codes = list(entry.get("codes") or [])
-                            entry["codes"] = list(dict.fromkeys([*codes, *names]))
-                            pipe.multi()
-                            pipe.lset(key, index, self._contact_codec.encode(entry))
-                            pipe.execute()
-                            return True
-                        return False
-                    except redis.exceptions.WatchError:
-                        continue
-        log.warning("dispo.history_busy", call=call_uuid)
-        return False
-
-
-def build_dispositions(
-    daemon: Daemon, *, customers: Any = None, callbacks: Any = None
-) -> Dispositions:
-    """The daemon's :class:`Dispositions`: its own webhook sender for
-    ``dispositions.webhook_url`` (started, stopped with the daemon), the given or new
-    customer and callback stores."""
-    from ccd.adapters.webhook import WebhookSender
-    from ccd.store.callback import CallbackStore
-    from ccd.store.customer import CustomerStore
-
-    section = daemon.config.dispositions
-    webhook = None
-    if section.webhook_url:
-        webhook = WebhookSender(section.webhook_url, section.webhook_timeout)
-        webhook.start()
-        daemon.on_stop(webhook.stop)
-    return Dispositions(
-        config=daemon.config,
-        store=daemon.store,
-        customers=customers if customers is not None else CustomerStore(daemon.store),
-        callbacks=callbacks if callbacks is not None else CallbackStore(daemon.store),
-        webhook=webhook,
-        now=daemon.now,
-    )
+        return self.customers.add_codes(number, call_uuid, names)

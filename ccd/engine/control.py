@@ -1,0 +1,246 @@
+"""Call control: what the dispatcher calls, wired to the parts that decide.
+
+Theory of operation
+-------------------
+The dispatcher greenlet calls :meth:`CallControl.on_event`, :meth:`on_tick`,
+:meth:`on_resync` and :meth:`on_job_failed`, one at a time. Each event is
+
+1. decoded (:func:`ccd.core.events.from_esl`) and handed to the part that decides it:
+   :mod:`~ccd.engine.entry` (the main number, a call entering its queue),
+   :mod:`~ccd.engine.hunting` (offers, answers, bridges, hangups of queue calls),
+   :mod:`~ccd.engine.overflow` (the callback offer), :mod:`~ccd.engine.feature_codes`
+   (desk phones' codes), :mod:`~ccd.engine.presence` (registrations, agents' own calls),
+   :mod:`~ccd.engine.dialer` (callback attempts); after a (re)connect
+   :mod:`~ccd.engine.resync` reconciles;
+2. the part loads what it needs from Redis (the agent, the call and its hunt),
+3. asks the pure core what to do (:mod:`ccd.core.hunt`, :mod:`ccd.core.presence`,
+   :mod:`ccd.core.routing`, ...),
+4. writes the new state to Redis atomically (agent reservation and presence writes are Lua;
+   the call record is rewritten after every hunt step), and
+5. sends the commands to FreeSWITCH and logs the facts, through the one
+   :class:`~ccd.engine.io.CallIo` all parts share.
+
+An event several parts may own (a job result, an answer, a bridge, a hangup) is offered to
+the callback dialer first (its legs are not queue calls), then to hunting, then to presence.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from ccd.config import Config
+from ccd.core import events as ev
+from ccd.core import presence
+from ccd.core.esl_wire import EslEvent
+from ccd.engine.dialer import CallbackDialer
+from ccd.engine.disposition import DispositionService
+from ccd.engine.entry import Entry
+from ccd.engine.feature_codes import FeatureCodes
+from ccd.engine.hunting import Hunting
+from ccd.engine.io import CallIo
+from ccd.engine.overflow import Overflow
+from ccd.engine.presence import AgentPresence
+from ccd.engine.resync import LiveSnapshot, Resync
+from ccd.store.agent import AgentError, AgentRepository
+from ccd.store.call import CallRepository
+from ccd.store.callback import CallbackStore
+from ccd.store.customer import CustomerStore
+from ccd.store.redis_store import RedisUnavailable, Store
+from ccd.store.sticky import StickyStore
+
+log = structlog.get_logger()
+
+
+def _new_uuid() -> str:
+    return str(uuidlib.uuid4())
+
+
+class CallControl:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        esl: Any,
+        node_id: str,
+        new_uuid: Callable[[], str] = _new_uuid,
+        customers: CustomerStore | None = None,
+        sticky: StickyStore | None = None,
+        callbacks: CallbackStore | None = None,
+        disposition: DispositionService | None = None,
+        webhook: Any = None,
+        metrics: Any = None,
+    ) -> None:
+        self.config = config
+        self.customers = customers
+        self.sticky = sticky
+        self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
+        self.disposition = disposition
+        self.agents = AgentRepository(store)
+        self.calls = CallRepository(store)
+        routing = config.routing
+        self.io = CallIo(
+            config=config,
+            store=store,
+            esl=esl,
+            agents=self.agents,
+            node_id=node_id,
+            new_uuid=new_uuid,
+            rules=presence.PresenceRules(
+                wrapup_time=routing.wrapup_time, max_missed_offers=routing.max_missed_offers
+            ),
+            customers=customers,
+            sticky=sticky,
+            metrics=metrics,
+        )
+        self.hunting = Hunting(
+            io=self.io,
+            agents=self.agents,
+            calls=self.calls,
+            customers=customers,
+            disposition=disposition,
+            webhook=webhook,
+        )
+        self.entry = Entry(
+            config=config,
+            io=self.io,
+            agents=self.agents,
+            calls=self.calls,
+            hunting=self.hunting,
+            sticky=sticky,
+            dnc=disposition.dnc if disposition is not None else None,
+        )
+        self.dialer = CallbackDialer(
+            config=config,
+            io=self.io,
+            agents=self.agents,
+            callbacks=self.callbacks,
+            enqueue=self.entry.enqueue_callback,
+            disposition=disposition,
+        )
+        self.overflow = Overflow(
+            config=config, io=self.io, hunting=self.hunting, callbacks=self.callbacks
+        )
+        self.presence = AgentPresence(io=self.io, disposition=disposition)
+        self.feature_codes = FeatureCodes(
+            io=self.io, next_callback=self.dialer.next_callback, disposition=disposition
+        )
+        self.resync = Resync(
+            io=self.io,
+            agents=self.agents,
+            calls=self.calls,
+            hunting=self.hunting,
+            on_parked=self.entry.on_parked,
+            on_feature_code=self.feature_codes.on_feature_code,
+        )
+        self._handlers: dict[type, Callable[[Any, float], None]] = {
+            ev.CallParked: self.entry.on_parked,
+            ev.EntryParked: self.entry.on_entry,
+            ev.PromptDone: self._on_prompt,
+            ev.JobResult: self._on_job,
+            ev.ChannelAnswered: self._on_answered,
+            ev.ChannelBridged: self._on_bridged,
+            ev.ChannelHangup: self._on_hangup,
+            ev.ChannelCreated: self.presence.on_created,
+            ev.FeatureCode: self.feature_codes.on_feature_code,
+            ev.PhoneRegistered: self.presence.on_registered,
+            ev.PhoneUnregistered: self.presence.on_unregistered,
+        }
+
+    def seed_agents(self, now: float) -> None:
+        """Agents named in the configuration exist in Redis (run-time changes win)."""
+        for agent_id, agent in self.config.agents.items():
+            try:
+                self.agents.ensure(agent_id, agent.extension, agent.tags, now)
+            except AgentError as exc:
+                # One conflicting entry must not keep the daemon from serving calls.
+                log.error("agent.config_conflict", agent=agent_id, error=str(exc))
+
+    # ------------------------------------------------------------------ the dispatcher's calls
+    def on_event(self, event: EslEvent, now: float) -> None:
+        decoded = ev.from_esl(event)
+        if decoded is None:
+            return
+        handler = self._handlers.get(type(decoded))
+        if handler is None:
+            return
+        try:
+            handler(decoded, now)
+        except RedisUnavailable:
+            if isinstance(decoded, ev.CallParked):
+                self.entry.defer(decoded)
+            elif isinstance(decoded, ev.ChannelHangup):
+                self.entry.forget(decoded.uuid)
+            raise
+
+    def on_tick(self, now: float) -> None:
+        self.entry.retry_deferred(now)
+        self.dialer.tick(now)
+        self.hunting.on_deadlines(now)
+        self.presence.tick(now)
+        self.hunting.tick(now)
+
+    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None:
+        """After (re)connecting: registrations, agents' live channels, orphaned hunts."""
+        self.seed_agents(now)
+        self.resync.on_resync(snapshot, now)
+
+    def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None:
+        """A bgapi lost with the connection: the originate's fate is unknown.
+
+        Treated like FreeSWITCH refusing the session: the agent is released
+        without blame and tried again shortly; the resync after the reconnect
+        tells whether a leg was left behind.
+        """
+        if self.io.fire_job_done(job_uuid, False, reason):
+            return
+        if self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
+            return  # a callback attempt: given back (not counted), dialled again later
+        self.hunting.on_job_failed(job_uuid, now)
+
+    def call_view(self, uuid: str) -> dict[str, Any] | None:
+        record = self.hunting.records.get(uuid) or self.calls.get(uuid)
+        if record is None:
+            return None
+        view = record.to_dict()
+        hunt = view.pop("hunt", {}) or {}
+        view["phase"] = hunt.get("phase")
+        view["tried"] = hunt.get("tried", [])
+        view["ringing_agent"] = hunt.get("agent_id")
+        view["history"] = self.io.history(record.caller_number)
+        return view
+
+    def release_all(self) -> None:
+        self.hunting.release_all()
+
+    # ------------------------------------------------------------------ events several parts share
+    def _on_prompt(self, e: ev.PromptDone, now: float) -> None:
+        if e.stage == "customer_first":
+            self.dialer.on_prompt(e.uuid, e.stage, dict(e.values), now)
+        else:
+            self.overflow.on_prompt(e, now)
+
+    def _on_job(self, e: ev.JobResult, now: float) -> None:
+        if self.dialer.on_job(e.job_uuid, e.ok, e.value, now):
+            return
+        if self.io.fire_job_done(e.job_uuid, e.ok, e.value):
+            return
+        self.hunting.on_job(e.job_uuid, e.ok, e.value, now)
+
+    def _on_answered(self, e: ev.ChannelAnswered, now: float) -> None:
+        if not self.dialer.on_agent_answered(e.uuid, now):
+            self.hunting.on_answered(e.uuid, e.variables, now)
+
+    def _on_bridged(self, e: ev.ChannelBridged, now: float) -> None:
+        if not self.dialer.on_bridged(e.uuid, e.other_uuid, now):
+            self.hunting.on_bridged(e.uuid, e.other_uuid, now)
+
+    def _on_hangup(self, e: ev.ChannelHangup, now: float) -> None:
+        self.entry.forget(e.uuid)
+        self.dialer.on_hangup(e.uuid, now)
+        if not self.hunting.on_hangup(e.uuid, e.cause, e.variables, now):
+            self.presence.on_hangup(e, now)
