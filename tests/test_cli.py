@@ -1,4 +1,5 @@
-"""The operators' command line (`ccd agent|queue|status|customers`) against a real redis-server.
+"""The operators' command line (`ccd agent|queue|status|customer|callback`) against a real
+redis-server.
 
 Each test runs `ccd.cli.main([...])` with a temporary config file, then checks the exit code,
 what was printed, and what Redis holds now (read back through the repositories).
@@ -13,12 +14,12 @@ from pathlib import Path
 import pytest
 import structlog
 
-from ccd import operations
-from ccd.cli import main
+from ccd.cli import common
+from ccd.cli.common import human_duration
+from ccd.cli.main import main
 from ccd.core import presence
 from ccd.core.hunt import queue_order_key
 from ccd.core.sticky import AgentAttempt, StickySetting, StickyType
-from ccd.operations import human_duration
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRecord, CallRepository
 from ccd.store.redis_store import Store, connect_redis
@@ -45,7 +46,7 @@ def _restore_logging():
 def clock(monkeypatch):
     """The commands' wall clock, under the test's control."""
     now = [NOW]
-    monkeypatch.setattr(operations, "_now", lambda: now[0])
+    monkeypatch.setattr(common, "_now", lambda: now[0])
     return now
 
 
@@ -105,7 +106,7 @@ def ccd(config, capsys, clock):
 
     def run(*argv: str) -> tuple[int, str, str]:
         command, *rest = argv
-        if command in ("agent", "queue", "customers", "sticky", "callbacks"):
+        if command in ("agent", "queue", "customer", "sticky", "callback"):
             args = [command, rest[0], "-c", str(config), *rest[1:]]
         else:
             args = [command, "-c", str(config), *rest]
@@ -503,7 +504,7 @@ def test_caller_supplied_text_cannot_send_terminal_escapes(ccd, calls):
     assert "\x1b" not in ccd("status", "--json")[1]
 
 
-# --- customers import ----------------------------------------------------------------------------
+# --- customer import ----------------------------------------------------------------------------
 
 
 def test_customers_import_reports_imported_and_refused_rows(ccd, store, tmp_path):
@@ -517,13 +518,13 @@ def test_customers_import_reports_imported_and_refused_rows(ccd, store, tmp_path
         "+44 20 7946 0958,John Smith,en,maybe,A-3\n"
         "+49 30 1234567,Erika Muster,de,no,A-4\n"
     )
-    code, out, err = ccd("customers", "import", str(csv_file))
+    code, out, err = ccd("customer", "import", str(csv_file))
     assert code == 2  # some rows were refused: a script must notice
     lines = out.splitlines()
     assert lines[0] == f"{csv_file}: imported 2 customers, refused 2 rows"
     assert lines[1].startswith("  line 3: ")
     assert lines[2].startswith("  line 4: ") and "vip" in lines[2]
-    assert err.strip() == "ccd customers import: 2 row(s) refused"
+    assert err.strip() == "ccd customer import: 2 row(s) refused"
     customers = CustomerStore(store)
     assert customers.get("+3612345678").name == "Kovacs Anna"
     assert customers.get("+3612345678").vip is True
@@ -533,7 +534,7 @@ def test_customers_import_reports_imported_and_refused_rows(ccd, store, tmp_path
 def test_customers_import_of_a_clean_file_exits_zero(ccd, tmp_path):
     csv_file = tmp_path / "ok.csv"
     csv_file.write_text("number,name\n+3612345678,Anna\n")
-    code, out, err = ccd("customers", "import", str(csv_file))
+    code, out, err = ccd("customer", "import", str(csv_file))
     assert (code, err) == (0, "")
     assert out == f"{csv_file}: imported 1 customers, refused 0 rows\n"
 
@@ -546,7 +547,7 @@ def test_customers_import_of_an_unusable_file_is_refused(ccd, tmp_path, content,
     csv_file = tmp_path / "c.csv"
     if content is not None:
         csv_file.write_text(content)
-    assert fragment in _refused(*ccd("customers", "import", str(csv_file)))
+    assert fragment in _refused(*ccd("customer", "import", str(csv_file)))
 
 
 # --- the command line as a whole -----------------------------------------------------------------
@@ -722,7 +723,7 @@ def test_sticky_with_redis_down_is_exit_1(tmp_path, capsys):
         assert code == 1 and out == "" and err.startswith("ccd: Redis unavailable"), err
 
 
-# --- ccd callbacks ... ---------------------------------------------------------------------------
+# --- ccd callback ... -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -756,29 +757,29 @@ def test_callbacks_list_show_cancel_retry(ccd, callback_store):
         NOW - 60,
     )  # fmt: skip
 
-    code, out, err = ccd("callbacks", "list")
+    code, out, err = ccd("callback", "list")
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["ID", "STATUS", "NUMBER"]
     assert lines[1].split()[:3] == ["cb1", "pending", "+36301000001"]
     assert lines[2].split()[:3] == ["cb2", "unreached", "+36301000002"]
 
-    code, out, _ = ccd("callbacks", "list", "--status", "unreached", "--json")
+    code, out, _ = ccd("callback", "list", "--status", "unreached", "--json")
     assert code == 0
     listed = json.loads(out)
     assert [r["id"] for r in listed] == ["cb2"]
     assert listed[0]["attempts"][0]["outcome"] == "no_answer"
 
-    code, out, _ = ccd("callbacks", "show", "cb2")
+    code, out, _ = ccd("callback", "show", "cb2")
     assert code == 0
     assert "unreached" in out and "no_answer (alice)" in out
 
-    code, out, _ = ccd("callbacks", "retry", "cb2")
+    code, out, _ = ccd("callback", "retry", "cb2")
     assert code == 0 and "pending again" in out
     assert callback_store.get("cb2").status == "pending"
     assert len(callback_store.get("cb2").attempts) == 1  # history kept
 
-    code, out, _ = ccd("callbacks", "cancel", "cb1")
+    code, out, _ = ccd("callback", "cancel", "cb1")
     assert code == 0 and "cancelled" in out
     assert callback_store.get("cb1").status == "cancelled"
     assert [r.id for r in callback_store.list("cancelled")] == ["cb1"]
@@ -787,10 +788,10 @@ def test_callbacks_list_show_cancel_retry(ccd, callback_store):
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (("callbacks", "show", "nope"), "no callback request"),
-        (("callbacks", "cancel", "bad:id"), "no callback request"),
-        (("callbacks", "retry", "cb1"), "nothing to retry"),  # pending
-        (("callbacks", "list", "--status", "lost"), "invalid choice"),
+        (("callback", "show", "nope"), "no callback request"),
+        (("callback", "cancel", "bad:id"), "no callback request"),
+        (("callback", "retry", "cb1"), "nothing to retry"),  # pending
+        (("callback", "list", "--status", "lost"), "invalid choice"),
     ],
 )
 def test_callbacks_bad_input_is_one_line_exit_2(ccd, callback_store, argv, words):
@@ -802,6 +803,6 @@ def test_callbacks_bad_input_is_one_line_exit_2(ccd, callback_store, argv, words
 def test_callbacks_with_redis_down_is_exit_1(tmp_path, capsys):
     config = _write_config(tmp_path / "down.toml", f"redis://127.0.0.1:{free_port()}/0")
     for argv in (["list"], ["show", "cb1"], ["cancel", "cb1"], ["retry", "cb1"]):
-        code = main(["callbacks", argv[0], "-c", str(config), *argv[1:]])
+        code = main(["callback", argv[0], "-c", str(config), *argv[1:]])
         out, err = capsys.readouterr()
         assert code == 1 and out == "" and err.startswith("ccd: Redis unavailable"), err

@@ -1,4 +1,4 @@
-"""``ccd dnc``, ``ccd report dispositions`` and ``ccd dispo set`` through ccd.cli.main."""
+"""``ccd dnc``, ``ccd disposition report`` and ``ccd disposition set`` through ccd.cli.main."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import pytest
 import structlog
 
-from ccd import cli, operations_dispo
+from ccd.cli import common, dnc
+from ccd.cli.main import main
 from ccd.core.disposition import Disposition
 from ccd.store.call import CallRecord, CallRepository
 from ccd.store.dnc import DncList
@@ -42,13 +43,13 @@ def store(redis_url):
 def ccd(tmp_path, redis_url, capsys, monkeypatch):
     config = tmp_path / "ccd.toml"
     config.write_text(f'[redis]\nurl = "{redis_url}"\nprefix = "{PREFIX}"\n')
-    monkeypatch.setattr(operations_dispo, "_now", lambda: NOW)
+    monkeypatch.setattr(common, "_now", lambda: NOW)
 
     def run(*argv: str) -> tuple[int, str, str]:
-        depth = 2  # every command here is two words: "dnc add", "report dispositions"
+        depth = 2  # every command here is two words: "dnc add", "disposition report"
         args = [*argv[:depth], "-c", str(config), *argv[depth:]]
         capsys.readouterr()
-        code = cli.main(args)
+        code = main(args)
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -76,7 +77,7 @@ def test_dnc_add_check_list_remove(ccd, store):
     assert out.splitlines()[1].split()[:3] == ["+3612345678", "30.0d", "operator"]
     assert ccd("dnc", "remove", "003612345678")[0] == 0
     code, out, _ = ccd("dnc", "check", "+3612345678")
-    assert code == operations_dispo.EXIT_NOT_LISTED and "not listed" in out
+    assert code == dnc.EXIT_NOT_LISTED and "not listed" in out
     assert "not on the do-not-call list" in refused(*ccd("dnc", "remove", "+3612345678"))
 
 
@@ -95,14 +96,14 @@ def test_dnc_add_uses_the_default_period_and_zero_means_until_removed(ccd, store
         (("dnc", "add", "+3612345678", "--days", "-1"), "--days must be 0.."),
         (("dnc", "add", "+3612345678", "--reason", "a\nb"), "control"),
         (("dnc", "check", "1" * 100), "too long"),
-        (("report", "dispositions", "--from", "2027-02-30", "--to", DAY), "not a day"),
-        (("report", "dispositions", "--from", DAY, "--to", "2027-01-01"), "before"),
-        (("report", "dispositions", "--from", DAY, "--to", DAY, "--by", "x"), "invalid choice"),
-        (("dispo", "set", "c1", "99"), "unknown code 99"),
-        (("dispo", "set", "c1", "123"), "at most 2 digits"),
-        (("dispo", "set", "c1", "interesting"), "unknown code 'interesting'"),
-        (("dispo", "set", "c1", "05"), "no stored call c1"),
-        (("dispo", "set", "bad:uuid", "05"), "not a call uuid"),
+        (("disposition", "report", "--from", "2027-02-30", "--to", DAY), "not a day"),
+        (("disposition", "report", "--from", DAY, "--to", "2027-01-01"), "before"),
+        (("disposition", "report", "--from", DAY, "--to", DAY, "--by", "x"), "invalid choice"),
+        (("disposition", "set", "c1", "99"), "unknown code 99"),
+        (("disposition", "set", "c1", "123"), "at most 2 digits"),
+        (("disposition", "set", "c1", "interesting"), "unknown code 'interesting'"),
+        (("disposition", "set", "c1", "05"), "no stored call c1"),
+        (("disposition", "set", "bad:uuid", "05"), "not a call uuid"),
     ],
 )
 def test_bad_input_is_refused_in_one_line(ccd, argv, fragment):
@@ -126,7 +127,7 @@ def stored_call(store, uuid="call-1", **changes) -> CallRecord:
 
 def test_dispo_set_records_codes_once_and_applies_do_not_contact(ccd, store):
     stored_call(store)
-    code, out, _ = ccd("dispo", "set", "call-1", "06", "interested", "12")
+    code, out, _ = ccd("disposition", "set", "call-1", "06", "interested", "12")
     assert code == 0, out
     assert (
         out.splitlines()[0] == "call-1: set interested, do_not_contact (the call carries "
@@ -135,7 +136,7 @@ def test_dispo_set_records_codes_once_and_applies_do_not_contact(ccd, store):
     assert DncList(store).is_listed("+3612345678")
     reports = ReportStore(store)
     assert reports.entries(DAY)[0]["set_by"] == "operator"
-    code, out, _ = ccd("dispo", "set", "call-1", "interested")
+    code, out, _ = ccd("disposition", "set", "call-1", "interested")
     assert (code, out.strip()) == (0, "call-1: already set: interested")
     assert len(reports.entries(DAY)) == 1
 
@@ -144,10 +145,10 @@ def test_report_dispositions_in_every_format(ccd, store):
     reports = ReportStore(store)
     for i, codes in enumerate([("busy",), ("busy", "interested"), ("deal_closed",)]):
         reports.record(Disposition(f"c{i}", codes, "system", NOW, agent="alice", queue="sales"))
-    code, out, _ = ccd("report", "dispositions", "--from", DAY, "--to", DAY, "--format", "csv")
+    code, out, _ = ccd("disposition", "report", "--from", DAY, "--to", DAY, "--format", "csv")
     assert code == 0
     assert out.splitlines()[:2] == ["code,label,count,calls,share", "busy,Busy,2,3,0.6667"]
-    code, out, _ = ccd("report", "dispositions", "--from", DAY, "--to", DAY, "--by", "agent",
+    code, out, _ = ccd("disposition", "report", "--from", DAY, "--to", DAY, "--by", "agent",
                        "--format", "json")  # fmt: skip
     rows = json.loads(out)["rows"]
     assert {(r["group"], r["code"], r["count"], r["calls"]) for r in rows} == {
@@ -155,13 +156,13 @@ def test_report_dispositions_in_every_format(ccd, store):
         ("alice", "interested", 1, 3),
         ("alice", "deal_closed", 1, 3),
     }
-    code, out, _ = ccd("report", "dispositions", "--from", DAY, "--to", DAY, "--by", "day")
+    code, out, _ = ccd("disposition", "report", "--from", DAY, "--to", DAY, "--by", "day")
     assert code == 0 and out.splitlines()[2].split()[:2] == [DAY, "busy"]
 
 
 def test_redis_down_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     config = tmp_path / "ccd.toml"
     config.write_text('[redis]\nurl = "redis://127.0.0.1:1/0"\n')
-    code = cli.main(["dnc", "check", "-c", str(config), "+3612345678"])
+    code = main(["dnc", "check", "-c", str(config), "+3612345678"])
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("ccd: Redis unavailable") and "Traceback" not in err

@@ -17,8 +17,8 @@ Theory of operation
   :class:`InvalidCustomer`. A stored record of another schema or shape is logged and treated
   as absent.
 
-CSV import (``ccd customers import FILE``)
-------------------------------------------
+CSV import (``ccd customer import FILE``)
+-----------------------------------------
 UTF-8 (a BOM is ignored), delimiter ``,``, ``;`` or tab, guessed from the header line. The
 header names the columns, case-insensitively: ``number`` (required), ``name``, ``language``,
 ``vip``; every other named column becomes a free field (empty values are left out). A row
