@@ -16,7 +16,8 @@ import pytest
 from gevent import socket
 
 from ccd.core.esl_wire import FrameParser, decode_event, encode_command
-from ccd.fakeswitch.switch import FakeSwitch, parse_dial_string, parse_originate, split_args
+from ccd.fakeswitch.dialstring import parse_dial_string, parse_originate, split_args
+from ccd.fakeswitch.switch import FakeSwitch
 
 CAPTURES = Path("/work/shared/fs-captures")
 DEADLINE = 5.0  # real seconds any single wait may take

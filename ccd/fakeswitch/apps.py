@@ -23,16 +23,36 @@ entry of the channel's digits script ("" or a missing entry = no key pressed).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
-from ccd.fakeswitch.channels import Channel, HangupSignal, Interrupt, new_uuid
-
-if TYPE_CHECKING:
-    from ccd.fakeswitch.switch import FakeSwitch
+from ccd.fakeswitch.channels import Channel, ChannelEvents, HangupSignal, Interrupt, new_uuid
+from ccd.fakeswitch.clock import SwitchClock
+from ccd.fakeswitch.trace import Trace
 
 log = structlog.get_logger()
+
+
+class AppHost(Protocol):
+    """What the applications use of the switch (:class:`ccd.fakeswitch.switch.FakeSwitch`):
+    named here so that apps.py needs nothing from switch.py, which builds the Apps."""
+
+    trace: Trace
+    ev: ChannelEvents
+    clock: SwitchClock
+    playback_seconds: float
+    voicemail_seconds: float
+
+    def menus(self) -> dict[str, Any]: ...
+    def expand(self, ch: Channel, text: str) -> str: ...
+    def hangup_channel(self, ch: Channel, cause: str) -> None: ...
+    def valid_cause(self, cause: str) -> str: ...
+    def bridge_app(self, ch: Channel, data: str) -> None: ...
+    def run_message(self, ch: Channel, message: tuple) -> None: ...
+    def schedule(self, ch: Channel, seconds: float, what: str, arg: str) -> None: ...
+    def unschedule(self, uuid: str) -> int: ...
+
 
 #: Files that play until broken (music on hold, endless streams).
 _ENDLESS = ("local_stream://", "moh", "${hold_music}")
@@ -41,7 +61,7 @@ _ENDLESS = ("local_stream://", "moh", "${hold_music}")
 class Apps:
     """The application table; ``switch`` gives events, clock, trace and call control."""
 
-    def __init__(self, switch: FakeSwitch) -> None:
+    def __init__(self, switch: AppHost) -> None:
         self.sw = switch
         self._table = {
             "answer": self.answer,

@@ -42,7 +42,6 @@ connection only (``fakeswitch.esl.bad_input``).
 from __future__ import annotations
 
 import contextlib
-import re
 import socket
 import uuid as uuidlib
 from collections import deque
@@ -53,8 +52,18 @@ import gevent.event
 import structlog
 from gevent.server import StreamServer
 
-from ccd.core.esl_wire import MAX_HEADER_BYTES
 from ccd.fakeswitch.api import ApiRegistry
+from ccd.fakeswitch.esl_protocol import (
+    EVENT_NAMES,
+    FORMATS,
+    BadInput,
+    Command,
+    CommandReader,
+    api_response,
+    canonical_event_name,
+    filters_pass,
+    reply,
+)
 from ccd.fakeswitch.fsevents import (
     EventBus,
     EventFactory,
@@ -64,7 +73,7 @@ from ccd.fakeswitch.fsevents import (
     serialize_xml,
 )
 
-__all__ = ["EVENT_NAMES", "EslServer", "canonical_event_name"]
+__all__ = ["EslServer"]
 
 log = structlog.get_logger()
 
@@ -72,213 +81,8 @@ DISCONNECT_NOTICE = (
     b"Content-Type: text/disconnect-notice\nContent-Length: 67\n\n"
     b"Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 )
-#: Largest command body accepted from a client (sendmsg/sendevent bodies are small).
-MAX_COMMAND_BODY = 1024 * 1024
 #: Default bound on one client's unsent bytes before it is dropped as too slow.
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
-
-#: FreeSWITCH 1.10's event type names (switch_event_types_t), for `event`/`nixevent`.
-EVENT_NAMES = frozenset(
-    [
-        "CUSTOM",
-        "CLONE",
-        "CHANNEL_CREATE",
-        "CHANNEL_DESTROY",
-        "CHANNEL_STATE",
-        "CHANNEL_CALLSTATE",
-        "CHANNEL_ANSWER",
-        "CHANNEL_HANGUP",
-        "CHANNEL_HANGUP_COMPLETE",
-        "CHANNEL_EXECUTE",
-        "CHANNEL_EXECUTE_COMPLETE",
-        "CHANNEL_HOLD",
-        "CHANNEL_UNHOLD",
-        "CHANNEL_BRIDGE",
-        "CHANNEL_UNBRIDGE",
-        "CHANNEL_PROGRESS",
-        "CHANNEL_PROGRESS_MEDIA",
-        "CHANNEL_OUTGOING",
-        "CHANNEL_PARK",
-        "CHANNEL_UNPARK",
-        "CHANNEL_APPLICATION",
-        "CHANNEL_ORIGINATE",
-        "CHANNEL_UUID",
-        "API",
-        "LOG",
-        "INBOUND_CHAN",
-        "OUTBOUND_CHAN",
-        "STARTUP",
-        "SHUTDOWN",
-        "PUBLISH",
-        "UNPUBLISH",
-        "TALK",
-        "NOTALK",
-        "SESSION_CRASH",
-        "MODULE_LOAD",
-        "MODULE_UNLOAD",
-        "DTMF",
-        "MESSAGE",
-        "PRESENCE_IN",
-        "NOTIFY_IN",
-        "PRESENCE_OUT",
-        "PRESENCE_PROBE",
-        "MESSAGE_WAITING",
-        "MESSAGE_QUERY",
-        "ROSTER",
-        "CODEC",
-        "BACKGROUND_JOB",
-        "DETECTED_SPEECH",
-        "DETECTED_TONE",
-        "PRIVATE_COMMAND",
-        "HEARTBEAT",
-        "TRAP",
-        "ADD_SCHEDULE",
-        "DEL_SCHEDULE",
-        "EXE_SCHEDULE",
-        "RE_SCHEDULE",
-        "RELOADXML",
-        "NOTIFY",
-        "PHONE_FEATURE",
-        "PHONE_FEATURE_SUBSCRIBE",
-        "SEND_MESSAGE",
-        "RECV_MESSAGE",
-        "REQUEST_PARAMS",
-        "CHANNEL_DATA",
-        "GENERAL",
-        "COMMAND",
-        "SESSION_HEARTBEAT",
-        "CLIENT_DISCONNECTED",
-        "SERVER_DISCONNECTED",
-        "SEND_INFO",
-        "RECV_INFO",
-        "RECV_RTCP_MESSAGE",
-        "SEND_RTCP_MESSAGE",
-        "CALL_SECURE",
-        "NAT",
-        "RECORD_START",
-        "RECORD_STOP",
-        "PLAYBACK_START",
-        "PLAYBACK_STOP",
-        "CALL_UPDATE",
-        "FAILURE",
-        "SOCKET_DATA",
-        "MEDIA_BUG_START",
-        "MEDIA_BUG_STOP",
-        "CONFERENCE_DATA_QUERY",
-        "CONFERENCE_DATA",
-        "CALL_SETUP_REQ",
-        "CALL_SETUP_RESULT",
-        "CALL_DETAIL",
-        "DEVICE_STATE",
-        "TEXT",
-        "SHUTDOWN_REQUESTED",
-        "ALL",
-    ]
-)
-_FORMATS = ("plain", "json", "xml")
-_END_OF_BLOCK = re.compile(rb"\n\r?\n")
-
-
-def canonical_event_name(token: str) -> str | None:
-    """FreeSWITCH's event type for a subscription word (case-insensitive), or None."""
-    name = token.upper()
-    if name.startswith("SWITCH_EVENT_"):
-        name = name[len("SWITCH_EVENT_") :]
-    return name if name in EVENT_NAMES else None
-
-
-class BadInput(Exception):
-    """The client sent something that is not an ESL command frame."""
-
-
-class _Command:
-    __slots__ = ("body", "headers", "line")
-
-    def __init__(self, line: str, headers: list[tuple[str, str]], body: str | None) -> None:
-        self.line = line
-        self.headers = headers
-        self.body = body
-
-    def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lowered:
-                return value
-        return None
-
-
-class _CommandReader:
-    """Sans-IO: bytes in, complete client command frames out."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self._pending: tuple[str, list[tuple[str, str]]] | None = None
-        self._need = 0
-
-    def feed(self, data: bytes) -> None:
-        self._buf += data
-
-    def next_command(self) -> _Command | None:
-        if self._pending is None:
-            # FreeSWITCH skips stray CR/LF between frames.
-            start = 0
-            while start < len(self._buf) and self._buf[start] in b"\r\n":
-                start += 1
-            if start:
-                del self._buf[:start]
-            match = _END_OF_BLOCK.search(self._buf)
-            if match is None:
-                if len(self._buf) > MAX_HEADER_BYTES:
-                    raise BadInput(f"header block longer than {MAX_HEADER_BYTES} bytes")
-                return None
-            block = bytes(self._buf[: match.start()])
-            del self._buf[: match.end()]
-            if len(block) > MAX_HEADER_BYTES:
-                raise BadInput(f"header block longer than {MAX_HEADER_BYTES} bytes")
-            line, headers = _parse_block(block)
-            length = 0
-            for key, value in headers:
-                if key.lower() == "content-length":
-                    try:
-                        length = int(value)
-                    except ValueError:
-                        raise BadInput(f"bad Content-Length {value[:40]!r}") from None
-                    if length < 0 or length > MAX_COMMAND_BODY:
-                        raise BadInput(f"Content-Length {length} out of range")
-            if length == 0:
-                return _Command(line, headers, None)
-            self._pending, self._need = (line, headers), length
-        if len(self._buf) < self._need:
-            return None
-        raw = bytes(self._buf[: self._need])
-        del self._buf[: self._need]
-        (line, headers), self._pending, self._need = self._pending, None, 0
-        return _Command(line, headers, raw.decode("utf-8", errors="replace"))
-
-
-def _parse_block(block: bytes) -> tuple[str, list[tuple[str, str]]]:
-    if b"\x00" in block:
-        raise BadInput("NUL byte in command")
-    try:
-        text = block.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadInput("command is not UTF-8") from None
-    lines = [ln.rstrip("\r") for ln in text.split("\n")]
-    headers: list[tuple[str, str]] = []
-    for ln in lines[1:]:
-        name, sep, value = ln.partition(":")
-        if sep and name:
-            headers.append((name, value.lstrip(" ")))
-    return lines[0], headers
-
-
-def _reply(text: str) -> bytes:
-    return (f"Content-Type: command/reply\nReply-Text: {text}\n\n").encode()
-
-
-def _api_response(body: str) -> bytes:
-    data = body.encode("utf-8")
-    return b"Content-Type: api/response\nContent-Length: %d\n\n" % len(data) + data
 
 
 class _Connection:
@@ -396,7 +200,7 @@ class _Connection:
     # ---- inbound --------------------------------------------------------
     def serve(self) -> None:
         self.send(b"Content-Type: auth/request\n\n")
-        reader = _CommandReader()
+        reader = CommandReader()
         try:
             while not self.closed:
                 data = self.sock.recv(65536)
@@ -423,53 +227,53 @@ class _Connection:
         self.close()
         self._writer.join(timeout=5)
 
-    def execute(self, cmd: _Command) -> None:
+    def execute(self, cmd: Command) -> None:
         line = cmd.line
         low = line.lower()
         if low.startswith(("exit", "...")):
-            self.send(_reply("+OK bye"))
+            self.send(reply("+OK bye"))
             self.close()
             return
         if not self.authed:
             self._before_auth(line, low)
             return
         if low.startswith("filter "):
-            self.send(_reply(self._filter(line[7:])))
+            self.send(reply(self._filter(line[7:])))
         elif low.startswith("divert_events"):
-            self.send(_reply("-ERR not controlling a session."))
+            self.send(reply("-ERR not controlling a session."))
         elif low.startswith("sendmsg"):
-            self.send(_reply(self._sendmsg(cmd)))
+            self.send(reply(self._sendmsg(cmd)))
         elif low.startswith("api "):
             self._api(line[4:])
         elif low.startswith("bgapi "):
             self._bgapi(line[6:], cmd.header("Job-UUID"))
         elif low.startswith(("linger", "nolinger")):
-            self.send(_reply("-ERR not controlling a session"))
+            self.send(reply("-ERR not controlling a session"))
         elif low.startswith("event"):
-            self.send(_reply(self._event(line)))
+            self.send(reply(self._event(line)))
         elif low.startswith("nixevent"):
-            self.send(_reply(self._nixevent(line)))
+            self.send(reply(self._nixevent(line)))
         elif low.startswith("noevents"):
-            self.send(_reply(self._noevents()))
+            self.send(reply(self._noevents()))
         else:
-            self.send(_reply("-ERR command not found"))
+            self.send(reply("-ERR command not found"))
 
     def _before_auth(self, line: str, low: str) -> None:
         if low.startswith("auth "):
             if line[5:] == self.server.password:
                 self.authed = True
                 self.log.info("fakeswitch.esl.authed")
-                self.send(_reply("+OK accepted"))
+                self.send(reply("+OK accepted"))
             else:
                 self.log.info("fakeswitch.esl.auth_refused")
-                self.send(_reply("-ERR invalid"))
+                self.send(reply("-ERR invalid"))
                 self.close()
         elif low.startswith("userauth "):
             # No directory users in the fake: every userauth fails like an unknown user.
-            self.send(_reply("-ERR invalid"))
+            self.send(reply("-ERR invalid"))
             self.close()
         else:
-            self.send(_reply("-ERR command not found"))
+            self.send(reply("-ERR command not found"))
 
     # ---- subscriptions --------------------------------------------------
     def _event(self, line: str) -> str:
@@ -479,7 +283,7 @@ class _Connection:
         custom = False
         keys = 0
         for i, token in enumerate(tokens):
-            if i == 0 and token.lower() in _FORMATS:
+            if i == 0 and token.lower() in FORMATS:
                 self.format = token.lower()
                 continue
             if custom:
@@ -571,11 +375,11 @@ class _Connection:
         else:
             return False
         if send and self.filters:
-            send = _filters_pass(self.filters, ev)
+            send = filters_pass(self.filters, ev)
         return send
 
     # ---- commands that run things ---------------------------------------
-    def _sendmsg(self, cmd: _Command) -> str:
+    def _sendmsg(self, cmd: Command) -> str:
         uuid = cmd.line[7:].strip(" ")
         if not uuid:
             uuid = cmd.header("session-id") or ""
@@ -598,7 +402,7 @@ class _Connection:
         api_event = server.make_api_event(api_line)
         result = server.api.execute(api_line)
         # FreeSWITCH answers an empty body with this text (api only, not bgapi).
-        self.send(_api_response(result.body or "-ERR no reply\n"))
+        self.send(api_response(result.body or "-ERR no reply\n"))
         if api_event is not None:
             server.bus.fire(api_event)
 
@@ -609,40 +413,6 @@ class _Connection:
             f"Job-UUID: {job}\n\n".encode()
         )
         self.server.spawn_job(api_line, job)
-
-
-def _filters_pass(filters: list[tuple[str, str]], ev: FsEvent) -> bool:
-    # FreeSWITCH's rule: with filters set, an event passes when a positive
-    # filter matches and no negative ("-value") filter matches.
-    send = False
-    for name, raw in filters:
-        value = ev.get(name)
-        if value is None:
-            continue
-        positive = True
-        i = 0
-        while i < len(raw) and raw[i] in "+- ":
-            if raw[i] == "+":
-                positive = True
-            elif raw[i] == "-":
-                positive = False
-            i += 1
-        wanted = raw[i:]
-        if send and positive:
-            continue
-        if raw.startswith("/"):
-            pattern = wanted[1:-1] if wanted.endswith("/") and len(wanted) > 1 else wanted[1:]
-            try:
-                matched = re.search(pattern, value) is not None
-            except re.error:
-                matched = False
-        else:
-            matched = value.lower() == wanted.lower()
-        if matched:
-            if not positive:
-                return False
-            send = True
-    return send
 
 
 _SERIALIZERS: dict[str, Callable[[FsEvent], bytes]] = {
