@@ -381,9 +381,9 @@ def build_disposition_service(
     callbacks: CallbackStore | None = None,
 ) -> DispositionService:
     """The daemon's :class:`DispositionService`: its own webhook sender for
-    ``dispositions.webhook_url`` (started, stopped with the daemon), the given or new
+    ``disposition.webhook_url`` (started, stopped with the daemon), the given or new
     customer and callback stores."""
-    section = daemon.config.dispositions
+    section = daemon.config.disposition
     webhook = None
     if section.webhook_url:
         webhook = WebhookSender(section.webhook_url, section.webhook_timeout)

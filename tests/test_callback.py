@@ -322,7 +322,7 @@ def test_callback_rules_refuse_unknown_time_zones():
 def test_rules_from_config_with_a_queue_override():
     config = Config.from_dict(
         {
-            "callbacks": {
+            "callback": {
                 "max_attempts": 5,
                 "min_interval": 120,
                 "business_hours": ["mon-fri 09:00-17:00"],
@@ -349,25 +349,25 @@ def test_rules_from_config_with_a_queue_override():
 
 def test_callback_defaults():
     config = Config.from_dict({}, env={})
-    assert config.callbacks.max_attempts == 3
-    assert config.callbacks.min_interval == 600
-    assert config.callbacks.agent_poll_interval == 60
-    assert config.callbacks.max_open_per_caller == 2
-    assert config.callbacks.offer_retries == 2
-    assert config.callbacks.timezone == "Europe/Budapest"
+    assert config.callback.max_attempts == 3
+    assert config.callback.min_interval == 600
+    assert config.callback.agent_poll_interval == 60
+    assert config.callback.max_open_per_caller == 2
+    assert config.callback.offer_retries == 2
+    assert config.callback.timezone == "Europe/Budapest"
     assert number_rules_from_config(config) == NumberRules()
 
 
 @pytest.mark.parametrize(
     ("table", "problem"),
     [
-        ({"callbacks": {"business_hours": ["mon-fri 8-18"]}}, "callbacks.business_hours:"),
-        ({"callbacks": {"business_hours": "mon-fri 08:00-18:00"}}, "callbacks.business_hours:"),
-        ({"callbacks": {"timezone": "Europe/Nowhere"}}, "callbacks.timezone: unknown"),
-        ({"callbacks": {"blocked_prefixes": ["0690"]}}, "callbacks.blocked_prefixes:"),
-        ({"callbacks": {"allow_international": "yes"}}, "callbacks.allow_international:"),
-        ({"callbacks": {"min_digits": 12, "max_digits": 10}}, "callbacks.max_digits:"),
-        ({"callbacks": {"max_attempts": 0}}, "callbacks.max_attempts:"),
+        ({"callback": {"business_hours": ["mon-fri 8-18"]}}, "callback.business_hours:"),
+        ({"callback": {"business_hours": "mon-fri 08:00-18:00"}}, "callback.business_hours:"),
+        ({"callback": {"timezone": "Europe/Nowhere"}}, "callback.timezone: unknown"),
+        ({"callback": {"blocked_prefixes": ["0690"]}}, "callback.blocked_prefixes:"),
+        ({"callback": {"allow_international": "yes"}}, "callback.allow_international:"),
+        ({"callback": {"min_digits": 12, "max_digits": 10}}, "callback.max_digits:"),
+        ({"callback": {"max_attempts": 0}}, "callback.max_attempts:"),
         ({"queues": {"q": {"business_hours": ["sun 10:00-09:00"]}}}, "queues.q.business_hours:"),
     ],
 )

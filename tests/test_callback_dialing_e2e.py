@@ -25,7 +25,7 @@ def start(fakeswitch, start_daemon, strategy, *, hours=(), **callbacks):
         agents=AGENTS,
         queues=queues,
         routing={"wrapup_time": 0},
-        callbacks={"business_hours": list(hours), "agent_poll_interval": 5,
+        callback={"business_hours": list(hours), "agent_poll_interval": 5,
                    "min_interval": 60, "max_attempts": 2, **callbacks},
     )  # fmt: skip
     login(daemon, "alice")
@@ -151,7 +151,7 @@ def test_two_daemons_dial_each_of_200_requests_exactly_once(fakeswitch, start_da
     section = {"business_hours": [], "min_interval": 60}
     daemons = [
         start_daemon(
-            fakeswitch, agents=agents, queues=queues, callbacks=section, daemon={"node_id": node}
+            fakeswitch, agents=agents, queues=queues, callback=section, daemon={"node_id": node}
         )
         for node in ("a", "b")
     ]
@@ -177,14 +177,14 @@ def test_a_daemon_dying_mid_attempt_leaves_the_customer_to_the_other(fakeswitch,
     queues = {**QUEUES, "sales": {"tags": ["sales"], "overflow_time": 0,
                                   "callback_strategy": "customer_first"}}  # fmt: skip
     section = {"business_hours": [], "lease_time": 20}
-    first = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callbacks=section,
+    first = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callback=section,
                          daemon={"node_id": "a"})  # fmt: skip
     login(first, "alice")
     request = store_request(first)
     eventually(lambda: fakeswitch.trace.of("ring", party=CUSTOMER), what="a dials")
     gevent.killall(first._greenlets)  # daemon a dies while the customer's phone rings
     first.esl.stop()
-    second = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callbacks=section,
+    second = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callback=section,
                           daemon={"node_id": "b"})  # fmt: skip
     leg = eventually(lambda: [e["uuid"] for e in fakeswitch.trace.of("answer", party=CUSTOMER)],
                      what="customer answers a's call")[0]  # fmt: skip
@@ -221,7 +221,7 @@ def test_a_sigkilled_daemon_process_mid_attempt_leaves_the_request_to_the_other(
     config.write_text(
         f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n'
         f'[daemon]\nnode_id = "doomed"\ntime_scale = {scale}\n[voicemail]\nboxes = []\n'
-        "[callbacks]\nbusiness_hours = []\nlease_time = 20\n"
+        "[callback]\nbusiness_hours = []\nlease_time = 20\n"
         '[queues.sales]\ntags = ["sales"]\noverflow_time = 0\n'
         'callback_strategy = "customer_first"\n'
         '[agents.alice]\nextension = "1001"\ntags = ["sales"]\n'
@@ -260,7 +260,7 @@ def test_a_sigkilled_daemon_process_mid_attempt_leaves_the_request_to_the_other(
                    what="the process dials the customer")  # fmt: skip
         doomed.send_signal(signal.SIGKILL)  # no goodbye, leases left to expire
         doomed.wait(timeout=10)
-        survivor = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callbacks=section,
+        survivor = start_daemon(fakeswitch, agents=AGENTS, queues=queues, callback=section,
                                 daemon={"node_id": "survivor"})  # fmt: skip
         leg = eventually(lambda: [e["uuid"] for e in fakeswitch.trace.of("answer", party=CUSTOMER)],
                          timeout=20, what="the customer answers")[0]  # fmt: skip

@@ -166,7 +166,7 @@ def test_trailing_delimiters_are_tolerated(customers, tmp_path):
 def test_import_logs_a_summary(customers, tmp_path):
     with structlog.testing.capture_logs() as logs:
         customers.import_csv(write(tmp_path, GOOD_AND_BAD))
-    summary = [e for e in logs if e["event"] == "customers.imported"]
+    summary = [e for e in logs if e["event"] == "customer.imported"]
     assert summary and summary[0]["imported"] == 3 and summary[0]["refused"] == 6
 
 
@@ -272,7 +272,7 @@ def test_a_foreign_history_entry_is_skipped(customers, store):
     store.client.lpush(key, b"\xc1garbage")
     with structlog.testing.capture_logs() as logs:
         assert customers.history("06 1 234 5678") == [{"outcome": "old"}]
-    assert any(e["event"] == "customers.bad_contact" for e in logs)
+    assert any(e["event"] == "customer.bad_contact" for e in logs)
 
 
 # --- implied tags ------------------------------------------------------------------------------

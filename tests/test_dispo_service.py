@@ -1,5 +1,5 @@
 """Dispositions in the call path (R-DISPO): ccd.engine.disposition against a real redis-server,
-driven with plain call records and hunt facts, a fake clock, and the [dispositions] config."""
+driven with plain call records and hunt facts, a fake clock, and the [disposition] config."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def make_config(dispositions: dict | None = None, **daemon) -> Config:
         {
             "daemon": daemon,
             "queues": {"sales": {"tags": ["sales"], "callback_strategy": "passive"}},
-            "callbacks": {"business_hours": []},
-            "dispositions": {"webhook_url": "http://crm.test/dispo", **(dispositions or {})},
+            "callback": {"business_hours": []},
+            "disposition": {"webhook_url": "http://crm.test/dispo", **(dispositions or {})},
         },
         env={},
     )
@@ -336,7 +336,7 @@ def test_follow_up_of_an_agents_own_call_uses_the_configured_queue(make):
                                 now=NOW, agent_id="bob")  # fmt: skip
     assert applied.actions == (
         "skipped callback of needs_follow_up: the call has no queue and "
-        "dispositions.callback_queue is not set",
+        "disposition.callback_queue is not set",
     )
 
 
@@ -413,24 +413,24 @@ def test_report_figures_follow_the_recorded_dispositions(dispo):
 def test_codes_come_from_the_config_and_errors_name_the_key():
     config = make_config({"codes": {"callme": {"number": "42", "label": "Call me",
                                                "actions": ["callback"]}}})  # fmt: skip
-    assert [c.name for c in config.dispositions.codes] == ["callme"]
+    assert [c.name for c in config.disposition.codes] == ["callme"]
     with pytest.raises(ConfigError) as info:
         make_config({"codes": {"callme": {"number": "42"}, "x": {"number": 1, "label": "X"}}})
     problems = str(info.value)
-    assert "dispositions.codes.callme: missing ['label']" in problems
-    with pytest.raises(ConfigError, match=r"dispositions\.codes: code number 42 used by both"):
+    assert "disposition.codes.callme: missing ['label']" in problems
+    with pytest.raises(ConfigError, match=r"disposition\.codes: code number 42 used by both"):
         make_config({"codes": {"a": {"number": "42", "label": "A"},
                                "b": {"number": "42", "label": "B"}}})  # fmt: skip
-    with pytest.raises(ConfigError, match=r"dispositions\.callback_queue: unknown queue"):
+    with pytest.raises(ConfigError, match=r"disposition\.callback_queue: unknown queue"):
         make_config({"callback_queue": "nowhere"})
 
 
 def test_example_config_lists_the_default_codes():
-    codes = load_config(EXAMPLE, env={}).dispositions.codes
+    codes = load_config(EXAMPLE, env={}).disposition.codes
     assert [c.to_dict() for c in codes] == [c.to_dict() for c in DEFAULT_CODES]
 
 
 def test_config_log_line_shows_the_codes_as_plain_data():
-    redacted = make_config().redacted()["dispositions"]
+    redacted = make_config().redacted()["disposition"]
     assert redacted["codes"]["do_not_contact"]["actions"] == ["dnc", "final"]
     structlog.get_logger().info("config", config=redacted)  # serialisable, no objects

@@ -118,11 +118,11 @@ def test_codes_from_configuration_name_the_bad_entry():
     })  # fmt: skip
     assert codes.resolve("20").actions == ("webhook", "final")
     assert codes.by_name("later").callback_delay == 600.0
-    with pytest.raises(ValueError, match=r"dispositions\.codes\.x: missing \['label'\]"):
+    with pytest.raises(ValueError, match=r"disposition\.codes\.x: missing \['label'\]"):
         CodeSet.from_mapping({"x": {"number": "01"}})
-    with pytest.raises(ValueError, match=r"dispositions\.codes\.x: unknown keys \['colour'\]"):
+    with pytest.raises(ValueError, match=r"disposition\.codes\.x: unknown keys \['colour'\]"):
         CodeSet.from_mapping({"x": {"number": "01", "label": "X", "colour": "red"}})
-    with pytest.raises(ValueError, match=r"dispositions\.codes\.x: code number"):
+    with pytest.raises(ValueError, match=r"disposition\.codes\.x: code number"):
         CodeSet.from_mapping({"x": {"number": "1x", "label": "X"}})
 
 

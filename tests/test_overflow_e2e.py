@@ -20,7 +20,7 @@ def start(fakeswitch, start_daemon, **phone):
         agents=AGENTS,
         queues=SALES_OVERFLOW,
         routing={"wrapup_time": 0},
-        callbacks={"business_hours": [], "max_open_per_caller": 2},
+        callback={"business_hours": [], "max_open_per_caller": 2},
     )
     login(daemon, "alice")
     return daemon
@@ -116,7 +116,7 @@ def test_storage_failure_tells_the_caller_and_returns_them_to_the_queue(
         queues=SALES_OVERFLOW,
         redis={"url": server.url, "socket_timeout": 0.5},
         routing={"wrapup_time": 0},
-        callbacks={"business_hours": []},
+        callback={"business_hours": []},
     )
     login(daemon, "alice")
     # Redis goes away while the caller listens to the read-back.
@@ -143,7 +143,7 @@ def test_caller_answering_the_offer_while_the_daemon_restarts_is_not_left_in_sil
 ):
     fakeswitch.add_phone("1001", ring_forever=True)
     section = dict(agents=AGENTS, queues=SALES_OVERFLOW, routing={"wrapup_time": 0},
-                   callbacks={"business_hours": []})  # fmt: skip
+                   callback={"business_hours": []})  # fmt: skip
     first = start_daemon(fakeswitch, **section)
     login(first, "alice")
     caller = queue_caller(fakeswitch, "+3612345678", None, None, None)  # presses nothing

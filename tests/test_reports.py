@@ -75,11 +75,11 @@ def test_days_expire_after_the_retention(store):
     assert short.codes_of("old") == ()  # past retention: gone at once
     recent = midnight_days_ago(0) + 1
     short.record(Disposition("new", ("busy",), "system", recent))
-    key = store.keys.dispo_counts(short.day_of(recent))
+    key = store.keys.disposition_counts(short.day_of(recent))
     end_of_day = midnight_days_ago(-1)
     expected = end_of_day + 86400 - time.time()
     assert abs(store.client.ttl(key) - expected) < 5
-    assert abs(store.client.ttl(store.keys.dispo_stream(short.day_of(recent))) - expected) < 5
+    assert abs(store.client.ttl(store.keys.disposition_stream(short.day_of(recent))) - expected) < 5
 
 
 def test_days_follow_the_centres_time_zone(store):

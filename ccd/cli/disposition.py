@@ -1,7 +1,7 @@
 """``ccd disposition set|report``: codes on finished calls, and reports of them (R-DISPO).
 
-Settings are the configuration's ``[dispositions]`` section
-(:class:`ccd.config.DispositionsConfig`): codes, ``timezone`` (report days),
+Settings are the configuration's ``[disposition]`` section
+(:class:`ccd.config.DispositionConfig`): codes, ``timezone`` (report days),
 ``retention_days``, and what ``disposition set`` needs for the codes' actions.
 
 ``ccd disposition set CALL_OR_AGENT CODE…`` names a finished call by its uuid, or an agent:
@@ -35,7 +35,7 @@ from ccd.cli.common import (
     printable_line,
     session,
 )
-from ccd.config import DispositionsConfig
+from ccd.config import DispositionConfig
 from ccd.core.report import GROUPINGS, REPORT_FORMATS, format_report, zone
 from ccd.engine.disposition import DispositionService
 from ccd.store.callback import CallbackStore
@@ -67,16 +67,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _reports(s: Session) -> ReportStore:
-    section = s.config.dispositions
+    section = s.config.disposition
     return ReportStore(s.store, tz=zone(section.timezone), retention_days=section.retention_days)
 
 
 def cmd_disposition_report(args: argparse.Namespace) -> int:
     with session(args) as s:
         started = time.monotonic()
-        report = _reports(s).report(
-            args.from_day, args.to_day, args.by, s.config.dispositions.codes
-        )
+        report = _reports(s).report(args.from_day, args.to_day, args.by, s.config.disposition.codes)
         took = time.monotonic() - started
     sys.stdout.write(format_report(report, args.fmt))
     if args.fmt == "table":
@@ -86,9 +84,9 @@ def cmd_disposition_report(args: argparse.Namespace) -> int:
 
 def cmd_disposition_set(args: argparse.Namespace) -> int:
     with session(args) as s:
-        codes = [s.config.dispositions.codes.resolve(text) for text in args.codes]
+        codes = [s.config.disposition.codes.resolve(text) for text in args.codes]
         names = tuple(dict.fromkeys(code.name for code in codes))
-        webhook = _CliWebhook.create(s.config.dispositions)
+        webhook = _CliWebhook.create(s.config.disposition)
         dispositions = DispositionService(
             config=s.config,
             store=s.store,
@@ -141,7 +139,7 @@ class _CliWebhook:
         self.queued = 0
 
     @classmethod
-    def create(cls, section: DispositionsConfig) -> _CliWebhook | None:
+    def create(cls, section: DispositionConfig) -> _CliWebhook | None:
         if not section.webhook_url:
             return None
         from ccd.adapters.webhook import WebhookSender

@@ -1,7 +1,7 @@
 """``ccd dnc add|remove|list|check``: the do-not-call list (R-DISPO) in Redis.
 
 Entries expire by themselves (a Redis TTL); ``--days`` defaults to the configuration's
-``dispositions.dnc_days``. Errors as :mod:`ccd.cli.common` says: a bad number or ``--days``
+``disposition.dnc_days``. Errors as :mod:`ccd.cli.common` says: a bad number or ``--days``
 is one line on stderr and exit 2; ``ccd dnc check`` answers "not listed" with exit 3.
 """
 
@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--days",
         metavar="N",
-        help="days on the list (default: dispositions.dnc_days; 0: until removed)",
+        help="days on the list (default: disposition.dnc_days; 0: until removed)",
     )
     p.add_argument("--reason", default="", help="why (shown by list/check)")
     p = _leaf(dnc_sub, "remove", cmd_dnc_remove, "take a number off the do-not-call list")
@@ -85,7 +85,7 @@ def _left(ttl_ms: int | None) -> str:
 def cmd_dnc_add(args: argparse.Namespace) -> int:
     with session(args) as s:
         dnc = _dnc(s)
-        days = _days(args.days, s.config.dispositions.dnc_days)
+        days = _days(args.days, s.config.disposition.dnc_days)
         try:
             entry = dnc.add(
                 args.number, None if days is None else days * 86400, args.reason, "operator"

@@ -252,11 +252,11 @@ def _webhook_url(value: Any) -> str:
 
 
 def _codes_table(value: Any) -> Any:
-    """``[dispositions.codes.<name>]`` tables; checked whole by ccd.core.disposition in _build,
+    """``[disposition.codes.<name>]`` tables; checked whole by ccd.core.disposition in _build,
     whose messages name the code's own key."""
     if not isinstance(value, Mapping) or not value:
         raise _Invalid(
-            "expected one table per code, [dispositions.codes.<name>] with number and label"
+            "expected one table per code, [disposition.codes.<name>] with number and label"
         )
     return value
 

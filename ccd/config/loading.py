@@ -21,9 +21,9 @@ from ccd.config.schema import (
 )
 from ccd.config.sections import (
     AgentConfig,
-    CallbacksConfig,
+    CallbackConfig,
     DaemonConfig,
-    DispositionsConfig,
+    DispositionConfig,
     EslConfig,
     HttpConfig,
     LogConfig,
@@ -45,8 +45,8 @@ class Config:
     routing: RoutingConfig
     voicemail: VoicemailConfig
     sticky: StickyConfig
-    callbacks: CallbacksConfig
-    dispositions: DispositionsConfig
+    callback: CallbackConfig
+    disposition: DispositionConfig
     queues: Mapping[str, QueueConfig]
     agents: Mapping[str, AgentConfig]
 
@@ -68,7 +68,7 @@ class Config:
                     value = _MASK
                 elif kind == "url":
                     value = redact_url(value)
-                if section == "dispositions" and f.name == "codes":
+                if section == "disposition" and f.name == "codes":
                     value = {c.name: {k: v for k, v in c.to_dict().items() if k != "name"}
                              for c in value}  # fmt: skip
                 values[f.name] = list(value) if isinstance(value, tuple) else value
@@ -148,22 +148,22 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
             f"got {esl['backoff_max']:g}"
         )
 
-    callbacks = sections["callbacks"]
+    callback = sections["callback"]
     if (
-        callbacks["min_digits"]
-        and callbacks["max_digits"]
-        and callbacks["min_digits"] > callbacks["max_digits"]
+        callback["min_digits"]
+        and callback["max_digits"]
+        and callback["min_digits"] > callback["max_digits"]
     ):
         problems.append(
-            f"callbacks.max_digits: must be >= callbacks.min_digits ({callbacks['min_digits']}), "
-            f"got {callbacks['max_digits']}"
+            f"callback.max_digits: must be >= callback.min_digits ({callback['min_digits']}), "
+            f"got {callback['max_digits']}"
         )
 
-    dispositions = sections["dispositions"]
-    dispositions_table = data.get("dispositions")
-    dispositions["codes"] = _code_set(
-        dispositions["codes"],
-        isinstance(dispositions_table, Mapping) and "codes" in dispositions_table,
+    disposition = sections["disposition"]
+    disposition_table = data.get("disposition")
+    disposition["codes"] = _code_set(
+        disposition["codes"],
+        isinstance(disposition_table, Mapping) and "codes" in disposition_table,
         problems,
     )
 
@@ -206,10 +206,10 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
             )
         queues[name] = values  # type: ignore[assignment]
 
-    callback_queue = dispositions["callback_queue"]
+    callback_queue = disposition["callback_queue"]
     if callback_queue and callback_queue not in queues:
         problems.append(
-            _unknown("dispositions.callback_queue", callback_queue, list(queues), "queue")
+            _unknown("disposition.callback_queue", callback_queue, list(queues), "queue")
             + f': "{callback_queue}"'
         )
 
@@ -255,8 +255,8 @@ def _code_set(table: Any, configured: bool, problems: list[str]) -> Any:
         return CodeSet.from_mapping(table)
     except (TypeError, ValueError) as exc:
         message = str(exc)
-        if not message.startswith("dispositions.codes."):
-            message = f"dispositions.codes: {message}"
+        if not message.startswith("disposition.codes."):
+            message = f"disposition.codes: {message}"
         problems.append(message)
         return None
 

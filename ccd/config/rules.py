@@ -11,7 +11,7 @@ __all__ = ["number_rules_from_config", "rules_from_config"]
 
 
 def number_rules_from_config(config: Config) -> NumberRules:
-    cb = config.callbacks
+    cb = config.callback
     return NumberRules(
         default_country_code=cb.country_code,
         min_digits=cb.min_digits,
@@ -25,8 +25,8 @@ def number_rules_from_config(config: Config) -> NumberRules:
 
 
 def rules_from_config(config: Config, queue: str | None = None) -> CallbackRules:
-    """The rules of ``queue`` (its own business hours if set), else the [callbacks] ones."""
-    cb = config.callbacks
+    """The rules of ``queue`` (its own business hours if set), else the [callback] ones."""
+    cb = config.callback
     hours: Sequence[str] = cb.business_hours
     queue_config = config.queues.get(queue) if queue is not None else None
     if queue_config is not None and queue_config.business_hours is not None:

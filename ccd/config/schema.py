@@ -50,9 +50,9 @@ from ccd.config.checks import (
     _webhook_url,
 )
 from ccd.config.sections import (
-    CallbacksConfig,
+    CallbackConfig,
     DaemonConfig,
-    DispositionsConfig,
+    DispositionConfig,
     EslConfig,
     HttpConfig,
     LogConfig,
@@ -290,8 +290,8 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
             ),
         ),
     ),
-    "callbacks": (
-        CallbacksConfig,
+    "callback": (
+        CallbackConfig,
         (
             _Option(
                 "max_attempts",
@@ -411,14 +411,14 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
     ),
 }
 
-_SECTIONS["dispositions"] = (
-    DispositionsConfig,
+_SECTIONS["disposition"] = (
+    DispositionConfig,
     (
         _Option(
             "codes",
             None,
             _codes_table,
-            "codes agents key after *7: [dispositions.codes.<name>] number (2 digits), label, "
+            "codes agents key after *7: [disposition.codes.<name>] number (2 digits), label, "
             "actions (dnc, callback, webhook, final), dnc_days?, callback_delay?",
         ),
         _Option(
@@ -504,7 +504,7 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
         "business_hours",
         None,
         _business_hours,
-        "callback dialing windows of this queue (default: callbacks.business_hours)",
+        "callback dialing windows of this queue (default: callback.business_hours)",
     ),
 )
 
@@ -541,7 +541,7 @@ def defaults_table() -> list[tuple[str, Any, str]]:
         rows.extend(
             (
                 f"{section}.{o.name}",
-                "(seed 001's 13 codes)" if (section, o.name) == ("dispositions", "codes")
+                "(seed 001's 13 codes)" if (section, o.name) == ("disposition", "codes")
                 else o.default,
                 o.doc,
             )
@@ -556,7 +556,7 @@ def defaults_table() -> list[tuple[str, Any, str]]:
                     "voicemail": "<queue name>",
                     "sticky_type": "sticky.default_type",
                     "sticky_expiry": "sticky.default_expiry",
-                    "business_hours": "callbacks.business_hours",
+                    "business_hours": "callback.business_hours",
                 }.get(o.name, "(required)")
             rows.append((f"{top}.<{what}>.{o.name}", default, o.doc))
     return rows

@@ -102,7 +102,7 @@ class StickyConfig:
 
 
 @dataclass(frozen=True)
-class CallbacksConfig:
+class CallbackConfig:
     """Callback requests (R-OVERFLOW, R-CALLBACK; ccd.core.callback, ccd.store.callback)."""
 
     max_attempts: int
@@ -127,7 +127,7 @@ class CallbacksConfig:
 
 
 @dataclass(frozen=True)
-class DispositionsConfig:
+class DispositionConfig:
     """Call dispositions (R-DISPO; ccd.core.disposition, ccd.engine.disposition). ``codes`` is a
     :class:`ccd.core.disposition.CodeSet` (typed Any: config stays free of domain imports)."""
 
@@ -152,7 +152,7 @@ class QueueConfig:
     priority: int
     overflow_time: float
     callback_strategy: str
-    business_hours: tuple[str, ...] | None = None  # None: callbacks.business_hours
+    business_hours: tuple[str, ...] | None = None  # None: callback.business_hours
 
 
 @dataclass(frozen=True)

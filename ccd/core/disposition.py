@@ -210,21 +210,21 @@ class CodeSet:
     @classmethod
     def from_mapping(cls, table: Mapping[str, Mapping[str, Any]]) -> CodeSet:
         """Codes from configuration: ``{name: {number, label, actions?, dnc_days?,
-        callback_delay?}}`` (TOML ``[dispositions.codes.<name>]``). ValueError names the code."""
+        callback_delay?}}`` (TOML ``[disposition.codes.<name>]``). ValueError names the code."""
         codes = []
         known = {"number", "label", "actions", "dnc_days", "callback_delay"}
         for name, spec in table.items():
             if not isinstance(spec, Mapping):
-                raise ValueError(f"dispositions.codes.{name} must be a table")
+                raise ValueError(f"disposition.codes.{name} must be a table")
             extra = sorted(set(spec) - known)
             if extra:
-                raise ValueError(f"dispositions.codes.{name}: unknown keys {extra}")
+                raise ValueError(f"disposition.codes.{name}: unknown keys {extra}")
             missing = sorted({"number", "label"} - set(spec))
             if missing:
-                raise ValueError(f"dispositions.codes.{name}: missing {missing}")
+                raise ValueError(f"disposition.codes.{name}: missing {missing}")
             actions = spec.get("actions", ())
             if isinstance(actions, str) or not isinstance(actions, list | tuple):
-                raise ValueError(f"dispositions.codes.{name}.actions must be a list")
+                raise ValueError(f"disposition.codes.{name}.actions must be a list")
             try:
                 codes.append(
                     Code(
@@ -237,7 +237,7 @@ class CodeSet:
                     )
                 )
             except ValueError as exc:
-                raise ValueError(f"dispositions.codes.{name}: {exc}") from None
+                raise ValueError(f"disposition.codes.{name}: {exc}") from None
         return cls(codes)
 
     def __iter__(self) -> Iterator[Code]:
@@ -517,7 +517,7 @@ class MarkFinal:
 
 @dataclass(frozen=True, slots=True)
 class Skipped:
-    """An action a code asks for that cannot be done; for the log (``dispo.action_skipped``)."""
+    """An action a code asks for that cannot be done; logged (``disposition.action_skipped``)."""
 
     action: str
     code: str

@@ -106,7 +106,7 @@ class CallbackDialer:
     # -- time ----------------------------------------------------------------------------
     @property
     def lease_ms(self) -> float:
-        return self.config.callbacks.lease_time / self.config.daemon.time_scale * 1000
+        return self.config.callback.lease_time / self.config.daemon.time_scale * 1000
 
     def tick(self, now: float) -> None:
         self._orphans = None  # expired leases, read at most once a tick
@@ -115,7 +115,7 @@ class CallbackDialer:
             return  # nothing can be dialled; requests stay due for when FreeSWITCH is back
         if self._adopting:
             self._try_adoptions(now)
-        if now - self._last_renew >= self.config.callbacks.lease_time / 3:
+        if now - self._last_renew >= self.config.callback.lease_time / 3:
             self._last_renew = now
             for request_id in list(self.work):
                 if not self.callbacks.renew(request_id, self.io.node_id, self.lease_ms):
@@ -130,7 +130,7 @@ class CallbackDialer:
         """A step whose answer never came (a lost event, a switch that hung) must not hold
         its request forever under a lease this daemon keeps renewing: give it back."""
         limit = (
-            self.config.callbacks.customer_ring_time
+            self.config.callback.customer_ring_time
             + self.config.routing.ring_time
             + 4 * self.config.routing.originate_timeout_margin
             + 60
@@ -221,7 +221,7 @@ class CallbackDialer:
 
     # -- active ----------------------------------------------------------------------------
     def _active(self, queue: str, now: float) -> None:
-        if now - self._last_poll.get(queue, -1e18) < self.config.callbacks.agent_poll_interval:
+        if now - self._last_poll.get(queue, -1e18) < self.config.callback.agent_poll_interval:
             return
         self._last_poll[queue] = now
         if self._in_progress(queue) or not self._open(queue, now):
@@ -295,12 +295,12 @@ class CallbackDialer:
         work.customer_leg = leg
         work.jobs[job] = "customer"
         self.by_job[job], self.by_leg[leg] = work.request.id, work.request.id
-        gateway = self.config.callbacks.gateway
+        gateway = self.config.callback.gateway
         variables = [
             f"origination_uuid={leg}",
             f"ccd_callback={work.request.id}",
-            f"originate_timeout={int(self.config.callbacks.customer_ring_time)}",
-            f"origination_caller_id_number={quote_var_value(self.config.callbacks.caller_id)}",
+            f"originate_timeout={int(self.config.callback.customer_ring_time)}",
+            f"origination_caller_id_number={quote_var_value(self.config.callback.caller_id)}",
         ]
         text = f"originate {{{','.join(variables)}}}sofia/gateway/{gateway}/{work.request.number} "
         work.started = now

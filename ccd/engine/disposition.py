@@ -18,8 +18,8 @@ Theory of operation
   - a contact history entry for the caller's number (direction, queue, agent, times, outcome,
     ``codes``), newest first (:class:`ccd.store.customer.CustomerStore`), for every usable
     number;
-  - a call-info record ``dispo_info:<call>`` (number, agent, queue, direction, end) and, for
-    the agent who talked (or dialled), the pointer ``dispo_last:<agent>`` = that call: the
+  - a call-info record ``disposition_info:<call>`` (number, agent, queue, direction, end) and, for
+    the agent who talked (or dialled), the pointer ``disposition_last:<agent>`` = that call: the
     agent's most recent finished call. Both expire after ``CALL_INFO_TTL_MS`` (24 h, like the
     call records). The info key is written with ``SET NX``: a call finished twice (a daemon
     resuming a half-finished call) gets one history entry, and its codes are idempotent anyway.
@@ -35,12 +35,12 @@ Theory of operation
 
 * The agents' own calls (dialplan ``ccd_agents.xml``) park with ``ccd_action=outbound_check``;
   :meth:`DispositionService.outbound_allowed` answers whether the number may be dialled. When the
-  list cannot be read (Redis down) the call is allowed and ``dispo.dnc_check_failed`` logged: an
-  agent's manual call is a person's decision, and the dialplan's own safety (no daemon at all)
+  list cannot be read (Redis down) the call is allowed and ``disposition.dnc_check_failed`` logged:
+  an agent's manual call is a person's decision, and the dialplan's own safety (no daemon at all)
   lets the call out after a moment too; see ``ccd_agents.xml``.
 
 * Nothing here raises into the call path: ``call_finished`` / ``outside_call_finished`` log
-  ``dispo.step_failed`` and go on; ``agent_code`` answers ``(False, reason)``.
+  ``disposition.step_failed`` and go on; ``agent_code`` answers ``(False, reason)``.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class DispositionService:
         new_uuid: Callable[[], str] = _new_uuid,
         now: Callable[[], float],
     ) -> None:
-        section = config.dispositions
+        section = config.disposition
         self.config = config
         self.codes = section.codes
         self.settings = DispositionSettings(
@@ -294,10 +294,10 @@ class DispositionService:
                 [code], set_by=f"agent:{agent_id}", now=now, call_uuid=call_uuid, agent_id=agent_id
             )
         except DispositionError as exc:
-            log.info("dispo.refused", agent=agent_id, call=call_uuid, reason=str(exc))
+            log.info("disposition.refused", agent=agent_id, call=call_uuid, reason=str(exc))
             return False, str(exc)
         except RedisUnavailable as exc:
-            log.warning("dispo.refused", agent=agent_id, call=call_uuid, reason=str(exc))
+            log.warning("disposition.refused", agent=agent_id, call=call_uuid, reason=str(exc))
             return False, "the code cannot be stored now (Redis unavailable)"
         return True, code.label
 
@@ -329,7 +329,7 @@ class DispositionService:
                 "history", info.call_uuid, self._add_codes, info.number, info.call_uuid, applied.new
             )
         log.info(
-            "dispo.set",
+            "disposition.set",
             call=info.call_uuid,
             codes=list(disposition.codes),
             new=list(applied.new),
@@ -342,7 +342,7 @@ class DispositionService:
         """A finished call that codes can be set on, or None. DispositionError when the text
         cannot be a call uuid."""
         try:
-            key = self._keys.ref("dispo_info", call_uuid)
+            key = self._keys.disposition_info(call_uuid)
         except ValueError:
             raise DispositionError(f"not a call uuid: {call_uuid!r}"[:120]) from None
         stored = self.store.get(key)
@@ -363,10 +363,10 @@ class DispositionService:
     def last_call(self, agent_id: str) -> CallInfo | None:
         """The agent's most recent finished call (kept ``CALL_INFO_TTL_MS``), or None."""
         try:
-            key = self._keys.ref("dispo_last", agent_id)
+            key = self._keys.disposition_last(agent_id)
         except ValueError:
             return None
-        with unavailable_as_domain_error("dispo last call"):
+        with unavailable_as_domain_error("disposition last call"):
             raw = self.store.client.get(key)
         return None if raw is None else self.find_call(raw.decode())
 
@@ -405,10 +405,12 @@ class DispositionService:
         try:
             listed = self.dnc.is_listed(number)
         except RedisUnavailable as exc:
-            log.warning("dispo.dnc_check_failed", number=try_normalize(number), error=str(exc))
+            log.warning(
+                "disposition.dnc_check_failed", number=try_normalize(number), error=str(exc)
+            )
             return True
         if listed:
-            log.info("dispo.outbound_refused", number=try_normalize(number))
+            log.info("disposition.outbound_refused", number=try_normalize(number))
         return not listed
 
     # ------------------------------------------------------------------ internals
@@ -417,7 +419,7 @@ class DispositionService:
         try:
             return func(*args)
         except (RedisUnavailable, ValueError, redis.exceptions.RedisError) as exc:
-            log.warning("dispo.step_failed", step=step, call=call_uuid, error=str(exc))
+            log.warning("disposition.step_failed", step=step, call=call_uuid, error=str(exc))
             return False
 
     def _target(self, call_uuid: str | None, agent_id: str | None) -> CallInfo:
@@ -435,17 +437,17 @@ class DispositionService:
 
     def _remember(self, info: CallInfo) -> bool:
         """Store the call's info (once) and point its agent at it; True the first time."""
-        with unavailable_as_domain_error("dispo remember"):
+        with unavailable_as_domain_error("disposition remember"):
             pipe = self.store.client.pipeline(transaction=True)
             pipe.set(
-                self._keys.ref("dispo_info", info.call_uuid),
+                self._keys.disposition_info(info.call_uuid),
                 self.store.codec.encode(info.to_dict()),
                 nx=True,
                 px=CALL_INFO_TTL_MS,
             )
             if info.agent:
                 pipe.set(
-                    self._keys.ref("dispo_last", info.agent), info.call_uuid, px=CALL_INFO_TTL_MS
+                    self._keys.disposition_last(info.agent), info.call_uuid, px=CALL_INFO_TTL_MS
                 )
             first = pipe.execute()[0]
         return bool(first)

@@ -1,12 +1,12 @@
 """What disposition codes do (R-DISPO): the actions of the codes new on a call.
 
 :func:`ccd.core.disposition.plan_actions` decides which actions the new codes carry; each
-runs here on its own, so one failing does not stop the others (``dispo.action_failed``):
+runs here on its own, so one failing does not stop the others (``disposition.action_failed``):
 
 - ``dnc``: :meth:`ccd.store.dnc.DncList.add` for the code's period (a Redis TTL; scaled by
   ``daemon.time_scale``);
 - ``callback``: a callback request due ``callback_delay`` seconds from now (daemon time) in
-  the call's queue, else ``dispositions.callback_queue``; the number must pass the callback
+  the call's queue, else ``disposition.callback_queue``; the number must pass the callback
   number rules and the per-number limit (:meth:`ccd.store.callback.CallbackStore.create`);
   its id is derived from the call, so a repeated action cannot make a second request;
 - ``webhook``: ``WebhookSender.send`` (a queue in memory: never blocks, retried and logged
@@ -91,7 +91,7 @@ class DispositionActions:
         self.callbacks = callbacks
         self.webhook = webhook
         self.number_rules = number_rules
-        self.callback_queue = config.dispositions.callback_queue or None
+        self.callback_queue = config.disposition.callback_queue or None
 
     def apply(self, disposition: Disposition, now: float) -> Applied:
         """Record the codes (idempotent) and run the actions of those that are new."""
@@ -107,7 +107,7 @@ class DispositionActions:
                 lines.append(self._run(action, disposition, now))
             except (RedisUnavailable, CallbackError, ValueError) as exc:
                 log.warning(
-                    "dispo.action_failed",
+                    "disposition.action_failed",
                     call=disposition.call_uuid,
                     action=type(action).__name__,
                     error=str(exc),
@@ -123,7 +123,7 @@ class DispositionActions:
             return f"{action.number} put on the do-not-call list for {days:g} days"
         if isinstance(action, MarkFinal):
             cancelled = self._cancel_callbacks(action.number, now)
-            log.info("dispo.final", call=call, number=action.number, cancelled=cancelled)
+            log.info("disposition.final", call=call, number=action.number, cancelled=cancelled)
             return (
                 f"{action.number}: no further automatic dialing "
                 f"({len(cancelled)} open callbacks cancelled)"
@@ -132,12 +132,14 @@ class DispositionActions:
             return self._schedule_callback(action, now)
         if isinstance(action, PostWebhook):
             if self.webhook is None:
-                log.warning("dispo.action_skipped", call=call, action="webhook", why="no sender")
+                log.warning(
+                    "disposition.action_skipped", call=call, action="webhook", why="no sender"
+                )
                 return "skipped webhook: no webhook sender"
             self.webhook.send(action.payload)
             return "webhook queued"
         assert isinstance(action, Skipped)
-        log.info("dispo.action_skipped", call=call, action=action.action, code=action.code,
+        log.info("disposition.action_skipped", call=call, action=action.action, code=action.code,
                  why=action.why)  # fmt: skip
         return f"skipped {action.action} of {action.code}: {action.why}"
 
@@ -147,14 +149,16 @@ class DispositionActions:
         if self.callbacks is None:
             why = "no callback store"
         elif queue is None:
-            why = "the call has no queue and dispositions.callback_queue is not set"
+            why = "the call has no queue and disposition.callback_queue is not set"
         if why is not None:
-            log.info("dispo.action_skipped", call=action.call_uuid, action="callback", why=why)
+            log.info(
+                "disposition.action_skipped", call=action.call_uuid, action="callback", why=why
+            )
             return f"skipped callback of {action.reason}: {why}"
         try:
             number = check_number(action.number, self.number_rules)
         except NumberRefused as exc:
-            log.info("dispo.action_skipped", call=action.call_uuid, action="callback",
+            log.info("disposition.action_skipped", call=action.call_uuid, action="callback",
                      why=exc.reason)  # fmt: skip
             return f"skipped callback of {action.reason}: {exc}"
         q = self.config.queues.get(queue)
@@ -176,12 +180,12 @@ class DispositionActions:
         )
         request = dataclasses.replace(request, next_due_at=due)
         try:
-            stored = self.callbacks.create(request, self.config.callbacks.max_open_per_caller)
+            stored = self.callbacks.create(request, self.config.callback.max_open_per_caller)
         except OpenLimitReached as exc:
-            log.info("dispo.action_skipped", call=action.call_uuid, action="callback",
+            log.info("disposition.action_skipped", call=action.call_uuid, action="callback",
                      why="open_limit")  # fmt: skip
             return f"skipped callback of {action.reason}: {exc}"
-        log.info("dispo.callback", call=action.call_uuid, callback=stored.id, number=number,
+        log.info("disposition.callback", call=action.call_uuid, callback=stored.id, number=number,
                  queue=queue, due_at=stored.next_due_at)  # fmt: skip
         return f"callback {stored.id} to {number} due in {action.delay:g} s"
 
@@ -189,9 +193,9 @@ class DispositionActions:
         """Cancel the open callback requests that would dial ``number``."""
         if self.callbacks is None:
             return []
-        with unavailable_as_domain_error("dispo final"):
+        with unavailable_as_domain_error("disposition final"):
             ids = sorted(m.decode() for m in self.store.client.smembers(
-                self.store.keys.callbacks_open(number)))  # fmt: skip
+                self.store.keys.callback_open(number)))  # fmt: skip
         cancelled = []
         for request_id in ids:
             request = self.callbacks.get(request_id)
@@ -201,7 +205,7 @@ class DispositionActions:
             try:
                 self.callbacks.cancel(request_id, now)
             except CallbackError as exc:  # changed meanwhile (done, already cancelled)
-                log.info("dispo.cancel_skipped", callback=request_id, error=str(exc))
+                log.info("disposition.cancel_skipped", callback=request_id, error=str(exc))
                 continue
             cancelled.append(request_id)
         return cancelled

@@ -111,7 +111,7 @@ class Overflow:
             ),
         )
         try:
-            stored = self.callbacks.create(request, self.config.callbacks.max_open_per_caller)
+            stored = self.callbacks.create(request, self.config.callback.max_open_per_caller)
         except OpenLimitReached:
             return self._keep_waiting(hunt, now, "limit")
         except RedisUnavailable as exc:

@@ -7,9 +7,9 @@ Theory of operation
   are encoded in Python only; Lua never rewrites one, it only checks and moves bytes, so a
   float stays a float and an attempt's ``agent: None`` stays present.
 * Indexes, all kept by the same Lua script as the record (never out of step with it):
-  ``callbacks`` (every id by creation time), ``callbacks_status:<status>`` (ids by the original
-  call's queue order: listing and dialing order), ``callbacks_due`` (pending ids by due time),
-  ``callbacks_open:<number>`` (open ids of a number: the per-caller limit).
+  ``callback_all`` (every id by creation time), ``callback_status:<status>`` (ids by the original
+  call's queue order: listing and dialing order), ``callback_due`` (pending ids by due time),
+  ``callback_open:<number>`` (open ids of a number: the per-caller limit).
 * Every change is read → pure function (:mod:`ccd.core.callback`) → one Lua script that writes only
   if the record is still byte for byte the one read (compare-and-set), and, where asked, only
   if the writer holds the request's lease, or takes it with ``SET NX PX``. A lost race reads
@@ -203,7 +203,7 @@ class CallbackStore:
 
     def list(self, status: Status | str | None = None) -> list[CallbackRequest]:
         """Every request by creation time, or those of one ``status`` in dialing order."""
-        key = self._keys.callbacks() if status is None else self._status_key(Status(status))
+        key = self._keys.callback_all() if status is None else self._status_key(Status(status))
         with unavailable_as_domain_error("callback list"):
             ids = self._client.zrange(key, 0, -1)
         return self._many(ids)
@@ -219,7 +219,7 @@ class CallbackStore:
 
     def open_count(self, *numbers: str | None) -> int:
         """Open requests of these normalised numbers (each request counted once)."""
-        keys = [self._keys.callbacks_open(n) for n in numbers if n]
+        keys = [self._keys.callback_open(n) for n in numbers if n]
         if not keys:
             return 0
         with unavailable_as_domain_error("callback open count"):
@@ -233,7 +233,7 @@ class CallbackStore:
         numbers on the do-not-call list. Business hours are the caller's check."""
         queues = None if queue is None else {queue} if isinstance(queue, str) else set(queue)
         with unavailable_as_domain_error("callback due"):
-            ids = self._client.zrangebyscore(self._keys.callbacks_due(), "-inf", repr(float(now)))
+            ids = self._client.zrangebyscore(self._keys.callback_due(), "-inf", repr(float(now)))
         candidates = [
             r for r in self._many(ids) if is_due(r, now) and (queues is None or r.queue in queues)
         ]
@@ -263,7 +263,7 @@ class CallbackStore:
     # --- writing ----------------------------------------------------------------------------
 
     def _status_key(self, status: Status) -> str:
-        return self._keys.callbacks_status(str(status))
+        return self._keys.callback_status(str(status))
 
     def _write(
         self,
@@ -277,17 +277,17 @@ class CallbackStore:
         limit: int | None = None,
     ) -> list[int]:
         keys = self._keys
-        number_key = keys.callbacks_open(request.number)
+        number_key = keys.callback_open(request.number)
         caller_key = (
-            keys.callbacks_open(request.caller_number) if request.caller_number else number_key
+            keys.callback_open(request.caller_number) if request.caller_number else number_key
         )
         result = self._store.scripts.call(
             "callback_write",
             keys=[
                 keys.callback(request.id),
                 keys.callback_lease(request.id),
-                keys.callbacks_due(),
-                keys.callbacks(),
+                keys.callback_due(),
+                keys.callback_all(),
                 number_key,
                 caller_key,
                 *(self._status_key(s) for s in _STATUSES),

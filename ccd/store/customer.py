@@ -127,7 +127,7 @@ class CustomerStore:
             return None
         customer = _customer_from_record(record)
         if customer is None:
-            log.warning("customers.bad_record", key=key)
+            log.warning("customer.bad_record", key=key)
         return customer
 
     def put(self, customer: Customer) -> Customer:
@@ -178,7 +178,7 @@ class CustomerStore:
             try:
                 entries.append(self._contact_codec.decode(raw, key))
             except SchemaMismatch as exc:
-                log.warning("customers.bad_contact", key=key, found=repr(exc.found))
+                log.warning("customer.bad_contact", key=key, found=repr(exc.found))
         return entries
 
     def add_codes(self, number: str, call_uuid: str, names: Sequence[str]) -> bool:
@@ -209,7 +209,7 @@ class CustomerStore:
                         return False
                     except redis.exceptions.WatchError:
                         continue
-        log.warning("dispo.history_busy", call=call_uuid)
+        log.warning("disposition.history_busy", call=call_uuid)
         return False
 
     # --- CSV import -----------------------------------------------------------------------------
@@ -277,7 +277,7 @@ class CustomerStore:
                 report.imported += self._write(batch)
         report.imported += self._write(batch)
         log.info(
-            "customers.imported",
+            "customer.imported",
             imported=report.imported,
             refused=report.refused,
             lines=reader.line_num,

@@ -48,7 +48,7 @@ __all__ = [
 log = structlog.get_logger()
 
 DNC_SCHEMA_VERSION = 1
-#: The default period of a "do not contact" disposition (config ``dispositions.dnc_days``).
+#: The default period of a "do not contact" disposition (config ``disposition.dnc_days``).
 DEFAULT_DNC_DAYS = 180
 #: Longest reason / "by" text kept; longer text is refused, not cut.
 MAX_TEXT_LENGTH = 200

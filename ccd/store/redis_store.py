@@ -201,21 +201,21 @@ class Keys:
         """A callback request (msgpack, ccd.store.callback)."""
         return self._key("callback", request_id)
 
-    def callbacks(self) -> str:
+    def callback_all(self) -> str:
         """ZSET of every callback request id by creation time (never trimmed)."""
-        return self._key("callbacks")
+        return self._key("callback_all")
 
-    def callbacks_status(self, status: str) -> str:
+    def callback_status(self, status: str) -> str:
         """ZSET of the callback ids in one status, by the original call's queue order."""
-        return self._key("callbacks_status", status)
+        return self._key("callback_status", status)
 
-    def callbacks_due(self) -> str:
+    def callback_due(self) -> str:
         """ZSET of the pending callback ids by the time they are next due."""
-        return self._key("callbacks_due")
+        return self._key("callback_due")
 
-    def callbacks_open(self, number: str) -> str:
+    def callback_open(self, number: str) -> str:
         """SET of the open (pending, working) callback ids of a normalised number."""
-        return self._key("callbacks_open", number)
+        return self._key("callback_open", number)
 
     def callback_lease(self, request_id: str) -> str:
         """The lease of the daemon working a callback request (value: its node id)."""
@@ -241,17 +241,25 @@ class Keys:
         """SCAN pattern of every do-not-call entry (the prefix holds no glob characters)."""
         return self.prefix + "dnc:*"
 
-    def dispo_stream(self, day: str) -> str:
+    def disposition_stream(self, day: str) -> str:
         """A day's dispositions (ccd.store.report): a stream, one entry per recording."""
-        return self._key("dispo", day)
+        return self._key("disposition", day)
 
-    def dispo_counts(self, day: str) -> str:
+    def disposition_counts(self, day: str) -> str:
         """A day's disposition counters (ccd.store.report): a hash."""
-        return self._key("dispo_counts", day)
+        return self._key("disposition_counts", day)
 
-    def dispo_call(self, call_uuid: str) -> str:
+    def disposition_call(self, call_uuid: str) -> str:
         """The codes already counted for a call and the day they count on (ccd.store.report)."""
-        return self._key("dispo_call", call_uuid)
+        return self._key("disposition_call", call_uuid)
+
+    def disposition_info(self, call_uuid: str) -> str:
+        """What codes set later need of a finished call (msgpack, ccd.engine.disposition)."""
+        return self._key("disposition_info", call_uuid)
+
+    def disposition_last(self, agent_id: str) -> str:
+        """The uuid of the agent's most recent finished call (ccd.engine.disposition)."""
+        return self._key("disposition_last", agent_id)
 
     def customer(self, number: str) -> str:
         """A customer record (msgpack), by normalised number (ccd.core.numbers)."""

@@ -2,17 +2,17 @@
 
 Theory of operation
 -------------------
-* Days are calendar days in the centre's time zone (``tz``, config ``dispositions.timezone``),
+* Days are calendar days in the centre's time zone (``tz``, config ``disposition.timezone``),
   written ``YYYY-MM-DD``. A call's codes all count on ONE day: the day of its first recorded
   code, kept with the call, so a code set after midnight for a call of 23:58 lands beside the
   others.
-* Per call, a hash ``Keys.dispo_call(<uuid>)``: ``day``, ``agent``, ``queue`` and one field
+* Per call, a hash ``Keys.disposition_call(<uuid>)``: ``day``, ``agent``, ``queue`` and one field
   ``c:<code>`` per code already counted. This makes recording idempotent: a code set twice
   (an agent keying ``*7 05 #`` again, a retried API call) is counted once.
-* Per day, a stream ``Keys.dispo_stream(<day>)`` (``dispo:<day>``): one entry per recording
-  that added codes, field ``d`` = msgpack of the disposition plus ``new`` (the codes it added);
-  the audit trail of who set what and when.
-* Per day, a counters hash ``Keys.dispo_counts(<day>)``, fields (``\\t`` separates parts; no
+* Per day, a stream ``Keys.disposition_stream(<day>)`` (``disposition:<day>``): one entry per
+  recording that added codes, field ``d`` = msgpack of the disposition plus ``new`` (the codes it
+  added); the audit trail of who set what and when.
+* Per day, a counters hash ``Keys.disposition_counts(<day>)``, fields (``\\t`` separates parts; no
   part may hold one, :class:`ccd.store.redis_store.Keys` rules)::
 
       n                      calls with at least one code
@@ -63,7 +63,7 @@ __all__ = ["DEFAULT_RETENTION_DAYS", "ReportStore"]
 log = structlog.get_logger()
 
 #: Days a day's dispositions and counters are kept after the day ends (config
-#: ``dispositions.retention_days``).
+#: ``disposition.retention_days``).
 DEFAULT_RETENTION_DAYS = 400
 _SEP = "\t"
 _MAX_TRIES = 3
@@ -144,7 +144,7 @@ class ReportStore:
         self._keys = store.keys
         self._tz = tz
         self._retention_days = retention_days
-        store.scripts.register("dispo_record", _LUA_RECORD, prelude=False)
+        store.scripts.register("disposition_record", _LUA_RECORD, prelude=False)
 
     # --- days --------------------------------------------------------------------------------
 
@@ -174,9 +174,9 @@ class ReportStore:
 
     def _call_keys(self, call_uuid: str, day: str) -> list[str]:
         return [
-            self._keys.dispo_call(call_uuid),
-            self._keys.dispo_counts(day),
-            self._keys.dispo_stream(day),
+            self._keys.disposition_call(call_uuid),
+            self._keys.disposition_counts(day),
+            self._keys.disposition_stream(day),
         ]
 
     def record(self, disposition: Disposition) -> tuple[str, ...]:
@@ -185,32 +185,34 @@ class ReportStore:
         () when the call already carried every one of them (nothing is written). Actions are
         for the new codes only (:func:`ccd.core.disposition.plan_actions` ``new=``).
         """
-        key = self._keys.dispo_call(disposition.call_uuid)
-        with unavailable_as_domain_error("dispo record"):
+        key = self._keys.disposition_call(disposition.call_uuid)
+        with unavailable_as_domain_error("disposition record"):
             stored = self._store.client.hget(key, "day")
         day = stored.decode() if stored else self.day_of(disposition.set_at)
         for _ in range(_MAX_TRIES):
             reply = self._store.scripts.call(
-                "dispo_record",
+                "disposition_record",
                 keys=self._call_keys(disposition.call_uuid, day),
                 args=self._args(disposition, day),
             )
             if reply[0] != -3:
                 return self._recorded(disposition, reply)
             day = reply[1].decode()
-        raise RuntimeError(f"dispo record: the day of call {disposition.call_uuid} keeps changing")
+        raise RuntimeError(
+            f"disposition record: the day of call {disposition.call_uuid} keeps changing"
+        )
 
     def record_many(self, dispositions: Sequence[Disposition]) -> list[tuple[str, ...]]:
         """:meth:`record` for many (imports, tests) in two round trips; same answers."""
         if not dispositions:
             return []
-        with unavailable_as_domain_error("dispo record"):
+        with unavailable_as_domain_error("disposition record"):
             pipe = self._store.client.pipeline(transaction=False)
             for d in dispositions:
-                pipe.hget(self._keys.dispo_call(d.call_uuid), "day")
+                pipe.hget(self._keys.disposition_call(d.call_uuid), "day")
             days = [raw.decode() if raw else None for raw in pipe.execute()]
         script = self._store.client.register_script(_LUA_RECORD)
-        with unavailable_as_domain_error("dispo record"):
+        with unavailable_as_domain_error("disposition record"):
             pipe = self._store.client.pipeline(transaction=False)
             for d, stored in zip(dispositions, days, strict=True):
                 day = stored or self.day_of(d.set_at)
@@ -229,7 +231,7 @@ class ReportStore:
         new = tuple(code.decode() for code in reply[1:])
         if new:
             log.info(
-                "dispo.recorded",
+                "disposition.recorded",
                 call=disposition.call_uuid,
                 codes=list(new),
                 set_by=disposition.set_by,
@@ -237,26 +239,28 @@ class ReportStore:
                 queue=disposition.queue,
             )
         else:
-            log.info("dispo.already_set", call=disposition.call_uuid, codes=list(disposition.codes))
+            log.info(
+                "disposition.already_set", call=disposition.call_uuid, codes=list(disposition.codes)
+            )
         return new
 
     def codes_of(self, call_uuid: str) -> tuple[str, ...]:
         """Every code the call carries (for its JSON view), sorted by name."""
-        with unavailable_as_domain_error("dispo codes"):
-            fields = self._store.client.hkeys(self._keys.dispo_call(call_uuid))
+        with unavailable_as_domain_error("disposition codes"):
+            fields = self._store.client.hkeys(self._keys.disposition_call(call_uuid))
         return tuple(sorted(f.decode()[2:] for f in fields if f.startswith(b"c:")))
 
     def entries(self, day: str, count: int = 1000) -> list[dict[str, Any]]:
         """The day's recordings, oldest first (at most ``count``), each with ``id``."""
         parse_day(day)
-        with unavailable_as_domain_error("dispo entries"):
-            raw = self._store.client.xrange(self._keys.dispo_stream(day), count=count)
+        with unavailable_as_domain_error("disposition entries"):
+            raw = self._store.client.xrange(self._keys.disposition_stream(day), count=count)
         out = []
         for entry_id, fields in raw:
             try:
                 entry = msgpack.unpackb(fields[b"d"], raw=False)
             except (KeyError, ValueError, msgpack.UnpackException):
-                log.warning("dispo.bad_entry", day=day, id=entry_id.decode())
+                log.warning("disposition.bad_entry", day=day, id=entry_id.decode())
                 continue
             # cmsgpack drops nil values and packs an empty map as an empty array.
             for name in ("agent", "queue", "number"):
@@ -288,10 +292,10 @@ class ReportStore:
         if span > MAX_REPORT_DAYS:
             raise BadReportRequest(f"at most {MAX_REPORT_DAYS} days per report, asked {span}")
         days = [(first + dt.timedelta(days=i)).isoformat() for i in range(span)]
-        with unavailable_as_domain_error("dispo report"):
+        with unavailable_as_domain_error("disposition report"):
             pipe = self._store.client.pipeline(transaction=False)
             for day in days:
-                pipe.hgetall(self._keys.dispo_counts(day))
+                pipe.hgetall(self._keys.disposition_counts(day))
             hashes = pipe.execute()
         totals: dict[tuple[str, str], int] = {}  # (group, code) -> count
         calls: dict[str, int] = {}  # group -> calls
