@@ -29,14 +29,8 @@ import gevent.event
 import gevent.queue
 import structlog
 
-from ccd.adapters.esl import (
-    Connected,
-    Disconnected,
-    EslClient,
-    EslError,
-    JobFailed,
-    Reconnected,
-)
+from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
+from ccd.adapters.esl_connection import EslError
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.webhook import WebhookSender
 from ccd.config import Config

@@ -9,6 +9,7 @@ import pytest
 
 from ccd.config import Config, ConfigError
 from ccd.config.rules import number_rules_from_config, rules_from_config
+from ccd.core.business_hours import in_business_hours, next_opening, parse_business_hours
 from ccd.core.callback import (
     Attempt,
     CallbackRequest,
@@ -22,14 +23,11 @@ from ccd.core.callback import (
     after_attempt,
     check_number,
     check_open_limit,
-    in_business_hours,
     is_due,
     new_request,
-    next_opening,
-    parse_business_hours,
     with_status,
 )
-from ccd.core.hunt import queue_order_key
+from ccd.core.queue import queue_order_key
 
 HU = NumberRules()
 

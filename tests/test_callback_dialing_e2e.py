@@ -8,7 +8,7 @@ import uuid
 from zoneinfo import ZoneInfo
 
 from ccd.core.callback import new_request
-from ccd.core.hunt import queue_order_key
+from ccd.core.queue import queue_order_key
 from ccd.store.callback import CallbackStore
 from tests.support.daemon_fixtures import QUEUES, bridged, eventually
 from tests.test_routing_e2e import login, offers

@@ -15,7 +15,7 @@ from ccd.core.callback import (
     Status,
     new_request,
 )
-from ccd.core.hunt import queue_order_key
+from ccd.core.queue import queue_order_key
 from ccd.store.callback import CallbackStore, LeaseLost, UnknownCallback
 from ccd.store.dnc import DncList
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis

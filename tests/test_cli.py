@@ -18,7 +18,7 @@ from ccd.cli import common
 from ccd.cli.common import human_duration
 from ccd.cli.main import main
 from ccd.core import presence
-from ccd.core.hunt import queue_order_key
+from ccd.core.queue import queue_order_key
 from ccd.core.sticky import AgentAttempt, StickySetting, StickyType
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRecord, CallRepository

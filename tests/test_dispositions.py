@@ -9,22 +9,24 @@ import pytest
 
 from ccd.core.disposition import (
     DEFAULT_CODES,
-    AddToDnc,
     BadEntry,
     CallFacts,
     Code,
     CodeSet,
     Disposition,
     DispositionError,
+    UnknownCode,
+    automatic_codes,
+    automatic_disposition,
+    parse_entry,
+)
+from ccd.core.disposition_actions import (
+    AddToDnc,
     DispositionSettings,
     MarkFinal,
     PostWebhook,
     ScheduleCallback,
     Skipped,
-    UnknownCode,
-    automatic_codes,
-    automatic_disposition,
-    parse_entry,
     plan_actions,
 )
 from ccd.fakeswitch.dialplan import load_conf

@@ -23,15 +23,12 @@ from ccd.adapters.esl import (
     Backoff,
     Connected,
     Disconnected,
-    EslAuthError,
     EslClient,
-    EslCommandError,
-    EslDisconnected,
-    EslTimeout,
     JobFailed,
     Reconnected,
     subscription_command,
 )
+from ccd.adapters.esl_connection import EslAuthError, EslCommandError, EslDisconnected, EslTimeout
 from ccd.core.esl_wire import EslEvent, Frame, FrameParser, decode_event, encode_frame
 from tests.support.captures import captures_dir
 

@@ -8,7 +8,8 @@ import msgpack
 import pytest
 
 from ccd.core.commands import Break, Bridge, Broadcast, Kill, Originate, Transfer, to_esl
-from ccd.core.hunt import Hunt, Phase, QueueRules, Release, Step, outcome_for_cause, queue_order_key
+from ccd.core.hunt import Hunt, Phase, Release, Step
+from ccd.core.queue import QueueRules, outcome_for_cause, queue_order_key
 from ccd.core.routing import AgentView
 
 CALL = "c0000000-0000-0000-0000-000000000001"

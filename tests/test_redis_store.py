@@ -9,9 +9,9 @@ import msgpack
 import pytest
 import structlog
 
+from ccd.store.keys import Keys
 from ccd.store.redis_store import (
     Codec,
-    Keys,
     RedisUnavailable,
     SchemaMismatch,
     Store,

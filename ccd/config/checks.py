@@ -154,7 +154,7 @@ def _string_list(pattern: re.Pattern[str], what: str) -> Check:
 
 def _business_hours(value: Any) -> tuple[str, ...]:
     """Windows like "mon-fri 08:00-18:00"; ccd.core.callback owns the syntax."""
-    from ccd.core.callback import parse_business_hours
+    from ccd.core.business_hours import parse_business_hours
 
     if not isinstance(value, list):
         raise _Invalid(f'expected a list like ["mon-fri 08:00-18:00"], got {_show(value)}')

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ccd.config.loading import Config
-from ccd.core.callback import CallbackRules, NumberRules, parse_business_hours
+from ccd.core.business_hours import parse_business_hours
+from ccd.core.callback import CallbackRules, NumberRules
 
 __all__ = ["number_rules_from_config", "rules_from_config"]
 

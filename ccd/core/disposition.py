@@ -21,15 +21,9 @@ Theory of operation
   was answered, and the missed offers are the agents' statistics (presence), not its outcome.
 * One call carries several codes. Recording the same code twice is idempotent: the store
   (:meth:`ccd.store.report.ReportStore.record`) answers which codes were new for the call, and
-  :func:`plan_actions` plans actions only for those (``new=``), so a second ``*7 11 #`` does
-  not schedule a second callback.
-* Actions (:func:`plan_actions`), per code: ``dnc`` → :class:`AddToDnc` for ``dnc_days``;
-  ``callback`` → :class:`ScheduleCallback` after ``callback_delay`` seconds; ``webhook`` →
-  :class:`PostWebhook` (only when a URL is configured); ``final`` → :class:`MarkFinal` (no further
-  automatic dialing of the number). A call that carries any ``final`` or ``dnc`` code never
-  gets a callback planned: "do not contact" beats "needs follow-up". Actions that need the
-  customer's number are skipped (:class:`Skipped`, for the log) when the call has none
-  (``anonymous``).
+  :func:`ccd.core.disposition_actions.plan_actions` plans actions only for those (``new=``), so a
+  second ``*7 11 #`` does not schedule a second callback.
+* Actions: :mod:`ccd.core.disposition_actions`.
 """
 
 from __future__ import annotations
@@ -48,23 +42,16 @@ __all__ = [
     "DEFAULT_DNC_DAYS",
     "MAX_CODES_PER_CALL",
     "SYSTEM",
-    "AddToDnc",
     "BadEntry",
     "CallFacts",
     "Code",
     "CodeSet",
     "Disposition",
     "DispositionError",
-    "DispositionSettings",
-    "MarkFinal",
-    "PostWebhook",
-    "ScheduleCallback",
-    "Skipped",
     "UnknownCode",
     "automatic_codes",
     "automatic_disposition",
     "parse_entry",
-    "plan_actions",
 ]
 
 #: What a code may do.
@@ -129,7 +116,7 @@ def _check_text(name: str, value: object, limit: int) -> str:
     return value
 
 
-def _positive(name: str, value: object) -> float:
+def positive_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or not value > 0:
@@ -166,7 +153,7 @@ class Code:
             raise ValueError(f"code {self.name}: 'callback' contradicts 'final'/'dnc'")
         object.__setattr__(self, "actions", actions)
         if self.dnc_days is not None:
-            object.__setattr__(self, "dnc_days", _positive("dnc_days", self.dnc_days))
+            object.__setattr__(self, "dnc_days", positive_number("dnc_days", self.dnc_days))
         if self.callback_delay is not None:
             delay = self.callback_delay
             if isinstance(delay, bool) or not isinstance(delay, int | float):
@@ -330,7 +317,7 @@ class CallFacts:
 
     ``result``: the call's end as the hunt names it (``bridged``, ``abandoned``, ``voicemail``,
     ``hangup``...; :attr:`ccd.store.call.CallRecord.status`). ``agent_outcomes``: the Release
-    outcomes of the offers to agents (``no_answer``, ``busy``...; ccd.core.hunt.OUTCOMES).
+    outcomes of the offers to agents (``no_answer``, ``busy``...; ccd.core.queue.OUTCOMES).
     ``wait``: seconds the caller waited before leaving. ``customer_cause``: the hangup cause
     of an outbound/callback customer leg that was not answered (``NO_ANSWER``, ``USER_BUSY``...).
     """
@@ -457,151 +444,3 @@ def automatic_disposition(
         number=number,
         details=details,
     )
-
-
-# --- actions -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DispositionSettings:
-    """``dispositions.*`` configuration the actions need; seconds, days as configured."""
-
-    dnc_days: float = DEFAULT_DNC_DAYS
-    callback_delay: float = DEFAULT_CALLBACK_DELAY
-    webhook_url: str | None = None
-
-    def __post_init__(self) -> None:
-        _positive("dnc_days", self.dnc_days)
-        if not (isinstance(self.callback_delay, int | float) and self.callback_delay >= 0):
-            raise ValueError(f"callback_delay must be >= 0, got {self.callback_delay!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class AddToDnc:
-    """Put ``number`` on the do-not-call list for ``ttl_seconds`` (ccd.store.dnc.DncList.add)."""
-
-    number: str
-    ttl_seconds: float
-    reason: str
-    by: str
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleCallback:
-    """Ask the callback machinery to call ``number`` back after ``delay`` seconds."""
-
-    number: str
-    delay: float
-    queue: str | None
-    reason: str
-    call_uuid: str
-    agent: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class PostWebhook:
-    """POST ``payload`` as JSON to ``url`` (ccd.adapters.webhook: never blocks the caller)."""
-
-    url: str
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class MarkFinal:
-    """No further automatic dialing of ``number`` (pending callbacks cancelled)."""
-
-    number: str
-    reason: str
-    call_uuid: str
-
-
-@dataclass(frozen=True, slots=True)
-class Skipped:
-    """An action a code asks for that cannot be done; logged (``disposition.action_skipped``)."""
-
-    action: str
-    code: str
-    why: str
-
-
-Action = AddToDnc | ScheduleCallback | PostWebhook | MarkFinal | Skipped
-
-
-def plan_actions(
-    disposition: Disposition,
-    codes: CodeSet,
-    settings: DispositionSettings = DispositionSettings(),
-    *,
-    new: Iterable[str] | None = None,
-    all_codes: Iterable[str] | None = None,
-) -> list[Action]:
-    """The actions of the codes in ``new`` (default: every code of ``disposition``).
-
-    ``all_codes``: every code the call carries now (default: the disposition's), so a
-    ``final``/``dnc`` code set earlier still stops a callback asked for now. One webhook per
-    disposition at most, carrying all its codes. Order: dnc, final, callback, webhook.
-    """
-    active = list(disposition.codes if new is None else (c for c in disposition.codes if c in new))
-    carried = set(disposition.codes if all_codes is None else all_codes) | set(active)
-    stopping = any(
-        code is not None and ("final" in code.actions or "dnc" in code.actions)
-        for code in map(codes.by_name, carried)
-    )
-    number = disposition.number
-    dnc: list[Action] = []
-    final: list[Action] = []
-    callbacks: list[Action] = []
-    hooks = False
-    skipped: list[Action] = []
-    for name in active:
-        code = codes.by_name(name)
-        if code is None:
-            skipped.append(Skipped("*", name, "not a configured code"))
-            continue
-        for action in code.actions:
-            if action == "webhook":
-                if settings.webhook_url:
-                    hooks = True
-                else:
-                    skipped.append(Skipped(action, name, "no webhook url configured"))
-                continue
-            if number is None:
-                skipped.append(Skipped(action, name, "the call has no usable number"))
-                continue
-            if action == "dnc":
-                days = code.dnc_days if code.dnc_days is not None else settings.dnc_days
-                dnc.append(AddToDnc(number, days * 86400.0, code.label, disposition.set_by))
-            elif action == "final":
-                if not any(isinstance(a, MarkFinal) for a in final):
-                    final.append(MarkFinal(number, name, disposition.call_uuid))
-            elif action == "callback":
-                if stopping:
-                    skipped.append(Skipped(action, name, "the call carries a final or dnc code"))
-                    continue
-                delay = (
-                    code.callback_delay
-                    if code.callback_delay is not None
-                    else settings.callback_delay
-                )
-                callbacks.append(
-                    ScheduleCallback(
-                        number,
-                        delay,
-                        disposition.queue,
-                        name,
-                        disposition.call_uuid,
-                        disposition.agent,
-                    )
-                )
-    # Two codes asking for the list: the longest period wins; one callback per disposition.
-    longest = sorted(dnc, key=lambda a: a.ttl_seconds, reverse=True)[:1]  # type: ignore[union-attr]
-    planned: list[Action] = [*longest, *final, *callbacks[:1]]
-    if hooks and settings.webhook_url:
-        payload = {
-            "event": "disposition",
-            **disposition.to_dict(),
-            "new_codes": active,
-            "labels": {name: codes.label(name) for name in disposition.codes},
-        }
-        planned.append(PostWebhook(settings.webhook_url, payload))
-    return planned + skipped

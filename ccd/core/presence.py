@@ -267,7 +267,7 @@ def answered(state: AgentState, leg_uuid: str, now: float) -> Outcome:
 def offer_failed(
     state: AgentState, leg_uuid: str, outcome: str, now: float, rules: PresenceRules
 ) -> Outcome:
-    """The offer on ``leg_uuid`` ended unanswered; ``outcome`` as in ccd.core.hunt."""
+    """The offer on ``leg_uuid`` ended unanswered; ``outcome`` as in ccd.core.queue."""
     if leg_uuid != state.offer_leg or state.activity is not Activity.RINGING:
         return Outcome(state, [])
     target = _activity(state, "offer_failed")

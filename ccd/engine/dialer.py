@@ -33,12 +33,8 @@ import structlog
 from ccd.config import Config
 from ccd.config.rules import rules_from_config
 from ccd.core import presence
-from ccd.core.callback import (
-    Attempt,
-    CallbackRequest,
-    Outcome,
-    in_business_hours,
-)
+from ccd.core.business_hours import in_business_hours
+from ccd.core.callback import Attempt, CallbackRequest, Outcome
 from ccd.core.commands import Bridge, Kill, Originate, quote_var_value
 from ccd.core.routing import candidates
 from ccd.engine.disposition import DispositionService

@@ -62,10 +62,10 @@ from ccd.core.disposition import (
     Code,
     Disposition,
     DispositionError,
-    DispositionSettings,
     automatic_disposition,
     parse_entry,
 )
+from ccd.core.disposition_actions import DispositionSettings
 from ccd.core.numbers import try_normalize
 from ccd.core.report import zone
 from ccd.engine.disposition_actions import Applied, DispositionActions

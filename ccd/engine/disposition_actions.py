@@ -34,10 +34,9 @@ from ccd.core.callback import (
     check_number,
     new_request,
 )
-from ccd.core.disposition import (
+from ccd.core.disposition import CodeSet, Disposition
+from ccd.core.disposition_actions import (
     AddToDnc,
-    CodeSet,
-    Disposition,
     DispositionSettings,
     MarkFinal,
     PostWebhook,
@@ -45,7 +44,7 @@ from ccd.core.disposition import (
     Skipped,
     plan_actions,
 )
-from ccd.core.hunt import queue_order_key
+from ccd.core.queue import queue_order_key
 from ccd.store.callback import CallbackStore
 from ccd.store.dnc import DncList
 from ccd.store.redis_store import RedisUnavailable, Store, unavailable_as_domain_error

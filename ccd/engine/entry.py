@@ -18,7 +18,8 @@ from ccd.config import Config
 from ccd.core import events as ev
 from ccd.core.callback import CallbackRequest
 from ccd.core.customer import Customer, implied_tags
-from ccd.core.hunt import Hunt, QueueRules
+from ccd.core.hunt import Hunt
+from ccd.core.queue import QueueRules
 from ccd.core.screenpop import caller_id_name
 from ccd.core.sticky import CustomerCall
 from ccd.engine.hunting import Hunting

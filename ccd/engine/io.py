@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from ccd.adapters.esl import EslError
+from ccd.adapters.esl_connection import EslError
 from ccd.config import Config
 from ccd.core import presence
 from ccd.core.commands import Command, Fact, UnsafeValue, to_esl

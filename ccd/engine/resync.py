@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from ccd.adapters.esl import EslError
+from ccd.adapters.esl_connection import EslError
 from ccd.core import events as ev
 from ccd.core import presence
 from ccd.core.commands import is_uuid

@@ -8,7 +8,7 @@ Theory of operation
   daemon restarted mid-hunt continues from the last step. Finished calls are
   kept for ``FINISHED_TTL_MS`` for the JSON view, then expire.
 * ``queue:<name>``: a sorted set of the waiting callers' uuids, scored by
-  :func:`ccd.core.hunt.queue_order_key` (priority first, then arrival): the order
+  :func:`ccd.core.queue.queue_order_key` (priority first, then arrival): the order
   calls are offered in. A call leaves it when bridged or finished.
 * ``calls:live``: every call not finished, for resynchronisation.
 * ``job:<job uuid>`` and ``leg:<leg uuid>`` map FreeSWITCH's answers

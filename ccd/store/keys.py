@@ -1,0 +1,133 @@
+"""Key names: the one place where every Redis key is made (prefix ``ccd:`` configurable).
+
+Each part is checked so that a caller-supplied value (a number, an agent id, a uuid) cannot
+forge another key: letters, digits and ``_ . @ + -`` only, no ``:``, whitespace or glob
+characters. Keys are named by the concept word: ``agent:<id>``, ``callback:<id>``,
+``callback_due``, ``sticky:<number>``, ``dnc:<number>``, ``disposition:<day>``...
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["Keys"]
+
+_PART_RE = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
+
+
+class Keys:
+    """Key names. Each part is checked: letters, digits and ``_ . @ + -`` only."""
+
+    def __init__(self, prefix: str = "ccd:") -> None:
+        if not re.match(r"^[A-Za-z0-9_.\-]{0,32}:?$", prefix):
+            raise ValueError(f"bad key prefix {prefix!r}")
+        self.prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        for part in parts:
+            if not isinstance(part, str) or not _PART_RE.match(part):
+                raise ValueError(f"bad key part {part!r}")
+        return self.prefix + ":".join(parts)
+
+    def agent(self, agent_id: str) -> str:
+        """The agent record (msgpack)."""
+        return self._key("agent", agent_id)
+
+    def agents(self) -> str:
+        """Set of known agent ids."""
+        return self._key("agents")
+
+    def call(self, call_uuid: str) -> str:
+        """A call's record (msgpack)."""
+        return self._key("call", call_uuid)
+
+    def calls(self) -> str:
+        """Set of live call uuids."""
+        return self._key("calls")
+
+    def queue(self, name: str) -> str:
+        """A queue's waiting calls."""
+        return self._key("queue", name)
+
+    def ref(self, kind: str, uuid: str) -> str:
+        """Maps a FreeSWITCH id (``job``, ``leg``) to the caller's uuid."""
+        return self._key(kind, uuid)
+
+    def lease(self, name: str) -> str:
+        """A lease; the value is the owner's name."""
+        return self._key("lease", name)
+
+    def callback(self, request_id: str) -> str:
+        """A callback request (msgpack, ccd.store.callback)."""
+        return self._key("callback", request_id)
+
+    def callback_all(self) -> str:
+        """ZSET of every callback request id by creation time (never trimmed)."""
+        return self._key("callback_all")
+
+    def callback_status(self, status: str) -> str:
+        """ZSET of the callback ids in one status, by the original call's queue order."""
+        return self._key("callback_status", status)
+
+    def callback_due(self) -> str:
+        """ZSET of the pending callback ids by the time they are next due."""
+        return self._key("callback_due")
+
+    def callback_open(self, number: str) -> str:
+        """SET of the open (pending, working) callback ids of a normalised number."""
+        return self._key("callback_open", number)
+
+    def callback_lease(self, request_id: str) -> str:
+        """The lease of the daemon working a callback request (value: its node id)."""
+        return self.lease("callback." + request_id)
+
+    def sticky(self, number: str) -> str:
+        """A sticky binding (msgpack, ccd.store.sticky) by normalised number; TTL = its expiry."""
+        return self._key("sticky", number)
+
+    def sticky_pattern(self) -> str:
+        """SCAN pattern of every sticky binding (the prefix holds no glob characters)."""
+        return self.prefix + "sticky:*"
+
+    def sticky_setting(self, agent_id: str) -> str:
+        """An agent's run-time sticky setting (msgpack), overriding the config file."""
+        return self._key("sticky_setting", agent_id)
+
+    def dnc(self, number: str) -> str:
+        """A do-not-call entry (msgpack, ccd.store.dnc) by normalised number; TTL = its period."""
+        return self._key("dnc", number)
+
+    def dnc_pattern(self) -> str:
+        """SCAN pattern of every do-not-call entry (the prefix holds no glob characters)."""
+        return self.prefix + "dnc:*"
+
+    def disposition_stream(self, day: str) -> str:
+        """A day's dispositions (ccd.store.report): a stream, one entry per recording."""
+        return self._key("disposition", day)
+
+    def disposition_counts(self, day: str) -> str:
+        """A day's disposition counters (ccd.store.report): a hash."""
+        return self._key("disposition_counts", day)
+
+    def disposition_call(self, call_uuid: str) -> str:
+        """The codes already counted for a call and the day they count on (ccd.store.report)."""
+        return self._key("disposition_call", call_uuid)
+
+    def disposition_info(self, call_uuid: str) -> str:
+        """What codes set later need of a finished call (msgpack, ccd.engine.disposition)."""
+        return self._key("disposition_info", call_uuid)
+
+    def disposition_last(self, agent_id: str) -> str:
+        """The uuid of the agent's most recent finished call (ccd.engine.disposition)."""
+        return self._key("disposition_last", agent_id)
+
+    def customer(self, number: str) -> str:
+        """A customer record (msgpack), by normalised number (ccd.core.numbers)."""
+        return self._key("customer", number)
+
+    def contacts(self, number: str) -> str:
+        """A number's contact history: a list of msgpack entries, newest first."""
+        return self._key("contacts", number)
+
+
+# Shared Lua helpers, put in front of every registered script (Lua 5.1 in Redis).
