@@ -347,11 +347,7 @@ class ScaledClock:
 def build_call_control(daemon: Daemon) -> CallControl:
     """The one place where the engine is wired: the stores, webhook senders and parts."""
     routing = daemon.config.routing
-    webhook = None
-    if routing.webhook_url:
-        webhook = WebhookSender(routing.webhook_url, routing.webhook_timeout)
-        webhook.start()
-        daemon.on_stop(webhook.stop)
+    webhook = _webhook_sender(daemon, routing.webhook_url, routing.webhook_timeout)
     customers = CustomerStore(daemon.store)
     control = CallControl(
         config=daemon.config,
@@ -378,11 +374,7 @@ def build_disposition_service(
     ``disposition.webhook_url`` (started, stopped with the daemon), the given or new
     customer and callback stores."""
     section = daemon.config.disposition
-    webhook = None
-    if section.webhook_url:
-        webhook = WebhookSender(section.webhook_url, section.webhook_timeout)
-        webhook.start()
-        daemon.on_stop(webhook.stop)
+    webhook = _webhook_sender(daemon, section.webhook_url, section.webhook_timeout)
     return DispositionService(
         config=daemon.config,
         store=daemon.store,
@@ -391,3 +383,13 @@ def build_disposition_service(
         webhook=webhook,
         now=daemon.now,
     )
+
+
+def _webhook_sender(daemon: Daemon, url: str, timeout: float) -> WebhookSender | None:
+    """A started sender for ``url`` that stops with the daemon; None when ``url`` is ""."""
+    if not url:
+        return None
+    webhook = WebhookSender(url, timeout)
+    webhook.start()
+    daemon.on_stop(webhook.stop)
+    return webhook

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.fakeswitch_fixtures",
     "tests.support.daemon_fixtures",
+    "tests.support.cli_fixtures",
 ]
 
 

@@ -8,11 +8,9 @@ what was printed, and what Redis holds now (read back through the repositories).
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
-import structlog
 
 from ccd.cli import common
 from ccd.cli.common import human_duration
@@ -30,16 +28,8 @@ NOW = 1_700_000_000.0
 PREFIX = "t:"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """The commands configure logging for the process; leave it as the test found it."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+#: The commands configure logging for the process; each test leaves it as it found it.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import pytest
-import structlog
 
 from ccd.cli import common, dnc
 from ccd.cli.main import main
@@ -21,15 +19,8 @@ NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 DAY = "2027-01-15"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    structlog.configure(**saved)
-    root.handlers[:] = handlers
-    root.setLevel(level)
+#: The commands configure logging for the process; each test leaves it as it found it.
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.fixture

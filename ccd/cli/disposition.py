@@ -1,7 +1,7 @@
 """``ccd disposition set|report``: codes on finished calls, and reports of them (R-DISPO).
 
 Settings are the configuration's ``[disposition]`` section
-(:class:`ccd.config.DispositionConfig`): codes, ``timezone`` (report days),
+(:class:`ccd.config.sections.DispositionConfig`): codes, ``timezone`` (report days),
 ``retention_days``, and what ``disposition set`` needs for the codes' actions.
 
 ``ccd disposition set CALL_OR_AGENT CODE…`` names a finished call by its uuid, or an agent:
@@ -35,7 +35,7 @@ from ccd.cli.common import (
     printable_line,
     session,
 )
-from ccd.config import DispositionConfig
+from ccd.config.sections import DispositionConfig
 from ccd.core.report import GROUPINGS, REPORT_FORMATS, format_report, zone
 from ccd.engine.disposition import DispositionService
 from ccd.store.callback import CallbackStore

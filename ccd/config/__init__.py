@@ -2,45 +2,19 @@
 environment, validated once into a frozen :class:`Config`.
 
 ``schema`` holds every key with its default and doc (``ccd config defaults``, the README),
-``checks`` the value checkers, ``sections`` the dataclasses, ``loading`` the
+``checks`` the value checkers, ``sections`` the section dataclasses, ``loading`` the
 :class:`Config` and :func:`load_config`; ``rules`` builds the core's rules from a Config.
 """
 
 from ccd.config.checks import EXTENSION_RE, NAME_RE, ConfigError, redact_url
 from ccd.config.loading import Config, load_config
 from ccd.config.schema import defaults_table
-from ccd.config.sections import (
-    AgentConfig,
-    CallbackConfig,
-    DaemonConfig,
-    DispositionConfig,
-    EslConfig,
-    HttpConfig,
-    LogConfig,
-    QueueConfig,
-    RedisConfig,
-    RoutingConfig,
-    StickyConfig,
-    VoicemailConfig,
-)
 
 __all__ = [
     "EXTENSION_RE",
     "NAME_RE",
-    "AgentConfig",
-    "CallbackConfig",
     "Config",
     "ConfigError",
-    "DaemonConfig",
-    "DispositionConfig",
-    "EslConfig",
-    "HttpConfig",
-    "LogConfig",
-    "QueueConfig",
-    "RedisConfig",
-    "RoutingConfig",
-    "StickyConfig",
-    "VoicemailConfig",
     "defaults_table",
     "load_config",
     "redact_url",

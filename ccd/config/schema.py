@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ccd.config import sections
 from ccd.config.checks import (
     _CONTEXT_RE,
     _HOST_RE,
@@ -49,18 +50,6 @@ from ccd.config.checks import (
     _timezone,
     _webhook_url,
 )
-from ccd.config.sections import (
-    CallbackConfig,
-    DaemonConfig,
-    DispositionConfig,
-    EslConfig,
-    HttpConfig,
-    LogConfig,
-    RedisConfig,
-    RoutingConfig,
-    StickyConfig,
-    VoicemailConfig,
-)
 
 ENV_ESL_PASSWORD = "CCD_ESL_PASSWORD"
 ENV_REDIS_URL = "CCD_REDIS_URL"
@@ -84,7 +73,7 @@ class _Option:
 
 _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
     "esl": (
-        EslConfig,
+        sections.EslConfig,
         (
             _Option(
                 "host",
@@ -131,7 +120,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "redis": (
-        RedisConfig,
+        sections.RedisConfig,
         (
             _Option(
                 "url",
@@ -156,7 +145,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "http": (
-        HttpConfig,
+        sections.HttpConfig,
         (
             _Option(
                 "host",
@@ -168,7 +157,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "log": (
-        LogConfig,
+        sections.LogConfig,
         (
             _Option(
                 "format",
@@ -185,7 +174,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "daemon": (
-        DaemonConfig,
+        sections.DaemonConfig,
         (
             _Option(
                 "node_id",
@@ -210,7 +199,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "routing": (
-        RoutingConfig,
+        sections.RoutingConfig,
         (
             _Option(
                 "ring_time",
@@ -251,7 +240,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "voicemail": (
-        VoicemailConfig,
+        sections.VoicemailConfig,
         (
             _Option(
                 "profile",
@@ -274,7 +263,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "sticky": (
-        StickyConfig,
+        sections.StickyConfig,
         (
             _Option(
                 "default_type",
@@ -291,7 +280,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
         ),
     ),
     "callback": (
-        CallbackConfig,
+        sections.CallbackConfig,
         (
             _Option(
                 "max_attempts",
@@ -412,7 +401,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
 }
 
 _SECTIONS["disposition"] = (
-    DispositionConfig,
+    sections.DispositionConfig,
     (
         _Option(
             "codes",
