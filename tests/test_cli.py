@@ -1,7 +1,7 @@
 """The operators' command line (`ccd agent|queue|status|customer|callback`) against a real
 redis-server.
 
-Each test runs `ccd.cli.main([...])` with a temporary config file, then checks the exit code,
+Each test runs `ccd.cli.main.main([...])` with a temporary config file, then checks the exit code,
 what was printed, and what Redis holds now (read back through the repositories).
 """
 

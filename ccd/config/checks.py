@@ -14,6 +14,10 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ccd.core.business_hours import parse_business_hours
+from ccd.core.screenpop import validate_template
 
 #: Queue and agent names, and tags.
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
@@ -154,8 +158,6 @@ def _string_list(pattern: re.Pattern[str], what: str) -> Check:
 
 def _business_hours(value: Any) -> tuple[str, ...]:
     """Windows like "mon-fri 08:00-18:00"; ccd.core.callback owns the syntax."""
-    from ccd.core.business_hours import parse_business_hours
-
     if not isinstance(value, list):
         raise _Invalid(f'expected a list like ["mon-fri 08:00-18:00"], got {_show(value)}')
     try:
@@ -166,8 +168,6 @@ def _business_hours(value: Any) -> tuple[str, ...]:
 
 
 def _timezone(value: Any) -> str:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     if not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$", value):
         raise _Invalid(f'expected a time zone name like "Europe/Budapest", got {_show(value)}')
     try:
@@ -264,8 +264,6 @@ def _codes_table(value: Any) -> Any:
 def _template(value: Any) -> str:
     """The caller-id template; ccd.core.screenpop owns the list of placeholders and the rules
     (plain names only: the template is applied to caller-controlled values)."""
-    from ccd.core.screenpop import validate_template
-
     try:
         return validate_template(value)
     except ValueError as exc:

@@ -33,6 +33,7 @@ from ccd.config.sections import (
     StickyConfig,
     VoicemailConfig,
 )
+from ccd.core.disposition import DEFAULT_CODES, CodeSet
 
 
 @dataclass(frozen=True)
@@ -247,8 +248,6 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
 
 def _code_set(table: Any, configured: bool, problems: list[str]) -> Any:
     """The configured codes as a CodeSet (ccd.core.disposition owns the rules), else defaults."""
-    from ccd.core.disposition import DEFAULT_CODES, CodeSet
-
     if table is None:
         return None if configured else DEFAULT_CODES  # None: its problem is already listed
     try:

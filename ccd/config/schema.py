@@ -50,6 +50,7 @@ from ccd.config.checks import (
     _timezone,
     _webhook_url,
 )
+from ccd.core.sticky import StickyType
 
 ENV_ESL_PASSWORD = "CCD_ESL_PASSWORD"
 ENV_REDIS_URL = "CCD_REDIS_URL"
@@ -57,8 +58,7 @@ ENV_REDIS_URL = "CCD_REDIS_URL"
 
 # --- the schema ---------------------------------------------------------------------------
 
-# ccd.core.sticky.StickyType's values (config stays free of the domain modules' imports).
-_STICKY_TYPES = ("disabled", "type1", "type2", "type3", "type4")
+_STICKY_TYPES = tuple(str(t) for t in StickyType)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ccd.config.checks import _MASK, redact_url
+from ccd.core.disposition import CodeSet
 
 
 def _masked_repr(self: Any) -> str:
@@ -128,10 +129,9 @@ class CallbackConfig:
 
 @dataclass(frozen=True)
 class DispositionConfig:
-    """Call dispositions (R-DISPO; ccd.core.disposition, ccd.engine.disposition). ``codes`` is a
-    :class:`ccd.core.disposition.CodeSet` (typed Any: config stays free of domain imports)."""
+    """Call dispositions (R-DISPO; ccd.core.disposition, ccd.engine.disposition)."""
 
-    codes: Any
+    codes: CodeSet
     dnc_days: float
     callback_delay: float
     callback_queue: str

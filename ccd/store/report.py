@@ -13,7 +13,7 @@ Theory of operation
   recording that added codes, field ``d`` = msgpack of the disposition plus ``new`` (the codes it
   added); the audit trail of who set what and when.
 * Per day, a counters hash ``Keys.disposition_counts(<day>)``, fields (``\\t`` separates parts; no
-  part may hold one, :class:`ccd.store.redis_store.Keys` rules)::
+  part may hold one, :class:`ccd.store.keys.Keys` rules)::
 
       n                      calls with at least one code
       c\\t<code>              calls carrying <code>
