@@ -1207,6 +1207,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="raise the rate from --rate (default 50) until not sustained")  # fmt: skip
     p.add_argument("--commands", action="store_true", help="print one call's Redis commands")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--save", type=Path, help="append each point's JSON object to this file")
     p.add_argument("--self-test", action="store_true", help="check the round-trip counter")
     p.add_argument("--pin", action="store_true", help="daemon on CPU 0, fake and Redis on CPU 1")
     p.add_argument("--profile", type=Path, help="cProfile the daemon and the fake, dumps here")
@@ -1298,6 +1299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         describe(result, say)
         results.append(result)
+        if args.save is not None:
+            with args.save.open("a") as out:
+                out.write(json.dumps(result.to_json()) + "\n")
         if args.json:
             print(json.dumps(result.to_json()))
     if results and not args.json:
