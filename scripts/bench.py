@@ -71,7 +71,8 @@ commands each script ran (indented): what one call costs.
 
 Other modes: ``--saturate`` (offered load raised until routed calls/s stops following,
 then one point at twice that: routed calls/s should hold while latency grows),
-``--daemons 2`` (two daemons on one Redis and one fake), ``--resync-interval S``
+``--daemons 2`` (two daemons on one Redis and one fake; ``--scaling`` runs one point
+with one daemon, then two, and prints the ratio), ``--resync-interval S``
 (periodic resync during the run; ``resync_stall_ms`` is the worst latency of calls
 parked during a resync, i.e. how long dispatching stalled), ``--matrix`` (the issue's
 whole matrix), ``--profile DIR`` (cProfile of the daemon and the fake, top functions
@@ -84,6 +85,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -1183,6 +1185,31 @@ def capacity_summary(results: Sequence[Result]) -> dict[str, Any]:
     }
 
 
+def scaling(
+    agents: int, rate: float, backlog: int, o: Options, say: Callable, as_json: bool
+) -> int:
+    """The same offered load (beyond one daemon's capacity) with one daemon, then two."""
+    results = []
+    for daemons in (1, 2):
+        say(f"== scaling: {daemons} daemon(s), {agents} agents, {rate:g} calls/s, "
+            f"backlog {backlog}")  # fmt: skip
+        r = run_point(agents, rate, dataclasses.replace(o, daemons=daemons), backlog, say=say)
+        describe(r, say)
+        results.append(r)
+    one, two = results
+    ratio = two.routed_per_s / one.routed_per_s if one.routed_per_s else None
+    summary = {"one_daemon_routed_per_s": round(one.routed_per_s, 1),
+               "two_daemons_routed_per_s": round(two.routed_per_s, 1),
+               "ratio": None if ratio is None else round(ratio, 2), "target": 1.6}  # fmt: skip
+    if as_json:
+        print(json.dumps({**summary, "points": [r.to_json() for r in results]}))
+    else:
+        say("\n" + table(results, o))
+        say(f"two daemons / one: {fmt(ratio, 2)} (target >= 1.6; offer more than one daemon "
+            "can route, or the ratio only shows the offered load)")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help=f"one small point {QUICK_POINT}")
@@ -1205,6 +1232,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "stall is measured")  # fmt: skip
     p.add_argument("--saturate", action="store_true",
                    help="raise the rate from --rate (default 50) until not sustained")  # fmt: skip
+    p.add_argument("--scaling", action="store_true",
+                   help="one point (default 5000 agents, 300/s), 1 then 2 daemons")  # fmt: skip
     p.add_argument("--commands", action="store_true", help="print one call's Redis commands")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save", type=Path, help="append each point's JSON object to this file")
@@ -1262,6 +1291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         resync_interval=args.resync_interval, commands=args.commands, profile=args.profile,
         pin=args.pin, keep=args.keep,
     )  # fmt: skip
+    if args.scaling:
+        return scaling(args.agents or 5000, args.rate or 300.0, args.backlog, o, say, args.json)
     if args.saturate:
         agents = args.agents or 5000
         results = saturate(agents, args.backlog, o, args.rate or 50.0, say)
