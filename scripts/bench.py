@@ -1078,7 +1078,10 @@ def describe(r: Result, say: Callable[..., None] = print) -> None:
             f", redis {fmt(r.redis_cpu_ms_per_call, 2)}")  # fmt: skip
     else:
         say(f"  NOTHING ROUTED in the {r.window_s:.1f} s window ({r.placed_per_s:.1f}/s "
-            f"placed, {r.unoffered} never offered): no latency or per-call figure")  # fmt: skip
+            f"placed, {r.unoffered} never offered): no per-call figure")  # fmt: skip
+        if r.p50_ms is not None:
+            say(f"  latency of the callers offered: p50 {fmt(r.p50_ms)} p99 {fmt(r.p99_ms)} "
+                f"max {fmt(r.max_ms)} ms")  # fmt: skip
     say(f"  ESL events {r.events_per_s:.0f}/s; Redis {r.redis_round_trips_per_s:.0f} round "
         f"trips/s (top commands: {', '.join(f'{k} {v}' for k, v in r.top_redis)})")  # fmt: skip
     say(f"  CPU over the window: {cpu}; daemon RSS peak {fmt(r.rss_mb)} MB "

@@ -25,6 +25,7 @@ other work makes wall-clock figures noisy: compare CPU µs/event first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -185,6 +186,7 @@ def run_ccd(fmt: str, repeat: int, expected: int, timeout: float) -> tuple[float
 
 def run_greenswitch(repeat: int, expected: int, timeout: float) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, events) through greenswitch's InboundESL, plain."""
+    import gevent
     import gevent.event
     from greenswitch.esl import InboundESL
 
@@ -206,6 +208,9 @@ def run_greenswitch(repeat: int, expected: int, timeout: float) -> tuple[float, 
     done.wait(timeout)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     esl._run = False
+    with contextlib.suppress(OSError):
+        esl.sock.shutdown(socket.SHUT_RDWR)  # the server sees the end at once
+    gevent.sleep(0.05)  # its reader sees the end of the stream and stops
     esl.sock.close()
     server.stop()
     return wall, cpu, count

@@ -146,3 +146,22 @@ def test_tiny_run_with_a_backlog_produces_every_figure():
     assert result.resyncs >= 1
     text = bench.table([result], options)
     assert text.splitlines()[2].startswith("8 ")
+
+
+def test_esl_ingest_bench_delivers_every_recorded_event_to_each_client():
+    """scripts/bench_esl.py on a tiny replay: every case counts every event (own process:
+    it monkey-patches for gevent)."""
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench_esl.py"
+    out = subprocess.run(
+        [sys.executable, str(script), "--repeat", "2", "--runs", "1", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    cases = {c["case"]: c for c in map(json.loads, out.stdout.splitlines())}
+    assert set(cases) == {"ccd-json", "ccd-plain", "greenswitch-plain"}
+    for case in cases.values():
+        assert "error" not in case, case
+        assert case["events"] > 400 and case["events_per_s_best"] > 0
+        assert case["cpu_us_per_event_best"] > 0
