@@ -290,9 +290,11 @@ def _decode_plain(body: bytes) -> EslEvent:
     return EslEvent(headers, inner, len(body))
 
 
-#: A value that is not a string (a number, an array, an object) follows a name's ``":``
-#: without a quote. FreeSWITCH writes strings only, so this rarely matches.
-_NOT_A_STRING = re.compile(rb'":[^"]')
+#: What starts a JSON value that is not a string (number, true/false/null, array,
+#: object) right after a name's colon. FreeSWITCH writes strings only, so this rarely
+#: matches; a string value that starts with a colon and one of these (``":1"``) matches
+#: too, which only sends that event the slow way: a non-string is never missed.
+_NOT_A_STRING = re.compile(rb'"\s*:\s*[-0-9tfn\[{]')
 
 
 def _decode_json(body: bytes) -> EslEvent:

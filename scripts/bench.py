@@ -72,13 +72,16 @@ commands each script ran (indented): what one call costs.
 Other modes: ``--saturate`` (offered load raised until routed calls/s stops following,
 then one point at twice that: routed calls/s should hold while latency grows),
 ``--daemons 2`` (two daemons on one Redis and one fake; ``--scaling`` runs one point
-with one daemon, then two, and prints the ratio), ``--resync-interval S``
-(periodic resync during the run; ``resync_stall_ms`` is the worst latency of calls
-parked during a resync, i.e. how long dispatching stalled), ``--matrix`` (the issue's
-whole matrix), ``--profile DIR`` (cProfile of the daemon and the fake, top functions
-printed). Every run is bounded: every wait has a deadline, the stream lasts
-``--seconds``, a drain of ``--drain`` s follows. On this 2-core machine the three or four
-processes share the cores (``--pin`` puts the daemon on CPU 0, fake and Redis on CPU 1).
+with one daemon, then two, and prints the ratio), ``--resync-interval S`` (periodic
+resyncs during the run: each starts when the fake reads the daemon's ``api show
+channels``, ends at the daemon's ``daemon.resynced`` log line; ``resync_stall_ms`` is the
+worst latency of a caller parked while one ran, i.e. how long dispatching stalled),
+``--matrix`` (the issue's whole matrix), ``--profile DIR`` (py-spy samples the daemon
+and the fake over the window: CPU only, idle waits left out; the top functions are
+printed in ms per routed call). Every run is bounded: every wait has a deadline, the
+stream lasts ``--seconds``, a drain of ``--drain`` s follows. On this 2-core machine the
+three or four processes share the cores (``--pin`` puts the daemon on CPU 0, fake and
+Redis on CPU 1).
 """
 
 from __future__ import annotations
@@ -161,6 +164,7 @@ class Recorder:
         self.backlog_left: dict[str, str] = {}  # backlog caller -> why it stopped waiting
         self.failures: dict[str, int] = {}
         self.originates = 0
+        self.resync_starts: list[float] = []
 
     def record(self, kind: str, **details: Any) -> dict[str, Any]:
         uuid = details.get("uuid")
@@ -191,8 +195,9 @@ class Recorder:
         pass
 
 
-def _patch_bgapi(recorder: Recorder) -> None:
-    """Time each bgapi as the fake reads it: wrap the ESL connection's ``_bgapi``.
+def _patch_esl(recorder: Recorder) -> None:
+    """Time each bgapi as the fake reads it (wrap the ESL connection's ``_bgapi``), and
+    each ``api show channels`` (a resync starting: wrap ``_api``).
 
     The fake is being split into modules; find the class wherever it lives."""
     import importlib
@@ -204,13 +209,20 @@ def _patch_bgapi(recorder: Recorder) -> None:
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
             if isinstance(obj, type) and "_bgapi" in vars(obj) and obj.__module__ == info.name:
-                original = obj._bgapi
+                bgapi, api = obj._bgapi, getattr(obj, "_api", None)
 
-                def timed_bgapi(conn: Any, api_line: str, *args: Any, _o: Any = original) -> Any:
+                def timed_bgapi(conn: Any, api_line: str, *args: Any, _o: Any = bgapi) -> Any:
                     recorder.on_bgapi(api_line)  # the moment the command left the socket
                     return _o(conn, api_line, *args)
 
+                def timed_api(conn: Any, api_line: str, *args: Any, _o: Any = api) -> Any:
+                    if api_line.startswith("show channels"):
+                        recorder.resync_starts.append(time.monotonic())
+                    return _o(conn, api_line, *args)
+
                 obj._bgapi = timed_bgapi
+                if api is not None:
+                    obj._api = timed_api
                 return
     raise RuntimeError("no ESL connection class with _bgapi in ccd.fakeswitch")
 
@@ -230,7 +242,7 @@ def fake_main(args: argparse.Namespace) -> int:
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     recorder = Recorder()
-    _patch_bgapi(recorder)
+    _patch_esl(recorder)
     switch = FakeSwitch(
         time_scale=1.0,
         port=0,
@@ -305,6 +317,7 @@ def fake_main(args: argparse.Namespace) -> int:
         ),
         "backlog_left": _count(recorder.backlog_left.values()),
         "live_channels": len(live),
+        "resync_starts": recorder.resync_starts,
     }
     Path(args.result).write_text(json.dumps(result))
     say(json.dumps({"done": True}), flush=True)
@@ -696,6 +709,7 @@ class Result:
     backlog_waiting_end: int | None = None
     backlog_fill_s: float | None = None
     resyncs: int = 0
+    resync_ms: float | None = None
     resync_stall_ms: float | None = None
     max_ms_outside_resync: float | None = None
     failures: dict[str, int] = field(default_factory=dict)
@@ -758,7 +772,6 @@ class _Daemon:
     proc: subprocess.Popen[bytes]
     http_port: int
     log: Path
-    profile: Path | None
 
 
 def _pin(pid: int, cpu: int) -> None:
@@ -778,12 +791,7 @@ def run_point(
     daemons: list[_Daemon] = []
     monitor: Monitor | None = None
     try:
-        fake_cmd = [sys.executable]
-        if o.profile is not None:
-            o.profile.mkdir(parents=True, exist_ok=True)
-            fake_prof = o.profile / f"fake-{agents}-{rate:g}-{backlog}.prof"
-            fake_cmd += ["-m", "cProfile", "-o", str(fake_prof)]
-        fake_cmd += [
+        fake_cmd = [sys.executable,
             str(Path(__file__).resolve()), "--role", "fake",
             "--agents", str(agents), "--rate", str(rate), "--seconds", str(o.seconds),
             "--backlog", str(backlog), "--backlog-rate", str(o.backlog_rate),
@@ -805,12 +813,7 @@ def run_point(
             http_port = free_port()
             config = workdir / f"ccd{n}.toml"
             write_config(config, esl_port, redis.url, http_port, f"bench-{n + 1}", o)
-            cmd = [sys.executable]
-            prof = None
-            if o.profile is not None:
-                prof = o.profile / f"daemon{n + 1}-{agents}-{rate:g}-{backlog}.prof"
-                cmd += ["-m", "cProfile", "-o", str(prof)]
-            cmd += ["-m", "ccd.cli", "run", "-c", str(config)]
+            cmd = [sys.executable, "-m", "ccd.cli", "run", "-c", str(config)]
             log_path = workdir / f"daemon{n}.log"
             proc = subprocess.Popen(
                 cmd,
@@ -818,7 +821,7 @@ def run_point(
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
             )
-            daemons.append(_Daemon(proc, http_port, log_path, prof))
+            daemons.append(_Daemon(proc, http_port, log_path))
         if o.pin:
             for n, d in enumerate(daemons):
                 _pin(d.proc.pid, n % 2)
@@ -861,6 +864,7 @@ def run_point(
             monitor.start()
         inbox_max = 0.0
         samples: dict[str, tuple[float, dict[str, float], RedisSample, list[dict]]] = {}
+        samplers: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         for label, at in (("start", t_go + o.warmup), ("end", t_go + o.seconds)):
             while time.monotonic() < at:
                 time.sleep(min(0.5, max(0.0, at - time.monotonic())))
@@ -873,6 +877,9 @@ def run_point(
                 redis.sample(),
                 [daemon_metrics(d.http_port) for d in daemons],
             )
+            if label == "start" and o.profile is not None:
+                tag = f"{agents}-{rate:g}-{backlog}"
+                samplers = start_samplers(pids, o.profile, tag, o.seconds - o.warmup, say)
         read_line(fake, o.drain + 120, "the fake switch's results")
         peaks = [rss_mb(d.proc.pid, "VmHWM") for d in daemons]
         nows = [rss_mb(d.proc.pid, "VmRSS") for d in daemons]
@@ -880,8 +887,13 @@ def run_point(
         result.rss_end_mb = max((p for p in nows if p is not None), default=None)
         result.fake_rss_mb = rss_mb(fake.pid, "VmHWM")
         data = json.loads((workdir / "fake.json").read_text())
-        bridged_total = sum(1 for c in data["calls"] if c[3] is not None)
         summarise(result, data, samples, inbox_max, o)
+        for name, (sampler, out) in samplers.items():
+            try:
+                sampler.wait(30)
+            except subprocess.TimeoutExpired:
+                stop_process(sampler)
+            say(profile_top(out, name, result.routed))
         if o.resync_interval < o.seconds:
             resync_figures(result, data, [d.log for d in daemons], samples)
         if monitor is not None:
@@ -909,11 +921,6 @@ def run_point(
             say(f"  (kept logs in {workdir})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    if o.profile is not None:
-        for d in daemons:
-            if d.profile is not None:
-                say(profile_top(d.profile, f"daemon {d.profile.name}", bridged_total))
-        say(profile_top(fake_prof, f"fake {fake_prof.name}", bridged_total))
     return result
 
 
@@ -989,11 +996,13 @@ def resync_figures(
     logs: Sequence[Path],
     samples: dict[str, tuple[float, dict[str, float], RedisSample, list[dict]]],
 ) -> None:
-    """Worst latency of callers parked while a resync ran (the dispatcher's stall).
+    """How long dispatching stalled while a resync ran.
 
-    The daemon logs ``daemon.resynced`` when a resync ends; a caller parked in the
-    2 s before it waited for it. Wall-clock log times are moved onto the monotonic
-    clock the fake uses (both are system-wide on Linux)."""
+    A resync starts when the fake reads the daemon's ``api show channels`` and ends at
+    the daemon's ``daemon.resynced`` log line (wall clock, moved onto the monotonic
+    clock the fake uses: both are system-wide on Linux). The stall is the worst latency
+    of a caller parked while one ran; ``max_ms_outside_resync`` is the worst of callers
+    parked well away from any (0.5 s before to 1 s after), for comparison."""
     offset = time.time() - time.monotonic()
     t0, t1 = samples["start"][0], samples["end"][0]
     ends: list[float] = []
@@ -1004,19 +1013,29 @@ def resync_figures(
             with contextlib.suppress(ValueError, KeyError):
                 stamp = json.loads(line)["timestamp"]
                 wall = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-                if t0 <= wall - offset <= t1:
-                    ends.append(wall - offset)
-    result.resyncs = len(ends)
+                ends.append(wall - offset)
+    starts = sorted(data.get("resync_starts", []))
+    spans = []
+    for end in sorted(ends):
+        begun = [s for s in starts if s <= end]
+        if begun and t0 <= end and begun[-1] <= t1:
+            spans.append((begun[-1], end))
+    result.resyncs = len(spans)
+    if spans:
+        result.resync_ms = max(1000.0 * (e - s) for s, e in spans)
     near, far = [], []
     for _uuid, parked, offered, _bridged in data["calls"]:
         if offered is None or not t0 <= parked < t1:
             continue
         latency = (offered - parked) * 1000.0
-        (near if any(e - 2.0 <= parked <= e + 0.05 for e in ends) else far).append(latency)
+        if any(s - 0.05 <= parked <= e for s, e in spans):
+            near.append(latency)
+        elif not any(s - 0.5 <= parked <= e + 1.0 for s, e in spans):
+            far.append(latency)
     result.resync_stall_ms = max(near) if near else None
     result.max_ms_outside_resync = max(far) if far else None
-    if not ends:
-        result.note += "no resync ended inside the window; "
+    if not spans:
+        result.note += "no resync ran inside the window; "
 
 
 def verdict(r: Result) -> str:
@@ -1044,34 +1063,68 @@ def verdict(r: Result) -> str:
     return "NOT sustained: no process CPU-bound (see failures / inbox)"
 
 
-#: The event loop waiting for I/O: wall time in a profile, not CPU.
-_IDLE = re.compile(r"method 'run' of 'gevent|epoll|poll'|select'|_gevent_c_hub|sleep'")
+#: Samples a second py-spy takes of each process.
+SAMPLE_RATE = 250
 
 
-def profile_top(path: Path, title: str, calls: int, limit: int = 20) -> str:
-    """The functions with the most own time in a cProfile dump, in ms per bridged call.
+def start_samplers(
+    pids: dict[str, int], folder: Path, tag: str, seconds: float, say: Callable[..., None]
+) -> dict[str, tuple[subprocess.Popen[bytes], Path]]:
+    """py-spy on the daemons and the fake for ``seconds``: CPU samples only (a process
+    waiting in the event loop is idle and not sampled), raw stacks written to ``folder``."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        say("  --profile needs py-spy: pip install py-spy (or .[bench])")
+        return {}
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, pid in pids.items():
+        if name == "redis":
+            continue
+        path = folder / f"{name}-{tag}.txt"
+        proc = subprocess.Popen(
+            [spy, "record", "--pid", str(pid), "--rate", str(SAMPLE_RATE), "--duration",
+             str(max(1, int(seconds))), "--format", "raw", "--nonblocking", "--output",
+             str(path)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        out[name] = (proc, path)
+    return out
 
-    cProfile times wall clock and roughly doubles the CPU a call costs; greenlet
-    switches blur inclusive times, so only own time is shown. The event loop's
-    waiting is left out (it is idle time)."""
-    import pstats
 
+def profile_top(path: Path, title: str, calls: int, limit: int = 22) -> str:
+    """Where a process's CPU went over the window, in ms per routed call: the functions
+    with the most samples of their own (the innermost frame), from py-spy's raw stacks.
+
+    Sampling costs the process little (py-spy reads its memory from outside); each
+    sample stands for 1/SAMPLE_RATE s of CPU."""
     if not path.exists():
-        return f"  (no profile written for {title})"
-    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
-    rows = []
-    for (filename, line, name), (_cc, ncalls, own, _cum, _callers) in stats.items():
-        where = f"{Path(filename).name}:{line}({name})" if line else name
-        rows.append((own, ncalls, where))
-    busy = [r for r in rows if not _IDLE.search(r[2])]
-    total = sum(r[0] for r in busy)
+        return f"  (no profile written for the {title})"
+    own: dict[str, int] = {}
+    per_file: dict[str, int] = {}
+    total = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        leaf = re.sub(r":\d+\)$", ")", stack.rsplit(";", 1)[-1])  # a function, any line
+        own[leaf] = own.get(leaf, 0) + count
+        found = re.search(r"\(([^()]+)\)$", leaf)
+        module = found.group(1) if found else leaf
+        per_file[module] = per_file.get(module, 0) + count
+        total += count
     per = max(calls, 1)
-    out = [
-        f"  profile of the {title}: {1000 * total / per:.2f} ms own time per bridged call "
-        f"over the whole run ({calls} calls bridged; event-loop waiting left out); top:"
-    ]
-    for own, ncalls, where in sorted(busy, reverse=True)[:limit]:
-        out.append(f"    {1000 * own / per:7.3f} ms/call {ncalls / per:7.1f} calls/call  {where}")
+
+    def ms(samples: int) -> float:
+        return 1000.0 * samples / SAMPLE_RATE / per
+
+    out = [f"  CPU profile of the {title} (py-spy, window): {ms(total):.2f} ms per routed "
+           f"call sampled ({calls} calls routed); by file: "
+           + ", ".join(f"{f} {ms(n):.2f}" for f, n in sorted(per_file.items(),
+                                                           key=lambda kv: -kv[1])[:8])]  # fmt: skip
+    for leaf, count in sorted(own.items(), key=lambda kv: -kv[1])[:limit]:
+        out.append(f"    {ms(count):6.3f} ms/call {100.0 * count / max(total, 1):5.1f}%  {leaf}")
     return "\n".join(out)
 
 
@@ -1108,10 +1161,9 @@ def describe(r: Result, say: Callable[..., None] = print) -> None:
         say(f"  backlog: {r.backlog_waiting_start} waiting at start (filled in "
             f"{fmt(r.backlog_fill_s)} s), {r.backlog_waiting_end} at the end")  # fmt: skip
     if r.resyncs or r.resync_stall_ms is not None:
-        say(
-            f"  resync: {r.resyncs} in the window; worst latency of a caller parked during "
-            f"one {fmt(r.resync_stall_ms)} ms (elsewhere max {fmt(r.max_ms_outside_resync)} ms)"
-        )
+        say(f"  resync: {r.resyncs} in the window, the longest {fmt(r.resync_ms)} ms; worst "
+            f"latency of a caller parked during one {fmt(r.resync_stall_ms)} ms (away from "
+            f"them max {fmt(r.max_ms_outside_resync)} ms)")  # fmt: skip
     if r.note:
         say(f"  note: {r.note.strip().rstrip(';')}")
     say(f"  {r.verdict}")
@@ -1259,7 +1311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", type=Path, help="append each point's JSON object to this file")
     p.add_argument("--self-test", action="store_true", help="check the round-trip counter")
     p.add_argument("--pin", action="store_true", help="daemon on CPU 0, fake and Redis on CPU 1")
-    p.add_argument("--profile", type=Path, help="cProfile the daemon and the fake, dumps here")
+    p.add_argument("--profile", type=Path,
+                   help="py-spy the daemon and the fake over the window, stacks here")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep each run's logs and config")
     p.add_argument("--role", choices=("fake",), help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)

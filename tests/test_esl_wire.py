@@ -442,3 +442,16 @@ def test_damaged_event_bodies_decode_or_are_refused_never_crash(ctype):
                 continue
             assert event.name
             dict(event.headers.items())  # every value decodes
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Event-Name":"CUSTOM","FreeSWITCH-IPv6":"::1","x":":1"}',  # values starting ":"
+        b'{"Event-Name":"CUSTOM","pop":"{\\"k\\":1,\\"t\\":true}"}',  # JSON text in a value
+        b'{"Event-Name" : "CUSTOM", "n" : 7}',  # spaces around the colon
+    ],
+)
+def test_json_string_values_that_look_odd_decode_exactly(body):
+    want, _ = _eager_json(body)
+    assert dict(decode_event(Frame({"Content-Type": "text/event-json"}, body)).headers) == want
