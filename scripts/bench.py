@@ -143,6 +143,9 @@ QUEUES = {
     "general": ["general"],
 }
 CCD_CALL_RE = re.compile(r"ccd_call=([0-9a-fA-F-]{36})")
+#: --commands: one caller placed this long after the drain, when nothing else happens.
+PROBE_DELAY = 1.0
+PROBE_NUMBER = "+3629999999"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NOT_SUSTAINED = 0.95
 #: Seconds of an agent's cycle beyond answer + talk + wrap-up (ring set-up, events).
@@ -300,6 +303,13 @@ def fake_main(args: argparse.Namespace) -> int:
 
     t_go, t_end = paced(int(args.rate * args.seconds), args.rate, place)
     gevent.sleep(args.drain)
+    probe = None
+    if args.probe:  # one more caller once all is quiet, for --commands
+        gevent.sleep(PROBE_DELAY)
+        uuid = switch.place_call(PROBE_NUMBER, "Probe Caller", destination=QUEUE_EXTENSIONS[0],
+                                 context="ccd", hangup_after=args.talk + 5.0)  # fmt: skip
+        probe = [uuid, PROBE_NUMBER]
+        gevent.sleep(args.answer_after + args.talk + args.wrapup + 1.5)
     live = switch.channels
     result = {
         "t_go": t_go,
@@ -318,6 +328,7 @@ def fake_main(args: argparse.Namespace) -> int:
         "backlog_left": _count(recorder.backlog_left.values()),
         "live_channels": len(live),
         "resync_starts": recorder.resync_starts,
+        "probe": probe,
     }
     Path(args.result).write_text(json.dumps(result))
     say(json.dumps({"done": True}), flush=True)
@@ -571,9 +582,12 @@ class Monitor:
     LINE = re.compile(rb"^\+(\d+\.\d+) \[\d+ ([^\]]+)\] (.*)$")
     ARG = re.compile(rb'"((?:[^"\\]|\\.)*)"')
 
-    def __init__(self, port: int, seconds: float, max_lines: int = 2_000_000) -> None:
+    def __init__(
+        self, port: int, seconds: float, *, start_at: float = 0.0, max_lines: int = 500_000
+    ) -> None:
         self.lines: list[tuple[float, str, list[str]]] = []
         self._port, self._seconds, self._max = port, seconds, max_lines
+        self._start_at = start_at
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self) -> None:
@@ -583,6 +597,7 @@ class Monitor:
         self._thread.join(timeout)
 
     def _run(self) -> None:
+        time.sleep(max(0.0, self._start_at - time.monotonic()))
         deadline = time.monotonic() + self._seconds
         with socket.create_connection(("127.0.0.1", self._port), timeout=1.0) as sock:
             sock.sendall(b"MONITOR\r\n")
@@ -606,50 +621,79 @@ class Monitor:
 
 
 def commands_of_call(
-    lines: Sequence[tuple[float, str, list[str]]], call_uuid: str, span: float
-) -> list[tuple[float, str, list[str]]]:
-    """MONITOR lines of one call: those naming its uuid, then its agent's, until ``span``
-    seconds after the first; each script's Lua commands (``lua`` client) follow it."""
+    lines: Sequence[tuple[float, str, list[str]]], call_uuid: str, number: str, span: float
+) -> list[tuple[float, str, list[str], str]]:
+    """MONITOR lines from the first naming the call's uuid until ``span`` seconds later,
+    each tagged ``call`` or ``bg`` (other work meanwhile: ticks, renewals).
+
+    ``call``: names the uuid, the caller's number or an agent reserved for it; or comes
+    within 2 ms of a ``call`` command (the dispatcher handles one event at a time, so a
+    burst belongs to one event: the candidate search names no call); a MULTI ... EXEC
+    block takes the tag of what is inside. A script's Lua commands (client ``lua``)
+    follow it with its tag. Meant for a quiet moment (``--commands`` places the call so)."""
     first = next((i for i, ln in enumerate(lines) if any(call_uuid in a for a in ln[2])), None)
     if first is None:
         return []
     t_end = lines[first][0] + span
+    window = [ln for ln in lines[first:] if ln[0] <= t_end]
     agents: set[str] = set()
-    picked: list[tuple[float, str, list[str]]] = []
-    keep_lua = False
-    for ts, client, args in lines[first:]:
-        if ts > t_end:
-            break
-        if client == "lua":
-            if keep_lua:
-                picked.append((ts, client, args))
-            continue
+    for _ts, client, args in window:
         joined = " ".join(args)
-        mine = call_uuid in joined
-        if mine:
+        if client != "lua" and call_uuid in joined:
             agents.update(re.findall(r"agent:(a\d{5}|b\d{3})\b", joined))
-        elif agents:
-            mine = any(re.search(rf"\b{a}\b", joined) for a in agents)
-        keep_lua = mine
+    names = re.compile("|".join(re.escape(x) for x in (call_uuid, number, *agents)))
+    tags: list[str] = []
+    last_call = -1.0
+    for ts, client, args in window:
+        if client == "lua":
+            tags.append(tags[-1] if tags else "bg")
+            continue
+        mine = bool(names.search(" ".join(args))) or ts - last_call <= 0.002
+        tags.append("call" if mine else "bg")
         if mine:
-            picked.append((ts, client, args))
-    return picked
+            last_call = ts
+    for i, (_ts, _client, args) in enumerate(window):  # MULTI ... EXEC: one tag
+        if args[:1] == ["MULTI"]:
+            j = next((k for k in range(i + 1, len(window)) if window[k][2][:1] == ["EXEC"]), i)
+            tag = "call" if "call" in tags[i + 1 : j] else tags[i]
+            tags[i] = tags[j] = tag
+    return [(ts, client, args, tag) for (ts, client, args), tag in zip(window, tags, strict=True)]
 
 
-def format_commands(picked: Sequence[tuple[float, str, list[str]]]) -> str:
+def round_trips_of(picked: Sequence[tuple[float, str, list[str], str]], tag: str) -> int:
+    """Requests among ``picked`` with ``tag``: MULTI ... EXEC counts once, Lua not at all."""
+    count, in_multi = 0, False
+    for _ts, client, args, t in picked:
+        if client == "lua" or t != tag:
+            continue
+        name = args[0].upper() if args else ""
+        if name == "MULTI":
+            in_multi = True
+            count += 1
+        elif name == "EXEC":
+            in_multi = False
+        elif not in_multi:
+            count += 1
+    return count
+
+
+def format_commands(picked: Sequence[tuple[float, str, list[str], str]]) -> str:
     if not picked:
         return "  (no command named the sampled call)"
     t0 = picked[0][0]
     out = []
-    top = sum(1 for _, client, _ in picked if client != "lua")
-    for ts, client, args in picked:
+    for ts, client, args, tag in picked:
         shown = " ".join(a if len(a) <= 60 else a[:57] + "..." for a in args[:8])
         if len(args) > 8:
             shown += f" ... (+{len(args) - 8} args)"
-        indent = "      lua: " if client == "lua" else "  "
-        out.append(f"{indent}+{(ts - t0) * 1000:8.1f} ms  {shown}")
-    inner = len(picked) - top
-    out.append(f"  = {top} commands sent by the daemon ({inner} more inside scripts)")
+        indent = "        lua: " if client == "lua" else "  "
+        out.append(f"  {tag:4} +{(ts - t0) * 1000:8.1f} ms {indent}{shown}")
+    inner = sum(1 for _, client, _, tag in picked if client == "lua" and tag == "call")
+    out.append(
+        f"  = {round_trips_of(picked, 'call')} round trips for the call (MULTI...EXEC = 1; "
+        f"{inner} more commands inside its scripts); {round_trips_of(picked, 'bg')} other "
+        "requests meanwhile (bg)"
+    )
     return "\n".join(out)
 
 
@@ -799,6 +843,8 @@ def run_point(
             "--talk", str(o.talk), "--sps", str(o.sps),
             "--result", str(workdir / "fake.json"),
         ]  # fmt: skip
+        if o.commands:
+            fake_cmd += ["--probe", "--wrapup", str(o.wrapup)]
         fake = subprocess.Popen(
             fake_cmd,
             stdin=subprocess.PIPE,
@@ -859,8 +905,10 @@ def run_point(
 
         tell(fake, "go")
         t_go = time.monotonic()
-        if o.commands:
-            monitor = Monitor(redis.port, o.warmup + o.answer_after + o.talk + o.wrapup + 4)
+        probe_span = o.answer_after + o.talk + o.wrapup + 1.0
+        if o.commands:  # from just before the probe call to the end of its wrap-up
+            start_at = t_go + o.seconds + o.drain + PROBE_DELAY - 0.5
+            monitor = Monitor(redis.port, probe_span + 3.0, start_at=start_at)
             monitor.start()
         inbox_max = 0.0
         samples: dict[str, tuple[float, dict[str, float], RedisSample, list[dict]]] = {}
@@ -898,11 +946,10 @@ def run_point(
             resync_figures(result, data, [d.log for d in daemons], samples)
         if monitor is not None:
             monitor.join(30)
-            sampled = pick_sampled_call(data, samples["start"][0])
-            span = o.answer_after + o.talk + o.wrapup + 1.0
-            picked = commands_of_call(monitor.lines, sampled, span) if sampled else []
-            say(f"  Redis commands of one call ({sampled}, {len(monitor.lines)} lines "
-                f"monitored):")  # fmt: skip
+            uuid, number = data["probe"] or (None, None)
+            picked = commands_of_call(monitor.lines, uuid, number, probe_span) if uuid else []
+            say(f"  Redis commands of one call (placed when all was quiet, {uuid}; 'call' "
+                f"names its uuid, number or agent, 'bg' is other work meanwhile):")  # fmt: skip
             say(format_commands(picked))
     finally:
         for d in daemons:
@@ -922,14 +969,6 @@ def run_point(
         else:
             shutil.rmtree(workdir, ignore_errors=True)
     return result
-
-
-def pick_sampled_call(data: dict[str, Any], after: float) -> str | None:
-    """The first caller bridged that parked after ``after`` (monotonic)."""
-    for uuid, parked, _offered, bridged in sorted(data["calls"], key=lambda c: c[1]):
-        if parked >= after + 0.2 and bridged is not None:
-            return uuid
-    return None
 
 
 def summarise(
@@ -1316,6 +1355,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help="keep each run's logs and config")
     p.add_argument("--role", choices=("fake",), help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
+    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     return p
 
 

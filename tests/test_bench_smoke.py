@@ -99,20 +99,28 @@ def test_json_has_the_keys_runs_are_compared_by():
     assert keys <= set(bench.Result(agents=1, rate=1.0).to_json())
 
 
-def test_commands_of_one_call_keep_its_agent_and_the_scripts_inside():
-    u = "6879885a-d237-476a-9030-df73fea55491"
+def test_commands_of_one_call_are_tagged_and_counted_as_round_trips():
+    u, number = "6879885a-d237-476a-9030-df73fea55491", "+3629999999"
     lines = [
-        (1.0, "127.0.0.1:1", ["GET", "ccd:call:other"]),
+        (0.9, "127.0.0.1:1", ["GET", "ccd:call:before"]),
+        (1.0, "127.0.0.1:1", ["EVALSHA", "l", "1", f"ccd:lease:call.{u}"]),
+        (1.0, "lua", ["SET", f"ccd:lease:call.{u}"]),
+        (1.0, "127.0.0.1:1", ["GET", f"ccd:customer:{number}"]),
         (1.1, "127.0.0.1:1", ["EVALSHA", "x", "1", "ccd:agent:a00007", u]),
         (1.1, "lua", ["GET", "ccd:agent:a00007"]),
-        (1.2, "127.0.0.1:1", ["EVALSHA", "y", "0", "ccd:agent:a00008"]),
-        (1.2, "lua", ["GET", "ccd:agent:a00008"]),
-        (1.3, "127.0.0.1:1", ["EVALSHA", "z", "1", "ccd:agent:a00007", "idle"]),
+        (1.2, "127.0.0.1:1", ["ZCARD", "ccd:agents:available"]),  # a tick: background
+        (1.3, "127.0.0.1:1", ["MULTI"]),
+        (1.3, "127.0.0.1:1", ["SET", f"ccd:call:{u}", "x"]),
+        (1.3, "127.0.0.1:1", ["ZREM", "ccd:queue:sales", u]),
+        (1.3, "127.0.0.1:1", ["EXEC"]),
+        (1.4, "127.0.0.1:1", ["EVALSHA", "z", "1", "ccd:agent:a00007", "idle"]),
         (9.0, "127.0.0.1:1", ["SET", f"ccd:call:{u}", "late"]),
     ]
-    picked = bench.commands_of_call(lines, u, span=2.0)
-    assert [p[2][0] for p in picked] == ["EVALSHA", "GET", "EVALSHA"]
-    assert "2 commands sent by the daemon (1 more inside scripts)" in bench.format_commands(picked)
+    picked = bench.commands_of_call(lines, u, number, span=2.0)
+    assert [p[3] for p in picked if p[1] != "lua"] == ["call"] * 3 + ["bg"] + ["call"] * 5
+    assert bench.round_trips_of(picked, "call") == 5  # the MULTI/EXEC block once
+    assert bench.round_trips_of(picked, "bg") == 1
+    assert "5 round trips for the call" in bench.format_commands(picked)
 
 
 @pytest.mark.skipif(find_redis_server() is None, reason="redis-server not installed")
