@@ -203,8 +203,9 @@ def run_greenswitch(repeat: int, expected: int, timeout: float) -> tuple[float, 
 
     esl.register_handle("*", counted)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    esl.connect()
-    esl.send("event plain ALL")
+    with gevent.Timeout(30):  # greenswitch waits for the greeting and replies forever
+        esl.connect()
+        esl.send("event plain ALL")
     done.wait(timeout)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     esl._run = False
