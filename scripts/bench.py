@@ -941,7 +941,7 @@ def run_point(
                 sampler.wait(30)
             except subprocess.TimeoutExpired:
                 stop_process(sampler)
-            say(profile_top(out, name, result.routed))
+            say(profile_top(out, name, result.routed, result.window_s))
         if o.resync_interval < o.seconds:
             resync_figures(result, data, [d.log for d in daemons], samples)
         if monitor is not None:
@@ -1131,7 +1131,7 @@ def start_samplers(
     return out
 
 
-def profile_top(path: Path, title: str, calls: int, limit: int = 22) -> str:
+def profile_top(path: Path, title: str, calls: int, window: float, limit: int = 22) -> str:
     """Where a process's CPU went over the window, in ms per routed call: the functions
     with the most samples of their own (the innermost frame), from py-spy's raw stacks.
 
@@ -1140,6 +1140,7 @@ def profile_top(path: Path, title: str, calls: int, limit: int = 22) -> str:
     if not path.exists():
         return f"  (no profile written for the {title})"
     own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}  # the project's own functions, with all they call
     per_file: dict[str, int] = {}
     total = 0
     for line in path.read_text(errors="replace").splitlines():
@@ -1147,23 +1148,32 @@ def profile_top(path: Path, title: str, calls: int, limit: int = 22) -> str:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        leaf = re.sub(r":\d+\)$", ")", stack.rsplit(";", 1)[-1])  # a function, any line
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]  # any line
+        leaf = frames[-1]
         own[leaf] = own.get(leaf, 0) + count
+        for frame in set(frames):
+            if "(ccd/" in frame or "(scripts/" in frame:
+                inclusive[frame] = inclusive.get(frame, 0) + count
         found = re.search(r"\(([^()]+)\)$", leaf)
         module = found.group(1) if found else leaf
         per_file[module] = per_file.get(module, 0) + count
         total += count
-    per = max(calls, 1)
+    # Nothing routed: CPU ms per second of the window instead of per call.
+    per, unit = (calls, "routed call") if calls else (max(window, 1e-9), "s (NOTHING routed)")
 
     def ms(samples: int) -> float:
         return 1000.0 * samples / SAMPLE_RATE / per
 
-    out = [f"  CPU profile of the {title} (py-spy, window): {ms(total):.2f} ms per routed "
-           f"call sampled ({calls} calls routed); by file: "
+    out = [f"  CPU profile of the {title} (py-spy, window): {ms(total):.2f} ms per {unit} "
+           f"sampled ({calls} calls routed); by file: "
            + ", ".join(f"{f} {ms(n):.2f}" for f, n in sorted(per_file.items(),
                                                            key=lambda kv: -kv[1])[:8])]  # fmt: skip
+    out.append("   own time (innermost frame):")
     for leaf, count in sorted(own.items(), key=lambda kv: -kv[1])[:limit]:
-        out.append(f"    {ms(count):6.3f} ms/call {100.0 * count / max(total, 1):5.1f}%  {leaf}")
+        out.append(f"    {ms(count):7.3f} ms {100.0 * count / max(total, 1):5.1f}%  {leaf}")
+    out.append("   the project's functions with all they call (I/O waits excluded):")
+    for frame, count in sorted(inclusive.items(), key=lambda kv: -kv[1])[:limit]:
+        out.append(f"    {ms(count):7.3f} ms {100.0 * count / max(total, 1):5.1f}%  {frame}")
     return "\n".join(out)
 
 
