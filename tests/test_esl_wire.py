@@ -455,3 +455,14 @@ def test_damaged_event_bodies_decode_or_are_refused_never_crash(ctype):
 def test_json_string_values_that_look_odd_decode_exactly(body):
     want, _ = _eager_json(body)
     assert dict(decode_event(Frame({"Content-Type": "text/event-json"}, body)).headers) == want
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_core_reads_lazy_headers_as_it_reads_eager_ones(name):
+    from ccd.events import from_esl
+
+    for frame in parse_all(raw(name)):
+        if frame.content_type != "text/event-plain":
+            continue
+        headers, body = _eager_plain(frame.body)
+        assert from_esl(decode_event(frame)) == from_esl(EslEvent(headers, body))
