@@ -34,10 +34,14 @@ bench: $(STAMP) redis-server
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_esl.py
 
-# The whole matrix (agents x calls/s x backlog, ~25 min) and a saturation search.
+# Every figure of issue 11 (~35 min): the whole matrix (agents x calls/s x backlog), a
+# saturation search, one daemon against two, the resync stall and the RSS at scale.
 bench-full: $(STAMP) redis-server
 	$(BIN)/python scripts/bench.py --matrix --seconds 20
 	$(BIN)/python scripts/bench.py --saturate --agents 5000 --seconds 15
+	$(BIN)/python scripts/bench.py --scaling --agents 5000 --rate 200 --seconds 15
+	$(BIN)/python scripts/bench.py --agents 20000 --rate 50 --seconds 30 --resync-interval 10
+	$(BIN)/python scripts/bench.py --agents 20000 --backlog 10000 --rate 20 --seconds 10
 
 # ESL ingest: recorded FreeSWITCH events replayed to ccd's client and greenswitch's.
 bench-esl: $(STAMP)
