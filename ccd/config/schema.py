@@ -476,6 +476,13 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
         _choice("voicemail", "hangup"),
         "after the last candidate: voicemail or hangup",
     ),
+    _Option(
+        "no_agents",
+        "wait",
+        _choice("wait", "voicemail"),
+        "nobody logged in who could answer: wait (for an agent or the callback offer) "
+        "or voicemail at once",
+    ),
     _Option("priority", 0, _integer(-1000, 1000), "higher priority queues are served first"),
     _Option(
         "overflow_time",

@@ -153,6 +153,7 @@ class QueueConfig:
     overflow_time: float
     callback_strategy: str
     business_hours: tuple[str, ...] | None = None  # None: callback.business_hours
+    no_agents: str = "wait"
 
 
 @dataclass(frozen=True)

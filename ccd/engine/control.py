@@ -12,12 +12,14 @@ The dispatcher greenlet calls :meth:`CallControl.on_event`, :meth:`on_tick`,
    (desk phones' codes), :mod:`~ccd.engine.presence` (registrations, agents' own calls),
    :mod:`~ccd.engine.dialer` (callback attempts); after a (re)connect
    :mod:`~ccd.engine.resync` reconciles;
-2. the part loads what it needs from Redis (the agent, the call and its hunt),
-3. asks the pure core what to do (:mod:`ccd.core.hunt`, :mod:`ccd.core.presence`,
-   :mod:`ccd.core.routing`, ...),
-4. writes the new state to Redis atomically (agent reservation and presence writes are Lua;
-   the call record is rewritten after every hunt step), and
-5. sends the commands to FreeSWITCH and logs the facts, through the one
+2. the part asks the pure core what to do (:mod:`ccd.core.hunt`, :mod:`ccd.core.presence`,
+   ...) from the daemon's copy of the state (Redis holds the truth; a copy that lost a race
+   is read again),
+3. every Redis read and write the step needs joins the event's unit of work (one round trip,
+   sent once the event is handled, :mod:`ccd.store.batch`; agent reservations, presence
+   compare-and-sets and the matching of calls and agents are one Lua script,
+   :mod:`ccd.store.routing`), and
+4. the commands go to FreeSWITCH and the facts to the log, through the one
    :class:`~ccd.engine.io.CallIo` all parts share.
 
 An event several parts may own (a job result, an answer, a bridge, a hangup) is offered to
@@ -50,6 +52,7 @@ from ccd.store.call import CallRepository
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
 from ccd.store.redis_store import RedisUnavailable, Store
+from ccd.store.routing import Routing
 from ccd.store.sticky import StickyStore
 
 log = structlog.get_logger()
@@ -80,7 +83,8 @@ class CallControl:
         self.sticky = sticky
         self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
         self.disposition = disposition
-        self.agents = AgentRepository(store)
+        self.routing = Routing(store, node_id)
+        self.agents = AgentRepository(store, self.routing)
         self.calls = CallRepository(store)
         routing = config.routing
         self.io = CallIo(
@@ -88,6 +92,7 @@ class CallControl:
             store=store,
             esl=esl,
             agents=self.agents,
+            routing=self.routing,
             node_id=node_id,
             new_uuid=new_uuid,
             rules=presence.PresenceRules(
@@ -101,7 +106,6 @@ class CallControl:
             io=self.io,
             agents=self.agents,
             calls=self.calls,
-            customers=customers,
             disposition=disposition,
             webhook=webhook,
         )
@@ -111,6 +115,7 @@ class CallControl:
             agents=self.agents,
             calls=self.calls,
             hunting=self.hunting,
+            customers=customers,
             sticky=sticky,
             dnc=disposition.dnc if disposition is not None else None,
         )
@@ -143,6 +148,7 @@ class CallControl:
             ev.PromptDone: self._on_prompt,
             ev.JobResult: self._on_job,
             ev.ChannelAnswered: self._on_answered,
+            ev.LegParked: self._on_leg_parked,
             ev.ChannelBridged: self._on_bridged,
             ev.ChannelHangup: self._on_hangup,
             ev.ChannelCreated: self.presence.on_created,
@@ -170,24 +176,44 @@ class CallControl:
             return
         try:
             handler(decoded, now)
+            self.io.flush()
         except RedisUnavailable:
+            self.io.discard()
             if isinstance(decoded, ev.CallParked):
                 self.entry.defer(decoded)
             elif isinstance(decoded, ev.ChannelHangup):
                 self.entry.forget(decoded.uuid)
             raise
 
+    def on_notified(self, call: str, agent: dict[str, Any], leg: str, job: str, now: float) -> None:
+        """Another daemon reserved an agent for one of this daemon's calls."""
+        try:
+            self.hunting.on_notified(call, agent, leg, job, now)
+            self.io.flush()
+        except RedisUnavailable:
+            self.io.discard()
+            raise
+
     def on_tick(self, now: float) -> None:
-        self.entry.retry_deferred(now)
-        self.dialer.tick(now)
-        self.hunting.on_deadlines(now)
-        self.presence.tick(now)
-        self.hunting.tick(now)
+        try:
+            self.entry.retry_deferred(now)
+            self.io.flush()
+            self.dialer.tick(now)
+            self.hunting.tick(now)
+            self.io.flush()
+        except RedisUnavailable:
+            self.io.discard()
+            raise
 
     def on_resync(self, snapshot: LiveSnapshot, now: float) -> None:
         """After (re)connecting: registrations, agents' live channels, orphaned hunts."""
         self.seed_agents(now)
-        self.resync.on_resync(snapshot, now)
+        try:
+            self.resync.on_resync(snapshot, now)
+            self.io.flush()
+        except RedisUnavailable:
+            self.io.discard()
+            raise
 
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None:
         """A bgapi lost with the connection: the originate's fate is unknown.
@@ -198,16 +224,22 @@ class CallControl:
         """
         if self.io.fire_job_done(job_uuid, False, reason):
             return
-        if self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
-            return  # a callback attempt: given back (not counted), dialled again later
-        self.hunting.on_job_failed(job_uuid, now)
+        try:
+            if not self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
+                self.hunting.on_job_failed(job_uuid, now)
+            self.io.flush()
+        except RedisUnavailable:
+            self.io.discard()
+            raise
 
     def call_view(self, uuid: str) -> dict[str, Any] | None:
         record = self.hunting.records.get(uuid) or self.calls.get(uuid)
         if record is None:
             return None
         view = record.to_dict()
-        hunt = view.pop("hunt", {}) or {}
+        live = self.hunting.hunts.get(uuid)
+        hunt = live.to_dict() if live is not None else view.get("hunt") or {}
+        view.pop("hunt", None)
         view["phase"] = hunt.get("phase")
         view["tried"] = hunt.get("tried", [])
         view["ringing_agent"] = hunt.get("agent_id")
@@ -234,6 +266,9 @@ class CallControl:
     def _on_answered(self, e: ev.ChannelAnswered, now: float) -> None:
         if not self.dialer.on_agent_answered(e.uuid, now):
             self.hunting.on_answered(e.uuid, e.variables, now)
+
+    def _on_leg_parked(self, e: ev.LegParked, now: float) -> None:
+        self.hunting.on_leg_parked(e.uuid, e.variables, now)
 
     def _on_bridged(self, e: ev.ChannelBridged, now: float) -> None:
         if not self.dialer.on_bridged(e.uuid, e.other_uuid, now):

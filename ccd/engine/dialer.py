@@ -169,7 +169,7 @@ class CallbackDialer:
 
     # -- customer first ------------------------------------------------------------------
     def _customer_first(self, queue: str, now: float) -> None:
-        free = len(self.agents.available_with(self._tags(queue)))
+        free = len(self.agents.available_with(self._tags(queue), now=now))
         slots = free - self._in_progress(queue)
         if slots <= 0 or not self._open(queue, now):
             return
@@ -223,24 +223,24 @@ class CallbackDialer:
         if self._in_progress(queue) or not self._open(queue, now):
             return
         due = self._due(queue, now, 1)
-        free = candidates(self.agents.available_with(self._tags(queue), limit=4), ())
+        free = candidates(self.agents.available_with(self._tags(queue), limit=4, now=now), ())
         if not due or not free:
             return
         request = due[0]
         for agent in free:
-            if not self.agents.reserve(agent.id, request.id, now):
+            leg, job = self.io.new_uuid(), self.io.new_uuid()
+            if not self.agents.reserve(agent.id, request.id, now, leg=leg, job=job):
                 continue
             if not self._take(request):
-                self.io.presence(agent.id, lambda s: presence.offer_failed(
-                    s, None, "cancelled", now, self.io.rules))  # fmt: skip
+                self.io.presence(agent.id, lambda s, lg=leg: presence.offer_failed(
+                    s, lg, "cancelled", now, self.io.rules), now)  # fmt: skip
                 return
             work = Work(request, "active", "ringing_agent", agent_id=agent.id, started=now)
             self.work[request.id] = work
-            self._ring_agent(work, agent.extension, now)
+            self._ring_agent(work, agent.extension, now, leg, job)
             return
 
-    def _ring_agent(self, work: Work, extension: str, now: float) -> None:
-        leg, job = self.io.new_uuid(), self.io.new_uuid()
+    def _ring_agent(self, work: Work, extension: str, now: float, leg: str, job: str) -> None:
         work.agent_leg = leg
         work.jobs[job] = "agent"
         self.by_job[job], self.by_leg[leg] = work.request.id, work.request.id
@@ -254,7 +254,6 @@ class CallbackDialer:
         }
         margin = int(self.config.routing.originate_timeout_margin)
         command = Originate(leg, extension, variables, int(ring) + max(1, margin), job)
-        self.io.offer_leg_of(work.agent_id, work.request.id, leg)
         if not self.io.send(command):
             self._agent_missed(work, "not sent", now)  # frees the agent, gives the request back
             return

@@ -20,11 +20,12 @@ from ccd.adapters.esl_connection import EslError
 from ccd.core import events as ev
 from ccd.core import presence
 from ccd.core.commands import is_uuid
-from ccd.core.hunt import Hunt, Phase
+from ccd.core.hunt import Hunt, Phase, Step
 from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRepository
+from ccd.store.routing import Routing
 
 log = structlog.get_logger()
 
@@ -82,7 +83,6 @@ class Resync:
         for row in snapshot.channels:
             if row.get("application") == "park" and str(row.get("uuid")) not in self.hunting.hunts:
                 self._adopt_parked(row, now)
-        self.io.dirty = True
 
     def _adopt_parked(self, row: dict[str, Any], now: float) -> None:
         """A channel parked while no daemon listened (down, or FreeSWITCH reconnecting):
@@ -130,21 +130,21 @@ class Resync:
     def _resume(self, call_uuid: str, live: set[str], now: float) -> None:
         hunt = self.hunting.hunts.get(call_uuid)
         if hunt is None:
-            if not self.io.lease(f"call.{call_uuid}"):
+            if not self.io.routing.one(Routing.lease(call_uuid), now):
                 return
             record = self.calls.get(call_uuid)
             if record is None or not record.hunt:
                 return
             try:
-                hunt = Hunt.from_dict(record.hunt, self.io.new_uuid)
+                hunt = Hunt.from_dict(record.hunt)
             except (KeyError, ValueError) as exc:
                 log.error("call.resume_failed", call=call_uuid, error=str(exc))
                 return
-            if hunt.done:
-                self.calls.finish(record)
-                return
             record.node = self.io.node_id
-            self.hunting.resume(hunt, record)
+            self.hunting.adopt(hunt, record)
+            if hunt.done:
+                self.hunting.drive(hunt, Step(), now)
+                return
             log.info("call.resumed", call=call_uuid, queue=record.queue, phase=str(hunt.phase))
             if hunt.phase is Phase.OFFERING and call_uuid in live:
                 # The caller's answer to a callback prompt may have come while no daemon
