@@ -15,10 +15,9 @@ now; Redis holds everything that crosses calls. The daemon's memory is a cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from typing import Any, Protocol
 import gevent
 import gevent.event
 import gevent.queue
+import msgpack
+import redis
 import structlog
 
 from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
@@ -40,6 +41,7 @@ from ccd.engine.disposition import DispositionService
 from ccd.engine.resync import LiveSnapshot
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
+from ccd.store.node import Nodes, default_node_id
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
 from ccd.store.sticky import StickyStore
 
@@ -64,6 +66,30 @@ SUBSCRIBED_EVENTS = (
 @dataclass(frozen=True, slots=True)
 class Tick:
     now: float
+
+
+@dataclass(frozen=True, slots=True)
+class Notified:
+    """Another daemon reserved ``agent`` (its record) for ``call``, one of ours."""
+
+    call: str
+    agent: dict[str, Any]
+    leg: str
+    job: str
+
+    @classmethod
+    def decode(cls, data: bytes) -> Notified | None:
+        try:
+            value = msgpack.unpackb(data, raw=False)
+            return cls(str(value["call"]), dict(value["agent"]), str(value["leg"]), str(value["job"]))
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException):
+            log.warning("daemon.notification_garbled")
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGap:
+    """The notification channel was (re)subscribed: what it said meanwhile is unknown."""
 
 
 class Control(Protocol):
@@ -117,7 +143,7 @@ class Daemon:
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.config = config
-        self.node_id = config.daemon.node_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.node_id = config.daemon.node_id or default_node_id()
         self.scale = config.daemon.time_scale
         # Tests running several daemons at a time scale hand them one shared clock.
         self._now = clock or ScaledClock(self.scale).now
@@ -125,6 +151,7 @@ class Daemon:
         self.metrics = Metrics()
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
         self.store = Store.create(self.redis, config.redis.prefix)
+        self.nodes = Nodes(self.store, self.node_id)
         self.esl = EslClient(
             config.esl.host,
             config.esl.port,
@@ -159,13 +186,27 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
+        """Start serving; NodeClash when another live daemon uses this node id."""
         log.info("daemon.starting", node=self.node_id, config=self.config.redacted())
+        self._claim()
         self.http.start()
         self.esl.start()
         self._greenlets = [
             gevent.spawn(self._dispatch_loop),
             gevent.spawn(self._tick_loop),
+            gevent.spawn(self._listen),
         ]
+
+    def _claim(self) -> None:
+        try:
+            previous = self.nodes.claim()
+        except RedisUnavailable as exc:
+            # Nothing can be served without Redis anyway; the first beat claims it.
+            log.error("daemon.node_claim_failed", node=self.node_id, error=str(exc))
+            return
+        if previous is not None:
+            log.info("daemon.node_taken_over", node=self.node_id, previous_pid=previous.pid,
+                     previous_started=previous.started)  # fmt: skip
 
     def on_stop(self, callback: Any) -> None:
         """Run ``callback()`` when the daemon stops (after the dispatcher)."""
@@ -182,6 +223,10 @@ class Daemon:
         gevent.killall(self._greenlets, timeout=1)
         for callback in self._on_stop:
             callback()
+        try:
+            self.nodes.leave()
+        except RedisUnavailable:
+            pass  # the heartbeat expires by itself
         self.http.stop()
         self.redis.close()
         log.info("daemon.stopped", node=self.node_id)
@@ -286,12 +331,41 @@ class Daemon:
                 log.exception("daemon.dispatch_failed", item=type(item).__name__)
                 self.metrics.inc("dispatch_errors_total")
 
+    def _listen(self) -> None:
+        """Agents another daemon reserved for this daemon's calls (routing's ``notify``)."""
+        channel = self.store.keys.notify(self.node_id)
+        while not self._stopping.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(channel)
+                self.inbox.put(NotifyGap())  # anything said while not listening is re-read
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message":
+                        notified = Notified.decode(message["data"])
+                        if notified is not None:
+                            self.inbox.put(notified)
+            except (redis.exceptions.RedisError, OSError):
+                gevent.sleep(1.0)
+            finally:
+                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    pubsub.close()
+
     def _dispatch(self, item: Any) -> None:
+        if isinstance(item, Notified):
+            if self.control:
+                self.control.on_notified(item.call, item.agent, item.leg, item.job, self.now())
+            return
+        if isinstance(item, NotifyGap):
+            if self.control:
+                self.control.on_notify_gap(self.now())
+            return
         if isinstance(item, EslEvent):
             self.metrics.inc("esl_events_total")
             if self.control:
                 self.control.on_event(item, self.now())
         elif isinstance(item, Tick):
+            self.nodes.beat()  # from the dispatcher: a stuck one stops beating
             stale = item.now - self.snapshot.at >= self.config.routing.resync_interval
             if self.esl.connected and (not self.synced or stale):
                 # Retry a failed resync (Redis was down), and reconcile periodically: a

@@ -427,9 +427,12 @@ class Hunt:
             return self.on_caller_hangup(now)
         overflow = self.overflow_at
         if self.phase in _OVERFLOW_PHASES and overflow is not None and now >= overflow:
+            # Straight to the offer: nobody knows how a ring nobody watched went.
             if self.leg_uuid is not None and self.leg_uuid not in live:
-                self._clear_offer_leg_gone()
-            return self.on_tick(now)
+                self.leg_uuid = None
+            acc = _Acc()
+            self._overflow(acc, now)
+            return acc.step()
         if self.phase is Phase.WAITING:
             return Step(match=True)
         if self.leg_uuid is not None and self.leg_uuid not in live:
@@ -443,10 +446,6 @@ class Hunt:
         return _EMPTY
 
     # -- internals -----------------------------------------------------------
-
-    def _clear_offer_leg_gone(self) -> None:
-        """A ringing leg that vanished while nobody watched: the overflow needs no kill."""
-        self.leg_uuid = None
 
     def _fact(self, name: str, **data: Any) -> Fact:
         base: dict[str, Any] = {"call": self.call_uuid, "queue": self.rules.name}
@@ -582,56 +581,19 @@ class Hunt:
     # -- persistence -----------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": HUNT_VERSION,
-            "call_uuid": self.call_uuid,
-            "rules": self.rules.to_dict(),
-            "caller_number": self.caller_number,
-            "caller_display": self.caller_display,
-            "priority": self.priority,
-            "entered_at": self.entered_at,
-            "phase": str(self.phase),
-            "tried": list(self.tried),
-            "agent_id": self.agent_id,
-            "agent_ext": self.agent_ext,
-            "leg_uuid": self.leg_uuid,
-            "job_uuid": self.job_uuid,
-            "answered": self.answered,
-            "ring_deadline": self.ring_deadline,
-            "retry_at": self.retry_at,
-            "retries": self.retries,
-            "moh_on": self.moh_on,
-            "result": self.result,
-            "preferred": self.preferred,
-            "preferred_display": self.preferred_display,
-            "offered": self.offered,
-        }
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data.update(v=HUNT_VERSION, phase=str(self.phase), rules=self.rules.to_dict())
+        data["tried"] = list(self.tried)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Hunt:
         if data.get("v") != HUNT_VERSION:
             raise ValueError(f"unknown hunt schema version {data.get('v')!r}")
-        hunt = cls(
-            data["call_uuid"],
-            QueueRules.from_dict(data["rules"]),
-            caller_number=data.get("caller_number", ""),
-            caller_display=data.get("caller_display", ""),
-            priority=int(data.get("priority", 0)),
-            entered_at=float(data.get("entered_at", 0.0)),
-            preferred=data.get("preferred"),
-            preferred_display=data.get("preferred_display", ""),
-        )
+        hunt = cls(data["call_uuid"], QueueRules.from_dict(data["rules"]))
+        for name in cls.__slots__:
+            if name in data and name not in ("call_uuid", "rules"):
+                setattr(hunt, name, data[name])
         hunt.phase = Phase(data["phase"])
         hunt.tried = list(data.get("tried") or ())
-        hunt.agent_id = data.get("agent_id")
-        hunt.agent_ext = data.get("agent_ext")
-        hunt.leg_uuid = data.get("leg_uuid")
-        hunt.job_uuid = data.get("job_uuid")
-        hunt.answered = bool(data.get("answered", False))
-        hunt.ring_deadline = data.get("ring_deadline")
-        hunt.retry_at = data.get("retry_at")
-        hunt.retries = int(data.get("retries", 0))
-        hunt.moh_on = bool(data.get("moh_on", False))
-        hunt.result = data.get("result")
-        hunt.offered = bool(data.get("offered", False))
         return hunt

@@ -211,12 +211,17 @@ class DispositionService:
 
     # ------------------------------------------------------------------ finished calls
     def call_finished(
-        self, record: CallRecord, facts: Sequence[Fact], now: float, batch: Batch
+        self, record: CallRecord, facts: Sequence[Fact], now: float, batch: Batch | None = None
     ) -> None:
         """A queue call ended (``ccd.engine.hunting``). ``facts``: the hunt's facts of the
         call (agent.no_answer, call.abandoned, call.voicemail...), as many as the caller kept;
         ``record.status`` is the hunt's result. Everything joins ``batch``, the hangup's
-        unit of work: no round trip of its own."""
+        unit of work (no round trip of its own); without one it is written at once."""
+        if batch is None:
+            own = self.store_batch()
+            self.call_finished(record, facts, now, own)
+            self._guard("write", record.uuid, own.execute)
+            return
         result = _result(record.status, facts)
         number = try_normalize(record.caller_number)
         agent = record.agent if result == "bridged" else None  # a ringing offer is not a talk

@@ -26,6 +26,7 @@ when that leg is gone; a wrap-up then ends by itself (:func:`ccd.core.presence.c
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -189,13 +190,17 @@ class AgentRepository:
         agent_id = self.id_for_extension(extension)
         return None if agent_id is None else self.get(agent_id)
 
-    def available_with(self, tags: Iterable[str], *, limit: int = 0, now: float) -> list[AgentView]:
-        """Free agents carrying every tag at ``now``, in routing order.
+    def available_with(
+        self, tags: Iterable[str], *, limit: int = 0, now: float | None = None
+    ) -> list[AgentView]:
+        """Free agents carrying every tag at ``now`` (default: the wall clock), in routing
+        order.
 
         ``limit`` > 0 returns only the first ones: Redis walks its sorted index and
         the daemon decodes a handful of records, however many agents there are.
         """
-        ids = self.routing.one(Routing.candidates(tags, limit or 1_000_000), now)
+        at = time.time() if now is None else now
+        ids = self.routing.one(Routing.candidates(tags, limit or 1_000_000), at)
         return [a.view() for a in self._many(ids)]
 
     def count_with(self, tags: Iterable[str], *, logged_in: bool = True) -> list[Agent]:

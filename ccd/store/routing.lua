@@ -146,7 +146,7 @@ local function reserve(id, rec, call, leg, job)
   rec.wrapup_until = nil
   rec.activity = "ringing"
   rec.call = call
-  rec.offer_leg = leg
+  if leg ~= "" then rec.offer_leg = leg end
   rec.since = NOW
   rec.rev = (tonumber(rec.rev) or 0) + 1
   store_agent(id, rec)
