@@ -13,15 +13,11 @@ import pytest
 
 from ccd.adapters.esl import Disconnected, Reconnected
 from ccd.core.esl_wire import EslEvent, FrameParser, ProtocolError, content_length, encode_frame
-from tests.test_esl_client import (  # noqa: F401  (fixtures)
-    PARK_EVENT,
-    connected_client,
-    events_named,
-    logs,
-    make_client,
-    next_item,
-    switch,
-)
+from tests import test_esl_client as scripted
+from tests.test_esl_client import PARK_EVENT, connected_client, events_named, next_item
+
+# The scripted FreeSWITCH, the client factory and the log capture of the client's tests.
+switch, make_client, logs = scripted.switch, scripted.make_client, scripted.logs
 
 DEEP = 100_000  # far past the interpreter's recursion limit
 
@@ -34,9 +30,7 @@ def _nested_json_event() -> bytes:
     return encode_frame([("Content-Type", "text/event-json")], body)
 
 
-def test_a_deeply_nested_json_event_is_skipped_and_the_connection_stays(
-    switch, make_client, logs
-):
+def test_a_deeply_nested_json_event_is_skipped_and_the_connection_stays(switch, make_client, logs):
     client = connected_client(make_client)
     switch.last.push(_nested_json_event() + PARK_EVENT)
     event = next_item(client)
@@ -48,9 +42,7 @@ def test_a_deeply_nested_json_event_is_skipped_and_the_connection_stays(
     assert client.api("status") == "answer to status\n"
 
 
-def test_a_nested_value_inside_a_json_event_costs_nothing_and_is_not_rendered(
-    switch, make_client
-):
+def test_a_nested_value_inside_a_json_event_costs_nothing_and_is_not_rendered(switch, make_client):
     client = connected_client(make_client)
     nested = "[" * 500 + "]" * 500  # parses, but is no header value FreeSWITCH would send
     body = '{"Event-Name": "CHANNEL_PARK", "Unique-ID": "abc", "x": %s, "n": 5}' % nested
