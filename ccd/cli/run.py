@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ccd.cli.common import EXIT_OK, add_config_arg
+from ccd.cli.common import EXIT_OK, add_config_arg, load_cli_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -15,10 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ccd.config import load_config
     from ccd.logging import configure_logging
 
-    config = load_config(args.config)
+    config, _source = load_cli_config(args)
     configure_logging(args.log_format or config.log.format, config.log.level)
     from ccd.daemon import Daemon, build_call_control
 
