@@ -39,6 +39,10 @@ class Overflow:
         self.callbacks = callbacks
         self.number_rules = number_rules_from_config(config)
 
+    def apply_config(self, config: Config) -> None:
+        """A reload (ccd.engine.reconfigure): the callback number rules again."""
+        self.number_rules = number_rules_from_config(config)
+
     def on_prompt(self, e: ev.PromptDone, now: float) -> None:
         """One step of the offer dialogue; the prompts are freeswitch_conf's ccd_cb_*."""
         hunt, record = self.hunting.hunts.get(e.uuid), self.hunting.records.get(e.uuid)

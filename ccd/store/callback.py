@@ -478,9 +478,7 @@ class CallbackStore:
             attempts=len(after.attempts),
             next_due_at=after.next_due_at,
         )
-        if after.status is Status.UNREACHED:
-            log.warning("callback.unreached", callback=request_id, number=after.number)
-        return after
+        return after  # an UNREACHED request is reported by the dialer (fact callback.unreached)
 
     def finish(
         self, request_id: str, owner: str, status: Status | str, now: float
