@@ -20,8 +20,9 @@ as a :class:`Task`, which the dispatcher runs between two events (``task.run()``
   (the same path the daemon started with); an invalid file keeps the running configuration
   and logs ``config.reload_failed`` with every problem; otherwise the settings that cannot
   change at run time keep their running values (``config.restart_needed``, one line each)
-  and the rest applies through ``control.reconfigure`` (``config.reloaded``); then
-  ``READY=1``. The outcome is written to the run directory for ``ccd reload``.
+  and the rest applies through ``control.reconfigure`` (``config.reloaded``), followed by a
+  resynchronisation (new agents' phones); then ``READY=1``. The outcome is written to the
+  run directory for ``ccd reload``.
 * **STOPPING=1** when the daemon stops; the pid file is removed.
 """
 
@@ -221,6 +222,10 @@ class Supervisor:
             log.exception("config.reload_failed", config=outcome["config"])
             outcome["problems"] = [f"internal error while applying: {exc!r}"]
             return
+        if self.daemon.esl.connected:
+            # Agents the file added learn their phones' registrations (and calls) now, not
+            # at the next periodic resync.
+            self.daemon.resync()
         outcome.update(
             ok=True,
             restart_needed=list(plan.restart_needed),
