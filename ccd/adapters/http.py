@@ -134,7 +134,8 @@ class _Server(WSGIServer):
             self._say_full()
             with contextlib.suppress(OSError):
                 sock.sendall(_BUSY)
-            sock.close()
+                sock.shutdown(socket.SHUT_WR)
+            gevent.spawn(_drain_and_close, sock)  # closing on an unread request would reset
             return
         sock.settimeout(self.read_timeout)  # any one read or write: a stalled peer is cut off
         handler = self.handler_class(sock, address, self)
@@ -165,6 +166,16 @@ class _Server(WSGIServer):
                 evicted=self.evicted,
                 refused=self.refused,
             )
+
+
+def _drain_and_close(sock: socket.socket) -> None:
+    """Read what the refused client sent (a second at most), then close: the 503 arrives
+    instead of a connection reset."""
+    with contextlib.suppress(OSError), gevent.Timeout(1.0, False):
+        sock.settimeout(1.0)
+        while sock.recv(4096):
+            pass
+    sock.close()
 
 
 class HttpServer:
