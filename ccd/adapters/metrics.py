@@ -27,7 +27,14 @@ from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
@@ -94,6 +101,9 @@ class DaemonMetrics:
     """Every series of one daemon; see the module docstring."""
 
     def __init__(self, known_queues: Callable[[], Container[str]] = tuple) -> None:
+        # No ``*_created`` twin of every counter and histogram: a series per label set that
+        # dashboards do not use (a process-wide switch of the client library).
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         self._known_queues = known_queues
         r = self.registry
