@@ -13,23 +13,14 @@ from ccd.config import Config
 from ccd.config.rules import open_limits_from_config
 from ccd.core.callback import OpenLimitReached, OpenLimits
 from ccd.store.callback import CallbackStore
-from ccd.store.redis_store import Store, connect_redis
+from tests import test_callbacks_store as store_tests
 from tests.support.daemon_fixtures import calls_of, eventually
 from tests.test_callbacks_store import make
-from tests.test_overflow_e2e import AGENTS, SALES_OVERFLOW, queue_caller, requests, transfers
-from tests.test_routing_e2e import login, offers
+from tests.test_overflow_e2e import queue_caller, requests, start, transfers
+from tests.test_routing_e2e import offers
 
-
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url)
-    yield Store.create(client, "t:")
-    client.close()
-
-
-@pytest.fixture
-def callbacks(store) -> CallbackStore:
-    return CallbackStore(store)
+# The Redis store and callback store fixtures of the store's own tests.
+store, callbacks = store_tests.store, store_tests.callbacks
 
 
 def test_the_queue_cap_counts_open_requests_of_that_queue_only(callbacks):
@@ -109,15 +100,7 @@ def test_the_caps_come_from_the_configuration_with_sensible_defaults():
 def test_a_caller_over_the_queue_cap_hears_keep_waiting_and_keeps_their_place(
     fakeswitch, start_daemon
 ):
-    fakeswitch.add_phone("1001", ring_forever=True)
-    daemon = start_daemon(
-        fakeswitch,
-        agents=AGENTS,
-        queues=SALES_OVERFLOW,
-        routing={"wrapup_time": 0},
-        callback={"business_hours": [], "max_open_per_queue": 1},
-    )
-    login(daemon, "alice")
+    daemon = start(fakeswitch, start_daemon, callback={"max_open_per_queue": 1})
     # The queue's one place is taken (a passive request: nobody dials it meanwhile).
     CallbackStore(daemon.store).create(dataclasses.replace(make(1), strategy="passive"))
     caller = queue_caller(fakeswitch, "+3612345678", "1", "1")  # asks to be called back
