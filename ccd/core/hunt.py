@@ -304,7 +304,7 @@ class Hunt:
         if self.phase is not Phase.BRIDGING:
             return _EMPTY
         self.phase = Phase.BRIDGED
-        return Step(facts=(self._fact("call.bridged"),))
+        return Step(facts=(self._fact("call.bridged", waited=round(now - self.entered_at, 3)),))
 
     def on_agent_leg_hangup(self, leg_uuid: str, cause: str, now: float) -> Step:
         if leg_uuid != self.leg_uuid or self.leg_uuid is None:
@@ -461,7 +461,8 @@ class Hunt:
         self.phase = Phase.RINGING
         self.ring_deadline = now + self.rules.ring_time
         acc.facts.append(self._fact("agent.reserved"))
-        acc.facts.append(self._fact("agent.offered", extension=self.agent_ext))
+        waited = round(now - self.entered_at, 3)  # queue entry -> this offer (metrics)
+        acc.facts.append(self._fact("agent.offered", extension=self.agent_ext, waited=waited))
 
     def _overflow(self, acc: _Acc, now: float) -> None:
         """Nobody answered within the queue's overflow time: stop ringing, make the offer."""
