@@ -366,7 +366,7 @@ def test_resync_past_the_overflow_time_goes_to_the_offer_not_to_an_agent():
     rules = QueueRules("sales", ("sales",), overflow_time=30.0)
     hunt = Hunt(CALL, rules, entered_at=0.0)
     hunt.start(0.0)
-    first, _ = ring(hunt, A1, 20.0)
+    ring(hunt, A1, 20.0)
     restored = Hunt.from_dict(hunt.to_dict())
     # The daemon was away from 21 to 45 s; the agent's leg is gone by now.
     step = restored.on_resync([CALL], 45.0)

@@ -48,12 +48,14 @@ from ccd.config.checks import (
     _tags,
     _template,
     _timezone,
+    _token,
     _webhook_url,
 )
 from ccd.core.sticky import StickyType
 
 ENV_ESL_PASSWORD = "CCD_ESL_PASSWORD"
 ENV_REDIS_URL = "CCD_REDIS_URL"
+ENV_HTTP_TOKEN = "CCD_HTTP_TOKEN"
 
 
 # --- the schema ---------------------------------------------------------------------------
@@ -154,6 +156,27 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
                 "HTTP listen address (health, metrics, JSON views)",
             ),
             _Option("port", 8086, _integer(0, 65535), "HTTP listen port; 0 picks a free port"),
+            _Option(
+                "token",
+                "",
+                _token,
+                f"bearer token of the endpoints with customer data or changes (environment "
+                f'{ENV_HTTP_TOKEN} overrides); "" = those endpoints answer 403',
+                secret=True,
+                env=ENV_HTTP_TOKEN,
+            ),
+            _Option(
+                "max_connections",
+                256,
+                _integer(1, 65536),
+                "open HTTP connections at most; past it the longest-idle one is closed",
+            ),
+            _Option(
+                "read_timeout",
+                5.0,
+                _seconds(positive=True),
+                "seconds a client may take to send a request (idle connections are closed)",
+            ),
         ),
     ),
     "log": (
@@ -305,6 +328,24 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
                 2,
                 _integer(1, 1000),
                 "open callback requests one number (calling or to call) may have",
+            ),
+            _Option(
+                "max_open_per_queue",
+                2000,
+                _integer(1, 1_000_000),
+                "open callback requests one queue may have (callers past it keep waiting)",
+            ),
+            _Option(
+                "max_open_total",
+                20000,
+                _integer(1, 10_000_000),
+                "open callback requests in all, every queue together",
+            ),
+            _Option(
+                "max_open_anonymous",
+                50,
+                _integer(0, 1_000_000),
+                "open requests per queue from callers without a usable number (typed numbers)",
             ),
             _Option(
                 "offer_retries",

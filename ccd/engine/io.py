@@ -150,8 +150,8 @@ class CallIo:
     # ------------------------------------------------------------------ facts and presence
     def fact(self, fact: Fact) -> None:
         log.info(fact.name, **fact.data)
-        if self.metrics is not None:
-            self.metrics.inc('facts_total{name="%s"}' % fact.name)
+        if self.metrics is not None:  # counters and histograms (ccd.adapters.metrics)
+            self.metrics.fact(fact.name, fact.data)
 
     def agent_for(self, extension: str) -> Agent | None:
         return self.agents.by_extension(extension) if extension else None

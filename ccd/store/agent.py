@@ -213,6 +213,13 @@ class AgentRepository:
             agents = [a for a in agents if a.state.login is not Login.LOGGED_OUT]
         return agents
 
+    def count_free(self, tags: Iterable[str] = (), *, now: float | None = None) -> int:
+        """Free agents carrying every tag at ``now`` (default: the wall clock), counted by
+        Redis from the free index (metrics, the systemd status line): no record is decoded
+        for a queue of one tag or none."""
+        at = time.time() if now is None else now
+        return int(self.routing.one(Routing.count_free(tags), at))
+
     # -- writes --------------------------------------------------------------
     def create(self, agent_id: str, extension: str, tags: Iterable[str], now: float) -> Agent:
         """A new, logged-out agent. AgentError if the id or extension is taken."""

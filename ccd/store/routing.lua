@@ -483,7 +483,35 @@ local function op_candidates(limit, tags)
   return ids
 end
 
+-- How many agents carrying every tag are free now. One tag or none: counted by score ranges,
+-- no record read; several: the rarest tag's free agents are checked for the others.
+local function op_count_free(tags)
+  local walk, size = P .. "agents:free", nil
+  for _, t in ipairs(tags) do
+    local key = P .. "agents:free:" .. t
+    local n = redis.call("ZCARD", key)
+    if size == nil or n < size then size, walk = n, key end
+  end
+  local count, nt = 0, 0
+  for _ = 1, 64 do
+    local first = redis.call("ZRANGEBYSCORE", walk, nt * BUCKET, "+inf", "WITHSCORES", "LIMIT", 0, 1)
+    if #first == 0 then break end
+    nt = math.floor(tonumber(first[2]) / BUCKET)
+    local lo = nt * BUCKET
+    if #tags <= 1 then
+      count = count + redis.call("ZCOUNT", walk, lo, lo + NOW)
+    else
+      for _, id in ipairs(redis.call("ZRANGEBYSCORE", walk, lo, lo + NOW)) do
+        if has_tags(id, tags) then count = count + 1 end
+      end
+    end
+    nt = nt + 1
+  end
+  return count
+end
+
 local OPS = {
+  count_free = op_count_free,
   candidates = op_candidates,
   write = op_write, delete = op_delete, reserve = op_reserve, enter = op_enter,
   match = op_match, free = op_free, tried = op_tried, unoffer = op_unoffer,

@@ -110,6 +110,10 @@ class Routing:
         return ["candidates", max(1, int(limit)), _tags(tags)]
 
     @staticmethod
+    def count_free(tags: Iterable[str]) -> list[Any]:
+        return ["count_free", _tags(tags)]
+
+    @staticmethod
     def free(agent_id: str, leg: str, job: str) -> list[Any]:
         """The agent is free: the best waiting call for it ({call, agent} / {call, node})."""
         return ["free", _part(agent_id, "agent id"), leg, job]
