@@ -83,7 +83,11 @@ def test_queue_stats_count_waiting_calls_longest_wait_and_free_agents_in_redis(
     for uuid, priority, entered in (("a", 0, now - 50), ("b", 10, now - 5), ("c", 0, now - 20)):
         record = CallRecord(uuid=uuid, queue="support", caller_number="1", caller_name="x",
                             entered_at=entered, priority=priority)  # fmt: skip
-        calls.create(record, queue_order_key(priority, entered))
+        # What a daemon leaves in Redis for a call waiting with no agent free.
+        calls.store.client.set(calls.keys.call(uuid), calls.encode(record))
+        calls.store.client.zadd(
+            calls.keys.queue("support"), {uuid: queue_order_key(priority, entered)}
+        )
     stats = QueueStats(daemon.store, lambda: daemon.config.queues)
     figures = stats.figures(now)
     assert figures.waiting["support"] == 3 and figures.waiting["sales"] == 0

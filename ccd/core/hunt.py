@@ -28,23 +28,18 @@ Phases::
 
 Rules worth knowing:
 
-* The daemon times the ring (``ring_time``) and kills the leg itself;
-  ``originate_timeout`` is only a safety net, a few seconds longer.
-* An answered agent leg is bridged only once it is parked (its ``&park()`` runs): FreeSWITCH
-  executes the originate's application after the answer, and a ``uuid_bridge`` sent before
-  that is undone by the park (the agent hears silence, the caller is hung up).
-* When the hunt kills a leg it forgets it at once, so the ``-ERR NORMAL_CLEARING`` job result
-  and the hangup FreeSWITCH reports afterwards no longer match the current leg and are
-  ignored: they are never mistaken for the agent's no-answer.
-* DESTINATION_OUT_OF_ORDER is FreeSWITCH's sessions-per-second limit, not the agent: the agent
-  is released without blame and the call looks again after ``retry_delay`` (at most
-  ``max_retries`` times in a row).
-* An agent tried in this pass is not rung again. When routing answers that nobody is free:
-  nobody logged in who could take the call means waiting (for an agent, or the overflow
-  offer) unless the queue says ``no_agents = "voicemail"``; everyone logged in already tried
-  means the queue's ``on_exhausted`` (voicemail or hangup); else the caller keeps waiting.
-* Every path that ends an offer releases the agent exactly once, with an outcome (see
-  ``OUTCOMES`` in ccd.core.queue) the engine hands to ccd.core.presence.
+* The daemon times the ring (``ring_time``) and kills the leg itself; ``originate_timeout``
+  is only a safety net, a few seconds longer.
+* An answered agent leg is bridged only once it is parked: FreeSWITCH runs the originate's
+  ``&park()`` after the answer, and a ``uuid_bridge`` sent before that is undone by the park.
+* A leg the hunt killed is forgotten at once: its ``-ERR NORMAL_CLEARING`` and hangup no
+  longer match the current leg and are never mistaken for the agent's no-answer.
+* DESTINATION_OUT_OF_ORDER is FreeSWITCH's sessions-per-second limit, not the agent: released
+  without blame, the call looks again after ``retry_delay`` (``max_retries`` in a row).
+* An agent tried in this pass is not rung again. Nobody free: nobody logged in who could take
+  the call means waiting (for an agent or the overflow offer) unless the queue says
+  ``no_agents = "voicemail"``; everyone logged in tried means ``on_exhausted``.
+* Every path that ends an offer releases the agent once, with an outcome (ccd.core.queue).
 """
 
 from __future__ import annotations
@@ -142,28 +137,10 @@ class _Acc:
 class Hunt:
     """One queued call's hunt for an agent; see the module docstring."""
 
-    __slots__ = (
-        "agent_ext",
-        "agent_id",
-        "answered",
-        "call_uuid",
-        "caller_display",
-        "caller_number",
-        "entered_at",
-        "job_uuid",
-        "leg_uuid",
-        "moh_on",
-        "offered",
-        "phase",
-        "preferred",
-        "preferred_display",
-        "priority",
-        "result",
-        "retries",
-        "retry_at",
-        "ring_deadline",
-        "rules",
-        "tried",
+    __slots__ = tuple(
+        "agent_ext agent_id answered call_uuid caller_display caller_number entered_at job_uuid"
+        " leg_uuid moh_on offered phase preferred preferred_display priority result retries"
+        " retry_at ring_deadline rules tried".split()
     )
 
     def __init__(
@@ -272,6 +249,19 @@ class Hunt:
         self._ring(acc, now)
         return acc.step()
 
+    def on_offer_resumed(
+        self, agent_id: str, extension: str, leg_uuid: str, job_uuid: str, offered_at: float
+    ) -> Step:
+        """After a restart: routing had reserved this agent (the offer Redis kept), so the
+        ring goes on from when it began; :meth:`on_resync` then sees if the leg still lives."""
+        if self.phase is not Phase.WAITING:
+            return _EMPTY
+        self.agent_id, self.agent_ext = agent_id, extension
+        self.leg_uuid, self.job_uuid = leg_uuid, job_uuid
+        self.phase, self.answered = Phase.RINGING, False
+        self.ring_deadline = offered_at + self.rules.ring_time
+        return _EMPTY
+
     def on_waiting(self, ready: int, untried: int, now: float) -> Step:
         """Routing found nobody free. ``ready``: agents logged in (ready, registered) carrying
         the tags, busy or not; ``untried``: those this call has not been offered to."""
@@ -286,7 +276,7 @@ class Hunt:
         return acc.step()
 
     def on_sticky_fallback(self) -> Step:
-        """The bound agent (direct callback) cannot take the call: the queue's order rules."""
+        """The bound agent (direct callback) cannot take the call: the queue's order."""
         bound, self.preferred = self.preferred, None
         if bound is None:
             return _EMPTY

@@ -205,10 +205,19 @@ class CallControl:
             self.io.discard()
             raise
 
+    def on_notify_gap(self, now: float) -> None:
+        """The notification channel was (re)subscribed: reservations made for our calls
+        while we were not listening are read from Redis instead."""
+        try:
+            self.hunting.recheck_offers(now)
+            self.io.flush()
+        except RedisUnavailable:
+            self.io.discard()
+            raise
+
     def on_tick(self, now: float) -> None:
         try:
             self.entry.retry_deferred(now)
-            self.io.flush()
             self.dialer.tick(now)
             self.hunting.tick(now)
             self.io.flush()
@@ -227,17 +236,13 @@ class CallControl:
             raise
 
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None:
-        """A bgapi lost with the connection: the originate's fate is unknown.
-
-        Treated like FreeSWITCH refusing the session: the agent is released
-        without blame and tried again shortly; the resync after the reconnect
-        tells whether a leg was left behind.
-        """
+        """A bgapi whose result will never come: FreeSWITCH refused it (``reason`` is its
+        ``-ERR`` reply), or the connection went with it and its fate is unknown."""
         if self.io.fire_job_done(job_uuid, False, reason):
             return
         try:
             if not self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
-                self.hunting.on_job_failed(job_uuid, now)
+                self.hunting.on_job_lost(job_uuid, reason, now)
             self.io.flush()
         except RedisUnavailable:
             self.io.discard()
@@ -246,7 +251,13 @@ class CallControl:
     def reconfigure(self, config: Config, now: float) -> list[str]:
         """A reload, on the dispatcher between two events: run with ``config`` from now on,
         without dropping a call or a callback (ccd.engine.reconfigure); returns what it did."""
-        return self.reconfigurer.apply(config, now)
+        try:
+            done = self.reconfigurer.apply(config, now)
+            self.io.flush()
+        except RedisUnavailable:
+            self.io.discard()  # the calls' records follow at their next step
+            raise
+        return done
 
     def call_view(self, uuid: str) -> dict[str, Any] | None:
         record = self.hunting.records.get(uuid) or self.calls.get(uuid)

@@ -99,7 +99,8 @@ class Entry:
 
     def retry_deferred(self, now: float) -> None:
         for uuid, parked in list(self._deferred.items()):
-            self.on_parked(parked, now)  # RedisUnavailable propagates: try next tick
+            self.on_parked(parked, now)
+            self.io.flush()  # RedisUnavailable propagates: kept, tried again next tick
             self._deferred.pop(uuid, None)
 
     # ------------------------------------------------------------------ the main number

@@ -130,7 +130,7 @@ class Hunting:
                 if record.sticky:  # they talk: type 1 and 2 bindings end here
                     self.io.sticky_event(CustomerCall(record.caller_number, now, agent_id), now)
             self.io.batch.route(Routing.leave(caller, record.queue), now)
-            self._save(record, hunt)
+            self.save(record, hunt)
             # The dialplan's safety net (sched_transfer to voicemail for a caller
             # left parked with no daemon) must not cut a conversation short.
             self.io.send_api(f"sched_del {caller}")
@@ -159,11 +159,25 @@ class Hunting:
         return True
 
     def on_job_failed(self, job_uuid: str, now: float) -> None:
+        """The originate never reached FreeSWITCH, or it refused it: like a refused session,
+        the agent is released without blame and the call looks again shortly."""
         call_uuid = self.jobs.pop(job_uuid, None)
         hunt = self.hunts.get(call_uuid) if call_uuid else None
         if hunt is not None:
             step = hunt.on_job_result(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now)
             self.drive(hunt, step, now)
+
+    def on_job_lost(self, job_uuid: str, reason: str, now: float) -> None:
+        """An originate's result is lost: refused by FreeSWITCH (``-ERR``), or gone with the
+        connection. In the second case the leg may well be ringing: the offer stands, and
+        the ring deadline and the resync after the reconnect decide, so no agent is ever
+        rung twice for one call."""
+        if reason.startswith("-"):
+            self.on_job_failed(job_uuid, now)
+            return
+        call_uuid = self.jobs.get(job_uuid)
+        if call_uuid in self.hunts:
+            log.info("agent.offer_unknown", call=call_uuid, job=job_uuid, reason=reason)
 
     def on_notified(
         self, call: str, record: Mapping[str, Any], leg: str, job: str, now: float
@@ -175,6 +189,20 @@ class Hunting:
             self._give_back(agent, call, leg, now)
             return
         self.drive(hunt, hunt.on_matched(agent.id, agent.extension, leg, job, now), now)
+
+    def recheck_offers(self, now: float) -> None:
+        """Reservations routing made for waiting calls while this daemon was not listening
+        (its notification lost): each is picked up, or the agent goes back."""
+        waiting = [h for h in self.hunts.values() if h.waiting]
+        for hunt in waiting:
+            offer = self.calls.offer(hunt.call_uuid)
+            if not offer:
+                continue
+            agent = self.agents.get(str(offer.get("agent", "")))
+            leg, job = str(offer.get("leg", "")), str(offer.get("job", ""))
+            if agent is not None and agent.call == hunt.call_uuid and agent.state.offer_leg == leg:
+                log.info("call.offer_recovered", call=hunt.call_uuid, agent=agent.id)
+                self.drive(hunt, hunt.on_matched(agent.id, agent.extension, leg, job, now), now)
 
     # ------------------------------------------------------------------ agents
     def agent_free(self, agent: Agent, now: float) -> None:
@@ -297,7 +325,7 @@ class Hunting:
             return
         self.timers.set(("call", call), hunt.next_deadline)
         if record is not None and (step.releases or step.match or step.unlist):
-            self._save(record, hunt)
+            self.save(record, hunt)
         for job in unsent:
             # Handled like FreeSWITCH refusing the session: the agent is released without
             # blame and the call looks again shortly.
@@ -337,8 +365,10 @@ class Hunting:
             )
         self.io.presence(release.agent_id, step, now)
         batch = self.io.batch
-        if release.tried:
-            batch.route(Routing.tried(call, release.agent_id), now)
+        # Routing marked the agent tried when it reserved it; a release without blame
+        # (out of order, cancelled, the call gone) takes that back.
+        if not release.tried:
+            batch.route(Routing.untry(call, release.agent_id), now)
         batch.route(Routing.unoffer(call), now)
 
     def _finish(self, hunt: Hunt, now: float) -> None:
@@ -360,7 +390,7 @@ class Hunting:
         if self.disposition is not None:  # automatic codes, contact history, reports
             self.disposition.call_finished(record, facts, now, batch)
 
-    def _save(self, record: CallRecord, hunt: Hunt) -> None:
+    def save(self, record: CallRecord, hunt: Hunt) -> None:
         """The record joins this step's batch, encoded when the batch is sent (so the last
         state of every step of the event is what Redis gets, once)."""
 

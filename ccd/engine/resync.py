@@ -127,6 +127,20 @@ class Resync:
             return ""
         return "" if value == "_undef_" else value
 
+    def _resume_offer(self, hunt: Hunt) -> None:
+        """The record says waiting, but routing may have reserved an agent and the ring
+        begun (a ring is not saved: the offer routing keeps tells): it goes on."""
+        offer = self.calls.offer(hunt.call_uuid)
+        if not offer:
+            return
+        agent = self.agents.get(str(offer.get("agent", "")))
+        leg = str(offer.get("leg", ""))
+        if agent is None or agent.call != hunt.call_uuid or agent.state.offer_leg != leg:
+            return
+        at = float(offer.get("at") or 0.0)
+        hunt.on_offer_resumed(agent.id, agent.extension, leg, str(offer.get("job", "")), at)
+        self.hunting.adopt(hunt, self.hunting.records[hunt.call_uuid])
+
     def _resume(self, call_uuid: str, live: set[str], now: float) -> None:
         hunt = self.hunting.hunts.get(call_uuid)
         if hunt is None:
@@ -145,6 +159,8 @@ class Resync:
             if hunt.done:
                 self.hunting.drive(hunt, Step(), now)
                 return
+            if hunt.waiting:
+                self._resume_offer(hunt)
             log.info("call.resumed", call=call_uuid, queue=record.queue, phase=str(hunt.phase))
             if hunt.phase is Phase.OFFERING and call_uuid in live:
                 # The caller's answer to a callback prompt may have come while no daemon

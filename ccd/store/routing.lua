@@ -23,7 +23,9 @@
 --   wait:lists             HASH list name ("<queue>:<tagset>") -> number of calls in it
 --   wait:of                HASH call -> its list name
 --   queue:<queue>          ZSET of the queue's calls from entry until bridged or finished
---   tried:<call>           SET of agents the call was offered to (not offered again)
+--   tried:<call>           SET of agents the call was offered to in this pass (not offered
+--                          again): added at reservation, taken back for an offer that
+--                          ended through no fault of the agent
 --   offer:<call>           msgpack {agent, leg, job, at}: the agent reserved for the call
 --   calls                  SET of live calls;  call:<uuid>  the call record (Python's msgpack)
 --   lease:call.<uuid>      the node hunting the call; valid while node:<owner> exists
@@ -153,6 +155,10 @@ local function reserve(id, rec, call, leg, job)
   index(id, rec, rec)
   redis.call("SET", P .. "offer:" .. call,
     cmsgpack.pack({agent = id, leg = leg, job = job, at = NOW}), "PX", MAP_TTL)
+  -- Offered once in this pass, whatever comes of it (a daemon that dies mid-ring leaves the
+  -- next one knowing); an offer released without blame takes it back ("untry").
+  redis.call("SADD", P .. "tried:" .. call, id)
+  redis.call("PEXPIRE", P .. "tried:" .. call, MAP_TTL)
   return rec
 end
 
@@ -404,11 +410,8 @@ local function op_match(call, queue, order, leg, job, tags)
   return match_call(call, queue, tonumber(order), tags, leg, job, nil)
 end
 
-local function op_tried(call, agent)
-  local key = P .. "tried:" .. call
-  redis.call("SADD", key, agent)
-  redis.call("PEXPIRE", key, MAP_TTL)
-  return 1
+local function op_untry(call, agent)
+  return redis.call("SREM", P .. "tried:" .. call, agent)
 end
 
 local function op_unoffer(call)
@@ -514,7 +517,7 @@ local OPS = {
   count_free = op_count_free,
   candidates = op_candidates,
   write = op_write, delete = op_delete, reserve = op_reserve, enter = op_enter,
-  match = op_match, free = op_free, tried = op_tried, unoffer = op_unoffer,
+  match = op_match, free = op_free, untry = op_untry, unoffer = op_unoffer,
   dequeue = op_dequeue, leave = op_leave, finish = op_finish, lease = op_lease,
   release = op_release, sweep = op_sweep,
 }

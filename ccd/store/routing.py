@@ -161,8 +161,9 @@ class Routing:
         ]  # fmt: skip
 
     @staticmethod
-    def tried(call: str, agent_id: str) -> list[Any]:
-        return ["tried", _part(call, "call"), _part(agent_id, "agent id")]
+    def untry(call: str, agent_id: str) -> list[Any]:
+        """The offer ended through no fault of the agent: it may be offered this call again."""
+        return ["untry", _part(call, "call"), _part(agent_id, "agent id")]
 
     @staticmethod
     def unoffer(call: str) -> list[Any]:
