@@ -71,8 +71,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def real_switch() -> RealSwitch:
     assert not isinstance(_AT_HAND, str)
     _AT_HAND.ensure_up()
-    _AT_HAND.install_log_offset = _AT_HAND.log_size()  # type: ignore[attr-defined]
-    _AT_HAND.install_output = _AT_HAND.install()  # type: ignore[attr-defined]
+    _AT_HAND.install()
     return _AT_HAND
 
 

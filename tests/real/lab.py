@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -118,6 +117,10 @@ class RealSwitch:
             client.close()
 
     def ensure_up(self) -> None:
+        if self.kit is not None and shutil.which("sipp") is None:
+            # The kit installs its runtime (sipp among it) when it starts; it may be up
+            # already on a machine where sipp went missing.
+            subprocess.run([str(self.kit), "install"], capture_output=True, timeout=600)
         if self.answers():
             return
         if self.kit is None:
@@ -495,9 +498,3 @@ def bridged_pair(events: Iterable[Seen], uuid: str) -> str | None:
         if uuid in (a, b):
             return b if uuid == a else a
     return None
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
