@@ -37,7 +37,7 @@ import sys
 import time
 import urllib.request
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from ccd.adapters.redis_store import Store
 from ccd.agents import AgentRepository
 from ccd.commands import quote_var_value
 from tests.real.esl import EslClient, Seen
+from tests.support.daemon_fixtures import eventually
 from tests.support.redis_fixtures import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -415,16 +416,8 @@ class Center:
             repo.transition(agent_id, lambda state: presence.set_login(state, action, time.time()))
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+#: Poll a predicate until it is truthy, with a deadline (the fast suite's helper).
+wait_for = eventually
 
 
 def utc(text: str) -> float:
