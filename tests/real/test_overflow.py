@@ -83,7 +83,11 @@ def test_offer_comes_at_the_overflow_time_and_2_keeps_the_callers_place(center, 
     offer = prompt(fs, caller, mark)
     assert OVERFLOW <= stamp(offer) - stamp(queued) <= OVERFLOW + 0.6
     # The ring that was going on stopped at the overflow.
-    first = center.rita.invites()[rings_before]
+    first = wait_for(
+        lambda: (i := center.rita.invites()[rings_before]).cancelled_at and i,
+        5,
+        "the CANCEL on the wire (the phone's trace may lag the events)",
+    )
     assert (
         first.cancelled_at
         and OVERFLOW - 0.6 <= first.cancelled_at - stamp(queued) <= OVERFLOW + 0.6
@@ -146,11 +150,16 @@ def test_stored_callback_is_dialled_and_bridged_to_a_free_agent(center, fs):
         "the customer's phone to ring",
     )
     assert invite.user == "+3612345699"
-    agent_leg = next(
-        s.uuid
-        for s in fs.snapshot()[mark:]
-        if s.name == "CHANNEL_ANSWER" and s.var("ccd_callback") == request.id and s.var("ccd_agent")
-    )
+    # The sipp trace can be ahead of this event socket: wait for FreeSWITCH's report.
+    agent_leg = fs.wait_event(
+        lambda s: (
+            s.name == "CHANNEL_ANSWER"
+            and s.var("ccd_callback") == request.id
+            and bool(s.var("ccd_agent"))
+        ),
+        since=mark,
+        what="the agent's answer to the callback",
+    ).uuid
     customer_leg = wait_for(
         lambda: bridged_pair(fs.snapshot()[mark:], agent_leg), 10, "agent and customer bridged"
     )

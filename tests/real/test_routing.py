@@ -95,6 +95,13 @@ def test_seed_002_fewest_tags_rung_first_each_for_the_ring_time_then_voicemail(c
     )
     assert voicemail.get("Application-Data").split()[-1] == "sales"
     caller.hang_up()
+    # The phones' traces may lag FreeSWITCH's events by a moment: wait for the last CANCEL.
+    seed = ("1001", "1002", "1003")
+    wait_for(
+        lambda: all(i.cancelled_at for e in seed for i in center.phones[e].invites()),
+        5,
+        "the CANCELs on the wire",
+    )
     rung = [(ext, center.phones[ext].invites()) for ext in ("1001", "1002", "1003")]
     assert all(len(invites) == 1 for _, invites in rung), rung
     # Fewest tags first: alice (sales), bob (sales, support), carol (three tags).
@@ -125,6 +132,8 @@ def test_busy_rejecting_silent_and_unregistered_agents_are_skipped_then_voicemai
     )
     caller.hang_up()
     assert voicemail.get("Application-Data").split()[-1] == "payments"
+    wait_for(lambda: center.phones["1013"].invites(), 5, "the silent phone's INVITE")
+    wait_for(lambda: center.phones["1013"].invites()[0].cancelled_at, 5, "its CANCEL")
     busy, rejects, silent = (center.phones[e].invites() for e in ("1011", "1012", "1013"))
     assert [len(busy), len(rejects), len(silent)] == [1, 1, 1]
     assert busy[0].refused_at and rejects[0].refused_at  # 486 and 603 on the wire
