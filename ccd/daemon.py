@@ -16,7 +16,6 @@ now; Redis holds everything that crosses calls. The daemon's memory is a cache.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import time
 from collections.abc import Callable
@@ -32,7 +31,6 @@ import redis
 import structlog
 
 from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
-from ccd.adapters.esl_connection import EslError
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.webhook import WebhookSender
@@ -41,7 +39,6 @@ from ccd.config.live import LiveConfig
 from ccd.core.esl_wire import EslEvent
 from ccd.engine.control import CallControl
 from ccd.engine.disposition import DispositionService
-from ccd.engine.resync import LiveSnapshot
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
 from ccd.store.node import Nodes, default_node_id
@@ -92,6 +89,10 @@ class Notified:
             return None
 
 
+#: The next slice of a resync's reconciliation (an inbox item).
+ResyncStep = object()
+
+
 @dataclass(frozen=True, slots=True)
 class NotifyGap:
     """The notification channel was (re)subscribed: what it said meanwhile is unknown."""
@@ -101,26 +102,12 @@ class Control(Protocol):
     """What the dispatcher drives: turns events into state changes and commands
     (:class:`ccd.engine.control.CallControl`, built by :func:`build_call_control`)."""
 
-    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None: ...
+    def resync_request(self) -> bool: ...
+    def resync_step(self, now: float) -> bool: ...
     def on_event(self, event: EslEvent, now: float) -> None: ...
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None: ...
     def on_tick(self, now: float) -> None: ...
     def call_view(self, uuid: str) -> dict[str, Any] | None: ...
-
-
-def parse_show_channels(body: str) -> list[dict[str, Any]]:
-    """`show channels as json` → rows; FreeSWITCH omits "rows" when there are none."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    rows = data.get("rows", []) if isinstance(data, dict) else []
-    return [r for r in rows if isinstance(r, dict)]
-
-
-def parse_registrations(body: str) -> list[dict[str, str]]:
-    """`show registrations as json` → rows (reg_user, realm, url, expires, ...)."""
-    return parse_show_channels(body)
 
 
 class Daemon:
@@ -163,7 +150,8 @@ class Daemon:
             max_connections=config.http.max_connections,
             read_timeout=config.http.read_timeout,
         )
-        self.snapshot = LiveSnapshot()
+        self._resync_at = -1e18
+        self._resync_step_queued = False
         self.synced = False
         self._stopping = gevent.event.Event()
         self._stopped = gevent.event.Event()
@@ -174,6 +162,9 @@ class Daemon:
         self.control: Control | None = None
         if call_control_factory is not None:
             self.control = call_control_factory(self)
+            resync = getattr(self.control, "resync", None)
+            if resync is not None:
+                resync.on_done = self._resynced
         self.supervisor = Supervisor(self, config_path=config_path)
         self.supervisor.wire_metrics(self.metrics)
         self._routes()
@@ -333,6 +324,10 @@ class Daemon:
                 self._tick_queued = False
             try:
                 self._dispatch(item)
+                if self.control and self.control.resync_has_work and not self._resync_step_queued:
+                    # The reconciliation goes on in slices, after what is already waiting.
+                    self._resync_step_queued = True
+                    self.inbox.put(ResyncStep)
             except RedisUnavailable as exc:
                 self.metrics.inc("redis_errors_total")
                 if time.monotonic() - self._redis_warned >= 5.0:  # one line, not a flood
@@ -378,7 +373,7 @@ class Daemon:
                 self.control.on_event(item, self.now())
         elif isinstance(item, Tick):
             self.nodes.beat()  # from the dispatcher: a stuck one stops beating
-            stale = item.now - self.snapshot.at >= self.config.routing.resync_interval
+            stale = item.now - self._resync_at >= self.config.routing.resync_interval
             if self.esl.connected and (not self.synced or stale):
                 # Retry a failed resync (Redis was down), and reconcile periodically: a
                 # call whose daemon died is taken over once its lease has expired.
@@ -396,22 +391,23 @@ class Daemon:
             self.control.on_job_failed(item.job_uuid, item.reason, self.now())
         elif isinstance(item, Task):  # heartbeat (watchdog), reload: ccd.supervisor
             item.run()
+        elif item is ResyncStep and self.control:
+            self._resync_step_queued = False
+            self.control.resync_step(self.now())
 
     def resync(self) -> None:
-        """Read what FreeSWITCH has live now; the control service reconciles."""
-        try:
-            channels = parse_show_channels(self.esl.api("show channels as json"))
-            registrations = parse_registrations(self.esl.api("show registrations as json"))
-        except EslError as exc:
-            log.warning("daemon.resync_failed", error=str(exc))
-            self.snapshot.at = self.now()  # not again before the next interval
+        """Ask FreeSWITCH what is live now; the answer is reconciled in slices between
+        events (ccd.engine.resync), and the daemon is synced once that is done."""
+        self._resync_at = self.now()  # not again before the next interval
+        if self.control is None:
+            self.synced = True
             return
-        self.snapshot = LiveSnapshot(channels, registrations, self.now())
-        if self.control:
-            self.control.on_resync(self.snapshot, self.now())
+        if self.control.resync_request():
+            self.metrics.inc("resyncs_asked_total")
+
+    def _resynced(self, snapshot: Any) -> None:
         self.synced = True
         self.metrics.inc("resyncs_total")
-        log.info("daemon.resynced", channels=len(channels), registrations=len(registrations))
 
 
 class ScaledClock:

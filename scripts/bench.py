@@ -73,7 +73,7 @@ Other modes: ``--saturate`` (offered load raised until routed calls/s stops foll
 then one point at twice that: routed calls/s should hold while latency grows),
 ``--daemons 2`` (two daemons on one Redis and one fake; ``--scaling`` runs one point
 with one daemon, then two, and prints the ratio), ``--resync-interval S`` (periodic
-resyncs during the run: each starts when the fake reads the daemon's ``api show
+resyncs during the run: each starts when the fake reads the daemon's ``show
 channels``, ends at the daemon's ``daemon.resynced`` log line; ``resync_stall_ms`` is the
 worst latency of a caller parked while one ran, i.e. how long dispatching stalled),
 ``--matrix`` (the issue's whole matrix), ``--profile DIR`` (py-spy samples the daemon
@@ -200,7 +200,7 @@ class Recorder:
 
 def _patch_esl(recorder: Recorder) -> None:
     """Time each bgapi as the fake reads it (wrap the ESL connection's ``_bgapi``), and
-    each ``api show channels`` (a resync starting: wrap ``_api``).
+    each ``show channels`` (a resync starting, asked as bgapi or api: wrap both).
 
     The fake is being split into modules; find the class wherever it lives."""
     import importlib
@@ -216,6 +216,8 @@ def _patch_esl(recorder: Recorder) -> None:
 
                 def timed_bgapi(conn: Any, api_line: str, *args: Any, _o: Any = bgapi) -> Any:
                     recorder.on_bgapi(api_line)  # the moment the command left the socket
+                    if api_line.startswith("show channels"):  # a resync asks with bgapi
+                        recorder.resync_starts.append(time.monotonic())
                     return _o(conn, api_line, *args)
 
                 def timed_api(conn: Any, api_line: str, *args: Any, _o: Any = api) -> Any:
@@ -1037,7 +1039,7 @@ def resync_figures(
 ) -> None:
     """How long dispatching stalled while a resync ran.
 
-    A resync starts when the fake reads the daemon's ``api show channels`` and ends at
+    A resync starts when the fake reads the daemon's ``show channels`` and ends at
     the daemon's ``daemon.resynced`` log line (wall clock, moved onto the monotonic
     clock the fake uses: both are system-wide on Linux). The stall is the worst latency
     of a caller parked while one ran; ``max_ms_outside_resync`` is the worst of callers

@@ -91,10 +91,10 @@ def test_answered_leg_is_bridged_only_once_it_is_parked():
     # FreeSWITCH runs the originate's &park() after the answer; a bridge before it is undone.
     assert step.commands == () and names(step) == ["agent.answered"]
     assert hunt.phase is Phase.ANSWERED and hunt.next_deadline is None
-    # The +OK job result for the same answer does nothing more.
-    assert hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 5.1) == Step()
     step = hunt.on_agent_parked(originate.leg_uuid, 5.2)
     assert step.commands == (Break(CALL), Bridge(CALL, originate.leg_uuid))
+    # The +OK job result for the same answer does nothing more.
+    assert hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 5.3) == Step()
     step = hunt.on_bridged(5.3)
     assert names(step) == ["call.bridged"] and hunt.phase is Phase.BRIDGED
     step = hunt.on_agent_leg_hangup(originate.leg_uuid, "NORMAL_CLEARING", 60.0)
@@ -102,13 +102,15 @@ def test_answered_leg_is_bridged_only_once_it_is_parked():
     assert hunt.done and hunt.result == "bridged"
 
 
-def test_ok_job_result_then_park_also_bridges():
+def test_the_originates_ok_bridges_at_once_and_the_leg_park_after_it_adds_nothing():
+    # FreeSWITCH sends +OK once it set the leg to run &park(): a bridge from then on holds.
     hunt = new_hunt()
     hunt.start(0.0)
     originate, _ = ring(hunt, A1, 1.0)
-    assert hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 4.0).commands == ()
-    step = hunt.on_agent_parked(originate.leg_uuid, 4.1)
-    assert Bridge(CALL, originate.leg_uuid) in step.commands
+    hunt.on_agent_answered(originate.leg_uuid, 3.9)
+    step = hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 4.0)
+    assert step.commands == (Break(CALL), Bridge(CALL, originate.leg_uuid))
+    assert hunt.on_agent_parked(originate.leg_uuid, 4.1) == Step()
 
 
 def test_a_park_before_the_answer_event_still_bridges_once():

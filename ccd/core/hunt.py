@@ -30,8 +30,9 @@ Rules worth knowing:
 
 * The daemon times the ring (``ring_time``) and kills the leg itself; ``originate_timeout``
   is only a safety net, a few seconds longer.
-* An answered agent leg is bridged only once it is parked: FreeSWITCH runs the originate's
-  ``&park()`` after the answer, and a ``uuid_bridge`` sent before that is undone by the park.
+* An answered agent leg is bridged only once the originate's ``&park()`` runs (its ``+OK``
+  or the leg's CHANNEL_PARK, whichever comes first), never at CHANNEL_ANSWER: FreeSWITCH sets
+  the leg to run ``park`` after the answer, and a ``uuid_bridge`` sent before that is undone.
 * A leg the hunt killed is forgotten at once: its ``-ERR NORMAL_CLEARING`` and hangup no
   longer match the current leg and are never mistaken for the agent's no-answer.
 * DESTINATION_OUT_OF_ORDER is FreeSWITCH's sessions-per-second limit, not the agent: released
@@ -137,11 +138,12 @@ class _Acc:
 class Hunt:
     """One queued call's hunt for an agent; see the module docstring."""
 
-    __slots__ = tuple(
-        "agent_ext agent_id answered call_uuid caller_display caller_number entered_at job_uuid"
-        " leg_uuid moh_on offered phase preferred preferred_display priority result retries"
-        " retry_at ring_deadline rules tried".split()
-    )
+    __slots__ = (
+        "agent_ext", "agent_id", "answered", "call_uuid", "caller_display", "caller_number",
+        "entered_at", "job_uuid", "leg_uuid", "moh_on", "offered", "phase", "preferred",
+        "preferred_display", "priority", "result", "retries", "retry_at", "ring_deadline",
+        "rules", "tried",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -287,8 +289,9 @@ class Hunt:
         if job_uuid != self.job_uuid or self.phase not in (Phase.RINGING, Phase.ANSWERED):
             return _EMPTY
         acc = _Acc()
-        if ok:
+        if ok:  # sent once the leg runs its &park(): bridgeable (see the module doc)
             self._answered(acc)
+            self._bridge(acc)
         elif self.phase is Phase.RINGING:
             self._offer_failed(acc, cause, now)
         return acc.step()
@@ -305,11 +308,8 @@ class Hunt:
         if leg_uuid != self.leg_uuid or self.phase not in (Phase.RINGING, Phase.ANSWERED):
             return _EMPTY
         acc = _Acc()
-        if self.phase is Phase.RINGING:
-            self._answered(acc)
-        self.phase = Phase.BRIDGING
-        self._stop_moh(acc)
-        acc.commands.append(Bridge(self.call_uuid, leg_uuid))
+        self._answered(acc)
+        self._bridge(acc)
         return acc.step()
 
     def on_bridged(self, now: float) -> Step:
@@ -504,6 +504,12 @@ class Hunt:
         self.phase = Phase.ANSWERED
         self.ring_deadline = None
         acc.facts.append(self._fact("agent.answered"))
+
+    def _bridge(self, acc: _Acc) -> None:
+        assert self.leg_uuid is not None
+        self.phase = Phase.BRIDGING
+        self._stop_moh(acc)
+        acc.commands.append(Bridge(self.call_uuid, self.leg_uuid))
 
     def _offer_failed(self, acc: _Acc, cause: str, now: float) -> None:
         outcome = outcome_for_cause(cause)

@@ -43,12 +43,13 @@ from ccd.engine.dialer import CallbackDialer
 from ccd.engine.disposition import DispositionService
 from ccd.engine.entry import Entry
 from ccd.engine.feature_codes import FeatureCodes
+from ccd.engine.freshness import Freshness
 from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
 from ccd.engine.overflow import Overflow
 from ccd.engine.presence import AgentPresence
 from ccd.engine.reconfigure import Reconfigure
-from ccd.engine.resync import LiveSnapshot, Resync
+from ccd.engine.resync import Resync
 from ccd.store.agent import AgentError, AgentRepository
 from ccd.store.call import CallRepository
 from ccd.store.callback import CallbackStore
@@ -87,6 +88,7 @@ class CallControl:
         self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
         self.disposition = disposition
         self.routing = Routing(store, node_id)
+        self.fresh = Freshness()
         self.agents = AgentRepository(store, self.routing)
         self.calls = CallRepository(store)
         routing = config.routing
@@ -104,6 +106,7 @@ class CallControl:
             customers=customers,
             sticky=sticky,
             metrics=metrics,
+            fresh=self.fresh,
         )
         self.hunting = Hunting(
             io=self.io,
@@ -142,8 +145,10 @@ class CallControl:
             agents=self.agents,
             calls=self.calls,
             hunting=self.hunting,
+            fresh=self.fresh,
             on_parked=self.entry.on_parked,
             on_feature_code=self.feature_codes.on_feature_code,
+            seed_agents=self.seed_agents,
         )
         self.reconfigurer = Reconfigure(
             config=config,
@@ -179,12 +184,18 @@ class CallControl:
 
     # ------------------------------------------------------------------ the dispatcher's calls
     def on_event(self, event: EslEvent, now: float) -> None:
+        if event.name == "BACKGROUND_JOB":
+            job = event.get("Job-UUID")
+            if job and self.resync.on_job(job, event.body or "", now):
+                self.io.flush()
+                return
         decoded = ev.from_esl(event)
         if decoded is None:
             return
         handler = self._handlers.get(type(decoded))
         if handler is None:
             return
+        self.fresh.touch(getattr(decoded, "uuid", None))
         try:
             handler(decoded, now)
             self.io.flush()
@@ -225,15 +236,23 @@ class CallControl:
             self.io.discard()
             raise
 
-    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None:
-        """After (re)connecting: registrations, agents' live channels, orphaned hunts."""
-        self.seed_agents(now)
+    def resync_request(self) -> bool:
+        """Ask FreeSWITCH what is live (ccd.engine.resync); False if a resync is under way."""
+        return self.resync.request()
+
+    @property
+    def resync_has_work(self) -> bool:
+        return self.resync.has_work
+
+    def resync_step(self, now: float) -> bool:
+        """The next slice of the reconciliation; False when it is done."""
         try:
-            self.resync.on_resync(snapshot, now)
+            more = self.resync.step(now)
             self.io.flush()
         except RedisUnavailable:
             self.io.discard()
             raise
+        return more
 
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None:
         """A bgapi whose result will never come: FreeSWITCH refused it (``reason`` is its

@@ -289,6 +289,7 @@ class Hunting:
         """Apply one step of the hunt: facts, releases, commands, routing, deadlines."""
         call = hunt.call_uuid
         record = self.records.get(call)
+        self.io.fresh.touch(call, hunt.leg_uuid)
         facts = self._call_facts.get(call)
         if facts is not None:
             facts.extend(step.facts)

@@ -21,6 +21,7 @@ from ccd.core import presence
 from ccd.core.commands import Command, Fact, UnsafeValue, to_esl
 from ccd.core.customer import Customer
 from ccd.core.sticky import AgentAttempt, CustomerCall
+from ccd.engine.freshness import Freshness
 from ccd.store.agent import Agent, AgentRepository
 from ccd.store.batch import Batch
 from ccd.store.customer import CustomerStore
@@ -51,6 +52,7 @@ class CallIo:
         customers: CustomerStore | None = None,
         sticky: StickyStore | None = None,
         metrics: Any = None,
+        fresh: Freshness | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -63,6 +65,7 @@ class CallIo:
         self.customers = customers
         self.sticky = sticky
         self.metrics = metrics
+        self.fresh = fresh if fresh is not None else Freshness()
         #: Called with (agent, now) when a written change leaves an agent free now or later
         #: (wrap-up): hunting looks for a waiting call for it.
         self.on_agent_free: Callable[[Agent, float], None] | None = None
@@ -113,7 +116,7 @@ class CallIo:
     def send_api(self, text: str) -> None:
         self.bgapi(text)
 
-    def bgapi(self, text: str, job_uuid: str | None = None) -> bool:
+    def bgapi(self, text: str, job_uuid: str | None = None, *, track: bool = True) -> bool:
         """Every command goes as bgapi: FreeSWITCH answers at once and runs it in the
         background, so one slow command never stalls the dispatcher (DESIGN.md). A
         command whose result nobody waits for is remembered until its BACKGROUND_JOB
@@ -124,7 +127,7 @@ class CallIo:
         except EslError as exc:
             log.warning("esl.command_failed", command=text.split(" ", 1)[0], error=str(exc))
             return False
-        if job_uuid is None:
+        if job_uuid is None and track:
             if len(self._fire_jobs) >= 10_000:  # results that never came: forget the oldest
                 self._fire_jobs.pop(next(iter(self._fire_jobs)))
             self._fire_jobs[job] = text
@@ -185,6 +188,7 @@ class CallIo:
             except presence.IllegalTransition as exc:
                 log.info("agent.transition_dropped", agent=agent_id, reason=str(exc))
 
+        self.fresh.touch(agent_id)
         self.agents.write_op(self.batch, new, agent.rev, now, written)
         if self.on_agent_free is not None and _may_free(new.state):
             # In the same script call, right after the write: no extra round trip.

@@ -174,9 +174,10 @@ class AgentRepository:
         return sorted(x.decode() for x in raw)
 
     def all(self) -> list[Agent]:
-        return self._many(self.ids())
+        return self.many(self.ids())
 
-    def _many(self, ids: Iterable[str]) -> list[Agent]:
+    def many(self, ids: Iterable[str]) -> list[Agent]:
+        """The agents with these ids that exist (one round trip)."""
         ids = list(ids)
         records = self.store.get_many([self._key(i) for i in ids])
         return [Agent.from_record(r) for r in records if r is not None]
@@ -201,14 +202,14 @@ class AgentRepository:
         """
         at = time.time() if now is None else now
         ids = self.routing.one(Routing.candidates(tags, limit or 1_000_000), at)
-        return [a.view() for a in self._many(ids)]
+        return [a.view() for a in self.many(ids)]
 
     def count_with(self, tags: Iterable[str], *, logged_in: bool = True) -> list[Agent]:
         """Every agent with the tags (logged in ones only, by default)."""
         sets = [self._set("")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
         with unavailable_as_domain_error("agents.with_tags"):
             raw = self.store.client.sinter(sets)
-        agents = self._many(sorted(x.decode() for x in raw))
+        agents = self.many(sorted(x.decode() for x in raw))
         if logged_in:
             agents = [a for a in agents if a.state.login is not Login.LOGGED_OUT]
         return agents
