@@ -103,6 +103,7 @@ class Control(Protocol):
     (:class:`ccd.engine.control.CallControl`, built by :func:`build_call_control`)."""
 
     def resync_request(self) -> bool: ...
+    def on_redis_lost(self, now: float) -> None: ...
     def resync_step(self, now: float) -> bool: ...
     def on_event(self, event: EslEvent, now: float) -> None: ...
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None: ...
@@ -372,7 +373,10 @@ class Daemon:
             if self.control:
                 self.control.on_event(item, self.now())
         elif isinstance(item, Tick):
-            self.nodes.beat()  # from the dispatcher: a stuck one stops beating
+            # From the dispatcher: a stuck one stops beating. A Redis that lost its data is
+            # noticed here, a beat after it happened.
+            if self.nodes.beat() == "lost":
+                self._redis_lost()
             stale = item.now - self._resync_at >= self.config.routing.resync_interval
             if self.esl.connected and (not self.synced or stale):
                 # Retry a failed resync (Redis was down), and reconcile periodically: a
@@ -404,6 +408,21 @@ class Daemon:
             return
         if self.control.resync_request():
             self.metrics.inc("resyncs_asked_total")
+
+    def _redis_lost(self) -> None:
+        """Redis came back without its data: say it loudly, rebuild what this daemon knows,
+        and read FreeSWITCH again for the rest (registrations, live channels)."""
+        log.critical(
+            "redis.data_lost",
+            node=self.node_id,
+            hint="Redis restarted without persistence or was flushed: run it with "
+            "appendonly yes (scripts/redis-ccd.conf); stored callback requests not being "
+            "dialled right now are gone",
+        )
+        self.metrics.inc("redis_data_lost_total")
+        if self.control is not None:
+            self.control.on_redis_lost(self.now())
+        self.resync()
 
     def _resynced(self, snapshot: Any) -> None:
         self.synced = True

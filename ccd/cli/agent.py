@@ -211,6 +211,10 @@ def cmd_agent_login(args: argparse.Namespace) -> int:
                 f"agent {before.id!r} is {_LOGIN_WORDS[current]}: cannot "
                 f"{action} ({hint.format(id=before.id)})"
             ) from None
+        if after.state.login is Login.READY:
+            # A caller may be waiting for just this agent: the best one is rung now (the
+            # daemon hunting it is told), not at the daemons' next look.
+            s.agents.hand_out(after.id, clock())
     state = after.state
     if state.logout_pending:
         print(

@@ -131,6 +131,7 @@ class CallControl:
             agents=self.agents,
             callbacks=self.callbacks,
             enqueue=self.entry.enqueue_callback,
+            agent_matched=self.hunting.agent_matched,
             disposition=disposition,
         )
         self.overflow = Overflow(
@@ -215,6 +216,22 @@ class CallControl:
         except RedisUnavailable:
             self.io.discard()
             raise
+
+    def on_redis_lost(self, now: float) -> None:
+        """Redis came back without its data (ccd.store.node): what this daemon knows goes
+        back, agents first (their login, tags and calls), then the calls it hunts, then the
+        configuration's agents; the resync that follows adds the phones' registrations."""
+        try:
+            agents = self.agents.restore_op(self.io.batch, now)
+            self.io.flush()
+            self.hunting.rebuild(now)
+            self.io.flush()
+            self.seed_agents(now)
+            self.dialer.rebuild(now)
+        except RedisUnavailable:
+            self.io.discard()
+            raise
+        log.warning("agent.rebuilt", agents=agents)
 
     def on_notify_gap(self, now: float) -> None:
         """The notification channel was (re)subscribed: reservations made for our calls

@@ -214,13 +214,20 @@ class Hunting:
         leg, job = self.io.new_uuid(), self.io.new_uuid()
 
         def freed(result: Any) -> None:
-            if result and result.get("agent"):
-                self._reserved_for(result["call"], result["agent"], leg, job, now)
-            elif result and result.get("node"):
-                log.info("agent.matched_remote", agent=agent.id, call=result["call"],
-                         node=result["node"])  # fmt: skip
+            self.agent_matched(agent.id, result, leg, job, now)
 
         self.io.batch.route(Routing.free(agent.id, leg, job), now, freed)
+
+    def agent_matched(
+        self, agent_id: str, result: Any, leg: str, job: str, now: float
+    ) -> None:
+        """Routing gave a free agent to a waiting call (``free`` or ``claim``): ours, rung
+        now; another daemon's, told by routing."""
+        if result and result.get("call") and result.get("agent"):
+            self._reserved_for(result["call"], result["agent"], leg, job, now)
+        elif result and result.get("node"):
+            log.info("agent.matched_remote", agent=agent_id, call=result["call"],
+                     node=result["node"])  # fmt: skip
 
     def _reserved_for(
         self, call: str, record: Mapping[str, Any], leg: str, job: str, now: float
@@ -277,6 +284,22 @@ class Hunting:
                 self._reserved_for(item["call"], agent, leg, legs.get(leg, ""), now)
 
         self.io.batch.route(Routing.sweep(pairs), now, swept)
+
+    def rebuild(self, now: float) -> None:
+        """Redis lost its data: every call this daemon hunts goes back (record, lease, its
+        place in the queue); a waiting one asks routing again, so it keeps waiting (or gets
+        an agent) instead of finding an empty queue. Agents first: ccd.engine.control."""
+        batch = self.io.batch
+        for call, hunt in self.hunts.items():
+            record = self.records.get(call)
+            if record is None:
+                continue
+            record.hunt = hunt.to_dict()
+            op = Routing.restore(call, record.queue, self.calls.encode(record), hunt.order_key)
+            batch.route(op, now)
+            if hunt.waiting:
+                self.drive(hunt, Step(match=True), now)
+        log.warning("call.rebuilt", calls=len(self.hunts))
 
     def release_all(self) -> None:
         """On a clean stop: nothing to hand back. A lease is valid only while this daemon's

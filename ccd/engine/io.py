@@ -159,7 +159,7 @@ class CallIo:
     def agent_for(self, extension: str) -> Agent | None:
         return self.agents.by_extension(extension) if extension else None
 
-    def presence(self, agent_id: str, step: PresenceStep, now: float = 0.0) -> None:
+    def presence(self, agent_id: str, step: PresenceStep, now: float) -> None:
         """Apply one ccd.core.presence function to the agent and write it in this step's
         batch. ``step`` runs now, on the daemon's copy of the agent (read first when it has
         none), so an IllegalTransition reaches the caller at once; a write lost to another

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import uuid as uuidlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -180,7 +181,10 @@ class AgentRepository:
         """The agents with these ids that exist (one round trip)."""
         ids = list(ids)
         records = self.store.get_many([self._key(i) for i in ids])
-        return [Agent.from_record(r) for r in records if r is not None]
+        agents = [Agent.from_record(r) for r in records if r is not None]
+        for agent in agents:  # the last copy seen: where a write starts, what Redis lost
+            self._cache[agent.id] = agent
+        return agents
 
     def id_for_extension(self, extension: str) -> str | None:
         with unavailable_as_domain_error("agents.by_ext"):
@@ -274,6 +278,14 @@ class AgentRepository:
         record = self.routing.one(Routing.reserve(agent_id, call_uuid, leg, job), now)
         return self.remember(record) if record else None
 
+    def hand_out(self, agent_id: str, now: float | None = None) -> Any:
+        """The agent (free, say just logged in from the CLI) goes to the best waiting call at
+        once: routing reserves it and tells the daemon hunting that call. Its answer, or
+        False when nobody waits for this agent (or it is not free)."""
+        at = time.time() if now is None else now
+        leg, job = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+        return self.routing.one(Routing.free(check_agent_id(agent_id), leg, job), at)
+
     def remember(self, record: Mapping[str, Any]) -> Agent:
         """A record a routing operation answered with: the next write starts from it."""
         agent = Agent.from_record(record)
@@ -330,6 +342,13 @@ class AgentRepository:
         outcome = step(agent.state)
         call = agent.call if outcome.state.offer_leg is not None else None
         return dataclasses.replace(agent, state=outcome.state, call=call), outcome
+
+    def restore_op(self, batch: Batch, now: float) -> int:
+        """Redis lost its data: write back every agent this process knows (its last copy:
+        login, tags, the call it is on), each created anew. Returns how many."""
+        for agent in self._cache.values():
+            batch.route(Routing.write(agent.id, -1, self._encode(agent)), now)
+        return len(self._cache)
 
     def forget(self, agent_id: str) -> None:
         """Drop this process's copy (another writer won): the next use reads Redis."""

@@ -72,6 +72,10 @@ class Keys:
         """The daemon hunting a call (valid while that daemon's node key lives)."""
         return self.lease("call." + call_uuid)
 
+    def epoch(self) -> str:
+        """A random mark written once into an empty Redis: gone means Redis lost its data."""
+        return self._key("epoch")
+
     def node(self, node_id: str) -> str:
         """A live daemon's heartbeat (msgpack {host, pid, token, started}, short TTL)."""
         return self._key("node", node_id)

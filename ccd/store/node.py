@@ -16,6 +16,11 @@ A call's lease names its daemon and is valid only while that daemon's key lives
 Two processes must never beat under one id: :meth:`Nodes.claim` refuses to start when the
 key is held by a live process elsewhere (another host, or another live process here), and
 takes it over when it was left by a process of this host that is gone.
+
+Each beat also reads ``epoch``, a random mark written once into an empty Redis. A Redis that
+comes back without it lost its data (restarted without persistence, flushed, failed over to
+an empty replica): :meth:`Nodes.beat` says so, at most a beat after it happened, and the
+daemon rebuilds what it knows (issue 9, defect 6). Ship Redis with ``appendonly yes``.
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ class Nodes:
         self.node_id = node_id
         self.key = store.keys.node(node_id)
         self.me = NodeInfo(socket.gethostname(), os.getpid(), secrets.token_hex(8), time.time())
+        self.epoch_key = store.keys.epoch()
+        self.epoch: bytes | None = None  # the mark this daemon saw in Redis
         self._last = 0.0
 
     def claim(self) -> NodeInfo | None:
@@ -104,15 +111,23 @@ class Nodes:
         self.beat(force=True)
         return held if held is not None and held.token != self.me.token else None
 
-    def beat(self, *, force: bool = False) -> bool:
-        """Renew the heartbeat if a beat is due (wall clock); True when written."""
+    def beat(self, *, force: bool = False) -> str | None:
+        """Renew the heartbeat if a beat is due (wall clock) and check Redis still holds its
+        data: "ok", "lost" (the epoch mark this daemon saw is gone: rebuild), or None when
+        no beat was due."""
         now = time.monotonic()
         if not force and now - self._last < BEAT:
-            return False
+            return None
+        fresh = secrets.token_hex(8).encode()
         with unavailable_as_domain_error("node beat"):
-            self.store.client.set(self.key, self.me.pack(), px=TTL_MS)
+            pipe = self.store.client.pipeline(transaction=False)
+            pipe.set(self.key, self.me.pack(), px=TTL_MS)
+            pipe.set(self.epoch_key, fresh, nx=True)
+            pipe.get(self.epoch_key)
+            _, _, epoch = pipe.execute()
         self._last = now
-        return True
+        seen, self.epoch = self.epoch, epoch
+        return "lost" if seen is not None and epoch != seen else "ok"
 
     def leave(self) -> None:
         """A clean stop: the calls of this id go to whoever looks next, at once."""

@@ -357,14 +357,12 @@ local function op_enter(call, record, queue, prio, entered, boost, lang, number,
   return result
 end
 
--- The best waiting call this free agent may take (lowest order key over every list whose
--- tags it carries; calls that tried it are skipped; calls whose node died are left to be
--- taken over). Reserved and, when another node hunts it, that node is told.
-local function op_free(id, leg, job)
-  local rec = load_agent(id)
-  if not rec or not is_free(rec, NOW) then return false end
+-- The best waiting call an agent carrying `tags` may take: the lowest order key over every
+-- list whose tags it carries, skipping calls that tried `id` (nil: none skipped) and calls
+-- whose daemon died (left to be taken over). Returns call, score, owner.
+local function best_call(id, tags)
   local mine = {}
-  for _, t in ipairs(rec.tags or {}) do mine[t] = true end
+  for _, t in ipairs(tags or {}) do mine[t] = true end
   local best, best_score, best_owner = nil, nil, nil
   for _, name in ipairs(redis.call("HKEYS", P .. "wait:lists")) do
     local fits = true
@@ -380,7 +378,7 @@ local function op_free(id, leg, job)
         for i = 1, #head, 2 do
           local call, score = head[i], tonumber(head[i + 1])
           if best_score ~= nil and score >= best_score then done = true break end
-          if redis.call("SISMEMBER", P .. "tried:" .. call, id) == 0 then
+          if not id or redis.call("SISMEMBER", P .. "tried:" .. call, id) == 0 then
             local owner = live_owner(call)
             if owner then
               best, best_score, best_owner = call, score, owner
@@ -393,15 +391,45 @@ local function op_free(id, leg, job)
       end
     end
   end
-  if not best then return false end
-  dequeue(best)
-  local agent = reserve(id, rec, best, leg, job)
-  if best_owner ~= ME then
-    redis.call("PUBLISH", P .. "notify:" .. best_owner,
-      cmsgpack.pack({call = best, agent = agent, leg = leg, job = job}))
-    return {call = best, node = best_owner}
+  return best, best_score, best_owner
+end
+
+-- Reserve the free agent for a waiting call and tell the call's daemon when it is another.
+local function give(id, rec, call, owner, leg, job)
+  dequeue(call)
+  local agent = reserve(id, rec, call, leg, job)
+  if owner ~= ME then
+    redis.call("PUBLISH", P .. "notify:" .. owner,
+      cmsgpack.pack({call = call, agent = agent, leg = leg, job = job}))
+    return {call = call, node = owner}
   end
-  return {call = best, agent = agent}
+  return {call = call, agent = agent}
+end
+
+-- A free agent: the best waiting call for it, reserved ({call, agent} or {call, node}).
+local function op_free(id, leg, job)
+  local rec = load_agent(id)
+  if not rec or not is_free(rec, NOW) then return false end
+  local call, _, owner = best_call(id, rec.tags)
+  if not call then return false end
+  return give(id, rec, call, owner, leg, job)
+end
+
+-- A free agent for a callback request of queue order `order`, unless a waiting call this
+-- agent could take comes first by the same order (then that call gets the agent, as with
+-- `free`): one order decides who gets an agent, callers or callbacks.
+local function op_claim(id, request, order, leg, job)
+  local rec = load_agent(id)
+  if not rec or not is_free(rec, NOW) then return false end
+  local call, score, owner = best_call(id, rec.tags)
+  if call and score < tonumber(order) then return give(id, rec, call, owner, leg, job) end
+  return {request = request, agent = reserve(id, rec, request, leg, job)}
+end
+
+-- Is a call waiting that agents carrying `tags` could take, ahead of queue order `order`?
+local function op_ahead(order, tags)
+  local call, score = best_call(nil, tags)
+  return call ~= nil and score < tonumber(order)
 end
 
 -- The operations -------------------------------------------------------------------------------
@@ -435,6 +463,15 @@ local function op_finish(call, queue, record, ttl)
   redis.call("SET", P .. "call:" .. call, record, "PX", tonumber(ttl))
   local key = P .. "lease:call." .. call
   if redis.call("GET", key) == ME then redis.call("DEL", key) end
+  return 1
+end
+
+-- Redis lost its data: a daemon puts back a call it hunts (record, lease, live set, queue).
+local function op_restore(call, queue, record, order)
+  take_lease(call)
+  redis.call("SET", P .. "call:" .. call, record)
+  redis.call("SADD", P .. "calls", call)
+  redis.call("ZADD", P .. "queue:" .. queue, tonumber(order), call)
   return 1
 end
 
@@ -514,12 +551,13 @@ local function op_count_free(tags)
 end
 
 local OPS = {
+  claim = op_claim, ahead = op_ahead,
   count_free = op_count_free,
   candidates = op_candidates,
   write = op_write, delete = op_delete, reserve = op_reserve, enter = op_enter,
   match = op_match, free = op_free, untry = op_untry, unoffer = op_unoffer,
   dequeue = op_dequeue, leave = op_leave, finish = op_finish, lease = op_lease,
-  release = op_release, sweep = op_sweep,
+  release = op_release, sweep = op_sweep, restore = op_restore,
 }
 
 local results = {}

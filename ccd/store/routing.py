@@ -110,6 +110,19 @@ class Routing:
         return ["candidates", max(1, int(limit)), _tags(tags)]
 
     @staticmethod
+    def claim(agent_id: str, request: str, order: float, leg: str, job: str) -> list[Any]:
+        """A free agent for a callback request, unless a waiting call it could take comes
+        first by queue order: {request, agent} reserved for the request, or (as with
+        :meth:`free`) {call, agent} / {call, node} for that call; False: not free."""
+        return ["claim", _part(agent_id, "agent id"), _part(request, "request"), float(order),
+                leg, job]  # fmt: skip
+
+    @staticmethod
+    def ahead(order: float, tags: Iterable[str]) -> list[Any]:
+        """Is a call waiting, that agents carrying ``tags`` could take, ahead of ``order``?"""
+        return ["ahead", float(order), _tags(tags)]
+
+    @staticmethod
     def count_free(tags: Iterable[str]) -> list[Any]:
         return ["count_free", _tags(tags)]
 
@@ -180,6 +193,11 @@ class Routing:
     @staticmethod
     def finish(call: str, queue: str, record: bytes, ttl_ms: int) -> list[Any]:
         return ["finish", _part(call, "call"), _part(queue, "queue"), record, int(ttl_ms)]
+
+    @staticmethod
+    def restore(call: str, queue: str, record: bytes, order: float) -> list[Any]:
+        """Redis lost its data: put back a call this daemon hunts (record, lease, queue)."""
+        return ["restore", _part(call, "call"), _part(queue, "queue"), record, float(order)]
 
     @staticmethod
     def lease(call: str) -> list[Any]:

@@ -416,7 +416,11 @@ class Center:
         """What ``ccd agent login|logout|break|ready`` does, without a process per agent."""
         repo = self.agents()
         for agent_id in agent_ids:
-            repo.transition(agent_id, lambda state: presence.set_login(state, action, time.time()))
+            agent, _ = repo.transition(
+                agent_id, lambda state: presence.set_login(state, action, time.time())
+            )
+            if agent.state.login is presence.Login.READY:
+                repo.hand_out(agent_id)  # as the CLI does: a waiting caller gets them at once
 
 
 #: Poll a predicate until it is truthy, with a deadline (the fast suite's helper).
