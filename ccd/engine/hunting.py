@@ -218,9 +218,7 @@ class Hunting:
 
         self.io.batch.route(Routing.free(agent.id, leg, job), now, freed)
 
-    def agent_matched(
-        self, agent_id: str, result: Any, leg: str, job: str, now: float
-    ) -> None:
+    def agent_matched(self, agent_id: str, result: Any, leg: str, job: str, now: float) -> None:
         """Routing gave a free agent to a waiting call (``free`` or ``claim``): ours, rung
         now; another daemon's, told by routing."""
         if result and result.get("call") and result.get("agent"):

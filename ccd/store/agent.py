@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from ccd.config import EXTENSION_RE, NAME_RE
-from ccd.core.presence import AgentState, Login, Outcome
+from ccd.core.presence import AgentState, Login, Outcome, current
 from ccd.core.routing import AgentView, normalize_tags
 from ccd.store.batch import Batch, Then
 from ccd.store.redis_store import Store, unavailable_as_domain_error
@@ -68,6 +68,12 @@ class Agent:
     state: AgentState
     call: str | None = None  # the caller uuid it is reserved for / talking to
     rev: int = 0
+
+    def at(self, now: float) -> Agent:
+        """The agent as it stands at ``now``: a wrap-up whose time is up has ended (nobody
+        writes that: :func:`ccd.core.presence.current`). For showing, not for writing."""
+        state = current(self.state, now)
+        return self if state is self.state else dataclasses.replace(self, state=state)
 
     def view(self) -> AgentView:
         return AgentView(

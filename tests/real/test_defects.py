@@ -128,7 +128,8 @@ def test_defect2_resync_never_overrules_fresher_events(start, phones, fs, call):
         wait_for(lambda c=caller, m=mark: bridged_pair(fs.snapshot()[m:], c.b), 6, "bridge")
         caller.hang_up()
         wait_for(
-            lambda: center.agents().require("slow").state.activity is presence.Activity.IDLE,
+            lambda: center.agents().require("slow").at(time.time()).state.activity
+            is presence.Activity.IDLE,
             5, "the agent free again",
         )  # fmt: skip
     assert not center.logged("call.abandoned")
