@@ -323,6 +323,7 @@ class Daemon:
                 return
             if isinstance(item, Tick):
                 self._tick_queued = False
+            self.esl.cork()  # what one item makes the daemon say goes out in one write
             try:
                 self._dispatch(item)
                 if self.control and self.control.resync_has_work and not self._resync_step_queued:
@@ -338,6 +339,8 @@ class Daemon:
                 # One bad event must not stop call handling for everyone else.
                 log.exception("daemon.dispatch_failed", item=type(item).__name__)
                 self.metrics.inc("dispatch_errors_total")
+            finally:
+                self.esl.uncork()
 
     def _listen(self) -> None:
         """Agents another daemon reserved for this daemon's calls (routing's ``notify``)."""

@@ -53,7 +53,7 @@ from __future__ import annotations
 import random
 import time
 import uuid as uuidlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import gevent
@@ -349,6 +349,24 @@ class EslClient:
         if body.startswith(("-ERR", "-USAGE")):
             raise EslCommandError(f"api {command.split(' ', 1)[0]}: {body.strip()}", body.strip())
         return body
+
+    def api_nowait(self, command: str, on_fail: Callable[[str], None]) -> None:
+        """``api <command>`` without waiting: for short commands whose answer only matters
+        when it is an error (``on_fail(text)``, also when the connection is lost first).
+        FreeSWITCH runs an api on the connection's own thread, in order, and sends no
+        BACKGROUND_JOB back: cheaper for both sides than bgapi."""
+        self._live().send_nowait(f"api {command}", self._command_timeout, on_fail)
+
+    def cork(self) -> None:
+        """Commands sent without waiting are written together at :meth:`uncork`."""
+        conn = self._conn
+        if conn is not None and conn.ready:
+            conn.cork()
+
+    def uncork(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            conn.uncork(self._command_timeout)
 
     def bgapi(self, command: str, job_uuid: str | None = None, *, wait: bool = True) -> str:
         """``bgapi <command>`` with a Job-UUID header; returns the Job-UUID.

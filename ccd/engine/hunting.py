@@ -70,6 +70,11 @@ class Hunting:
         self.timers = Timers()  # ("call", uuid) hunt deadlines, ("agent", id) wrap-up ends
         self._call_facts: dict[str, list[Fact]] = {}  # per live call, for dispositions
         self._history: dict[str, list[dict[str, Any]]] = {}  # per live call, for the webhook
+        # The waiting lists ("<queue>:<tagset>") known to hold calls: from this daemon's own
+        # routing answers, and all of them from each sweep. An agent freed while no list it
+        # could serve holds a call costs no round trip; a call another daemon queued since
+        # the last sweep is found by the next one (a second at most).
+        self.lists: set[str] = set()
         self._last_sweep = 0.0
         io.on_agent_free = self.agent_free
 
@@ -96,6 +101,7 @@ class Hunting:
             agent = self.agents.remember(result["agent"])
             self.drive(hunt, hunt.on_matched(agent.id, agent.extension, leg, job, now), now)
         else:
+            self.lists.add(list_name(hunt.rules.name, hunt.rules.required_tags))
             self.drive(hunt, hunt.on_waiting(result["ready"], result["untried"], now), now)
 
     # ------------------------------------------------------------------ events
@@ -211,6 +217,8 @@ class Hunting:
         if agent.state.activity is presence.Activity.WRAPUP and until is not None and until > now:
             self.timers.set(("agent", agent.id), until)
             return
+        if not any(_fits(name, agent.tags) for name in self.lists):
+            return  # nobody waits for this agent (the sweep double-checks every second)
         leg, job = self.io.new_uuid(), self.io.new_uuid()
 
         def freed(result: Any) -> None:
@@ -276,7 +284,8 @@ class Hunting:
 
         def swept(found: Any) -> None:
             legs = dict(pairs)
-            for item in found or ():
+            self.lists = set(found["lists"])
+            for item in found["matched"]:
                 agent = item["agent"]
                 leg = agent.get("offer_leg") or ""
                 self._reserved_for(item["call"], agent, leg, legs.get(leg, ""), now)
@@ -421,3 +430,14 @@ class Hunting:
             return ("SET", self.calls.keys.call(record.uuid), self.calls.encode(record))
 
         self.io.batch.deferred(("save", record.uuid), encode)
+
+
+def list_name(queue: str, tags: Any) -> str:
+    """The waiting list a call with these tags joins (ccd/store/routing.lua's naming)."""
+    return f"{queue}:{'+'.join(sorted(tags)) or '_'}"
+
+
+def _fits(name: str, tags: frozenset[str]) -> bool:
+    """Could an agent carrying ``tags`` take calls of waiting list ``name``?"""
+    tagset = name.partition(":")[2]
+    return tagset == "_" or set(tagset.split("+")) <= tags

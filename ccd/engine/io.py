@@ -111,16 +111,31 @@ class CallIo:
         if kind == "execute":
             uuid, app, *rest = text.split(" ", 2)
             return self.execute(uuid, app, rest[0] if rest else "")
-        return self.bgapi(text, getattr(command, "job_uuid", None))
+        if kind == "bgapi":
+            return self.bgapi(text, getattr(command, "job_uuid", None))
+        return self.send_api(text)
 
-    def send_api(self, text: str) -> None:
-        self.bgapi(text)
+    def send_api(self, text: str) -> bool:
+        """A short command whose answer matters only if it is an error (bridge, kill,
+        transfer, music, break, sched_del): ``api`` without waiting, on FreeSWITCH's side run
+        in order on this connection, no BACKGROUND_JOB back; a refusal is logged."""
+        name = text.split(" ", 1)[0]
+
+        def failed(reply: str) -> None:
+            log.warning("esl.command_failed", command=name, reply=reply)
+
+        try:
+            self.esl.api_nowait(text, failed)
+        except EslError as exc:
+            log.warning("esl.command_failed", command=name, error=str(exc))
+            return False
+        return True
 
     def bgapi(self, text: str, job_uuid: str | None = None, *, track: bool = True) -> bool:
-        """Every command goes as bgapi: FreeSWITCH answers at once and runs it in the
-        background, so one slow command never stalls the dispatcher (DESIGN.md). A
-        command whose result nobody waits for is remembered until its BACKGROUND_JOB
-        comes, to log it if it failed."""
+        """A command whose answer is waited for, or that may take time (an originate rings
+        for seconds): FreeSWITCH runs it in the background and answers with a
+        BACKGROUND_JOB, so the dispatcher never waits (DESIGN.md). Without ``job_uuid`` its
+        result is remembered, to log it if it failed (``track``)."""
         job = job_uuid or self.new_uuid()
         try:
             self.esl.bgapi(text, job_uuid=job, wait=False)

@@ -179,16 +179,26 @@ local function has_tags(id, tags)
 end
 
 -- The first free agent carrying every tag, in routing order, not in `skip` (a set key or
--- nil). It walks the free list of the rarest tag one tag-count bucket at a time.
+-- nil). It walks the free list of the rarest tag one tag-count bucket at a time, checking
+-- only the other tags.
 local function find_agent(tags, skip, limit)
-  local walk, size = P .. "agents:free", nil
+  local walk, size, rarest = P .. "agents:free", nil, nil
   for _, t in ipairs(tags) do
     local key = P .. "agents:free:" .. t
     local n = redis.call("ZCARD", key)
-    if size == nil or n < size then size, walk = n, key end
+    if size == nil or n < size then size, walk, rarest = n, key, t end
   end
   if size == 0 then return nil end
-  local nt, found = #tags, {}
+  local others = {}
+  for _, t in ipairs(tags) do
+    if t ~= rarest then others[#others + 1] = t end
+  end
+  tags = others
+  local skipped = {}
+  if skip then
+    for _, id in ipairs(redis.call("SMEMBERS", skip)) do skipped[id] = true end
+  end
+  local nt, found = #tags + (rarest and 1 or 0), {}
   for _ = 1, 64 do
     local first = redis.call("ZRANGEBYSCORE", walk, nt * BUCKET, "+inf", "WITHSCORES", "LIMIT", 0, 1)
     if #first == 0 then break end
@@ -198,7 +208,7 @@ local function find_agent(tags, skip, limit)
       local ids = redis.call("ZRANGEBYSCORE", walk, lo, lo + NOW, "LIMIT", off, 64)
       if #ids == 0 then break end
       for _, id in ipairs(ids) do
-        if (not skip or redis.call("SISMEMBER", skip, id) == 0) and has_tags(id, tags) then
+        if not skipped[id] and has_tags(id, tags) then
           local rec = load_agent(id)
           if rec and is_free(rec, NOW) then
             found[#found + 1] = {id, rec}
@@ -489,7 +499,8 @@ end
 -- (the periodic safety net for a wake-up lost between two daemons). pairs: {leg, job}...
 local function op_sweep(pairs_)
   local out, used = {}, 0
-  for _, name in ipairs(redis.call("HKEYS", P .. "wait:lists")) do
+  local lists = redis.call("HKEYS", P .. "wait:lists")
+  for _, name in ipairs(lists) do
     if used >= #pairs_ then break end
     local head = redis.call("ZRANGE", P .. "wait:" .. name, 0, 0, "WITHSCORES")
     if #head > 0 then
@@ -513,7 +524,7 @@ local function op_sweep(pairs_)
       end
     end
   end
-  return out
+  return {matched = out, lists = lists}
 end
 
 -- Free agents with the tags, in routing order, without reserving them (views, the dialer).
