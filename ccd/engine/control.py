@@ -89,6 +89,7 @@ class CallControl:
         self.disposition = disposition
         self.routing = Routing(store, node_id)
         self.fresh = Freshness()
+        self._parked: list[ev.CallParked] = []  # callers entering in the unit of work
         self.agents = AgentRepository(store, self.routing)
         self.calls = CallRepository(store)
         routing = config.routing
@@ -185,10 +186,12 @@ class CallControl:
 
     # ------------------------------------------------------------------ the dispatcher's calls
     def on_event(self, event: EslEvent, now: float) -> None:
+        """One event; its Redis work joins the unit of work the dispatcher sends with
+        :meth:`flush` once it has handled the events waiting together (one round trip for
+        all of them under load), or sooner when this event needs an earlier one's answer."""
         if event.name == "BACKGROUND_JOB":
             job = event.get("Job-UUID")
             if job and self.resync.on_job(job, event.body or "", now):
-                self.io.flush()
                 return
         decoded = ev.from_esl(event)
         if decoded is None:
@@ -196,62 +199,66 @@ class CallControl:
         handler = self._handlers.get(type(decoded))
         if handler is None:
             return
-        self.fresh.touch(getattr(decoded, "uuid", None))
+        uuid = getattr(decoded, "uuid", None)
+        self.fresh.touch(uuid)
+        entering = self.entry.entering
+        if entering and (uuid in entering or _call_of(decoded) in entering):
+            self.flush()  # the call's entry must be answered before this event is decided
         try:
             handler(decoded, now)
-            self.io.flush()
         except RedisUnavailable:
-            self.io.discard()
             if isinstance(decoded, ev.CallParked):
                 self.entry.defer(decoded)
             elif isinstance(decoded, ev.ChannelHangup):
                 self.entry.forget(decoded.uuid)
             raise
+        if isinstance(decoded, ev.CallParked):
+            self._parked.append(decoded)
 
-    def on_notified(self, call: str, agent: dict[str, Any], leg: str, job: str, now: float) -> None:
-        """Another daemon reserved an agent for one of this daemon's calls."""
+    def flush(self) -> None:
+        """Send the unit of work: everything the events since the last flush wrote and
+        asked. If Redis failed, what they asked is decided again: a caller who was entering
+        their queue gets music now and is queued when Redis answers (Entry.defer)."""
+        parked, self._parked = self._parked, []
         try:
-            self.hunting.on_notified(call, agent, leg, job, now)
             self.io.flush()
         except RedisUnavailable:
             self.io.discard()
+            self.entry.entering.clear()
+            for event in parked:
+                self.entry.defer(event)
             raise
+
+    def on_notified(self, call: str, agent: dict[str, Any], leg: str, job: str, now: float) -> None:
+        """Another daemon reserved an agent for one of this daemon's calls."""
+        self.hunting.on_notified(call, agent, leg, job, now)
+        self.flush()
 
     def on_redis_lost(self, now: float) -> None:
         """Redis came back without its data (ccd.store.node): what this daemon knows goes
         back, agents first (their login, tags and calls), then the calls it hunts, then the
         configuration's agents; the resync that follows adds the phones' registrations."""
-        try:
-            agents = self.agents.restore_op(self.io.batch, now)
-            self.io.flush()
-            self.hunting.rebuild(now)
-            self.io.flush()
-            self.seed_agents(now)
-            self.dialer.rebuild(now)
-        except RedisUnavailable:
-            self.io.discard()
-            raise
+        agents = self.agents.restore_op(self.io.batch, now)
+        self.flush()
+        self.hunting.rebuild(now)
+        self.flush()
+        self.seed_agents(now)
+        self.dialer.rebuild(now)
         log.warning("agent.rebuilt", agents=agents)
 
     def on_notify_gap(self, now: float) -> None:
         """The notification channel was (re)subscribed: reservations made for our calls
         while we were not listening are read from Redis instead."""
-        try:
-            self.hunting.recheck_offers(now)
-            self.io.flush()
-        except RedisUnavailable:
-            self.io.discard()
-            raise
+        self.hunting.recheck_offers(now)
+        self.flush()
 
     def on_tick(self, now: float) -> None:
-        try:
-            self.entry.retry_deferred(now)
-            self.dialer.tick(now)
-            self.hunting.tick(now)
-            self.io.flush()
-        except RedisUnavailable:
-            self.io.discard()
-            raise
+        """Deadlines and the periodic work; sent with the events' unit of work."""
+        for parked in self.entry.take_deferred():
+            self._parked.append(parked)  # deferred again if Redis still fails (flush)
+            self.entry.on_parked(parked, now)
+        self.dialer.tick(now)
+        self.hunting.tick(now)
 
     def resync_request(self) -> bool:
         """Ask FreeSWITCH what is live (ccd.engine.resync); False if a resync is under way."""
@@ -263,12 +270,8 @@ class CallControl:
 
     def resync_step(self, now: float) -> bool:
         """The next slice of the reconciliation; False when it is done."""
-        try:
-            more = self.resync.step(now)
-            self.io.flush()
-        except RedisUnavailable:
-            self.io.discard()
-            raise
+        more = self.resync.step(now)
+        self.flush()
         return more
 
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None:
@@ -276,23 +279,15 @@ class CallControl:
         ``-ERR`` reply), or the connection went with it and its fate is unknown."""
         if self.io.fire_job_done(job_uuid, False, reason):
             return
-        try:
-            if not self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
-                self.hunting.on_job_lost(job_uuid, reason, now)
-            self.io.flush()
-        except RedisUnavailable:
-            self.io.discard()
-            raise
+        if not self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
+            self.hunting.on_job_lost(job_uuid, reason, now)
+        self.flush()
 
     def reconfigure(self, config: Config, now: float) -> list[str]:
         """A reload, on the dispatcher between two events: run with ``config`` from now on,
         without dropping a call or a callback (ccd.engine.reconfigure); returns what it did."""
-        try:
-            done = self.reconfigurer.apply(config, now)
-            self.io.flush()
-        except RedisUnavailable:
-            self.io.discard()  # the calls' records follow at their next step
-            raise
+        done = self.reconfigurer.apply(config, now)
+        self.flush()
         return done
 
     def call_view(self, uuid: str) -> dict[str, Any] | None:
@@ -342,3 +337,9 @@ class CallControl:
         self.dialer.on_hangup(e.uuid, now)
         if not self.hunting.on_hangup(e.uuid, e.cause, e.variables, now):
             self.presence.on_hangup(e, now)
+
+
+def _call_of(decoded: Any) -> str | None:
+    """The queue call an event of an agent's leg belongs to (``ccd_call``), if any."""
+    variables = getattr(decoded, "variables", None)
+    return variables.get("ccd_call") if variables else None

@@ -61,6 +61,10 @@ class Entry:
         self.sticky = sticky
         self.dnc = dnc
         self._deferred: dict[str, ev.CallParked] = {}  # callers parked while Redis was down
+        #: Calls whose entry waits for Redis's answer in the unit of work: an event about one
+        #: of them has the unit of work sent first (ccd.engine.control).
+        self.entering: set[str] = set()
+        self._music: set[str] = set()  # deferred callers who already hear music
 
     def queue_rules(self, queue: str, channel_tags: Iterable[str]) -> QueueRules:
         routing = self.config.routing
@@ -89,19 +93,21 @@ class Entry:
         if parked.uuid in self._deferred:
             return
         self._deferred[parked.uuid] = parked
-        if self.config.routing.moh:
+        if parked.uuid not in self._music and self.config.routing.moh:
+            self._music.add(parked.uuid)
             self.io.send_api(f"uuid_broadcast {parked.uuid} {self.config.routing.moh} aleg")
         log.warning("call.queue_deferred", call=parked.uuid, queue=parked.queue)
 
     def forget(self, uuid: str) -> None:
         """The caller hung up: a deferred entry is dropped."""
         self._deferred.pop(uuid, None)
+        self._music.discard(uuid)
 
-    def retry_deferred(self, now: float) -> None:
-        for uuid, parked in list(self._deferred.items()):
-            self.on_parked(parked, now)
-            self.io.flush()  # RedisUnavailable propagates: kept, tried again next tick
-            self._deferred.pop(uuid, None)
+    def take_deferred(self) -> list[ev.CallParked]:
+        """The callers deferred so far, to enter again (deferred anew if Redis still fails)."""
+        waiting = list(self._deferred.values())
+        self._deferred.clear()
+        return waiting
 
     # ------------------------------------------------------------------ the main number
     def on_entry(self, e: ev.EntryParked, now: float) -> None:
@@ -227,8 +233,10 @@ class Entry:
         )
 
         def entered_queue(result: Mapping[str, Any]) -> None:
+            self.entering.discard(uuid)
             self._entered(hunt, record, screen, result, leg, job, now)
 
+        self.entering.add(uuid)
         batch.route(op, now, entered_queue)
 
     def sticky_key(self, number: str) -> str:
@@ -250,6 +258,7 @@ class Entry:
             return
         if state == "known":
             return  # a second park of a call already recorded: resync resumes it
+        self._music.discard(record.uuid)
         customer, history = screen.customer, screen.history
         tags = list(result.get("tags") or ())
         wanted = implied_tags(customer) - set(record.tags)

@@ -23,7 +23,7 @@ from ccd.core.customer import Customer
 from ccd.core.sticky import AgentAttempt, CustomerCall
 from ccd.engine.freshness import Freshness
 from ccd.store.agent import Agent, AgentRepository
-from ccd.store.batch import Batch
+from ccd.store.batch import Batch, Lane
 from ccd.store.customer import CustomerStore
 from ccd.store.redis_store import RedisUnavailable, Store
 from ccd.store.routing import Routing
@@ -70,6 +70,8 @@ class CallIo:
         #: (wrap-up): hunting looks for a waiting call for it.
         self.on_agent_free: Callable[[Agent, float], None] | None = None
         self._batch: Batch | None = None
+        # The dispatcher's own Redis connection for its batches (ccd.store.batch.Lane).
+        self._lane = Lane(store.client)
         self._fire_jobs: dict[str, str] = {}  # job uuid -> command, for commands not awaited
 
     @property
@@ -80,7 +82,7 @@ class CallIo:
     @property
     def batch(self) -> Batch:
         if self._batch is None:
-            self._batch = self.routing.batch()
+            self._batch = self.routing.batch(self._lane)
         return self._batch
 
     def flush(self) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import msgpack
 
-from ccd.store.batch import Batch, Then
+from ccd.store.batch import Batch, Lane, Then
 from ccd.store.keys import check_part
 from ccd.store.redis_store import AGENT_SCHEMA_VERSION, Store, unavailable_as_domain_error
 
@@ -69,8 +69,8 @@ class Routing:
             packed_ops,
         )
 
-    def batch(self) -> Batch:
-        return Batch(self.store.client, self.store.scripts, self)
+    def batch(self, lane: Lane | None = None) -> Batch:
+        return Batch(self.store.client, self.store.scripts, self, lane)
 
     def run(self, ops: Sequence[list[Any]], now: float) -> list[Any]:
         """Run ``ops`` now, in one script call; their results in order."""
