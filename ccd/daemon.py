@@ -25,13 +25,13 @@ from typing import Any, Protocol
 
 import gevent
 import gevent.event
-import gevent.queue
 import msgpack
 import redis
 import structlog
 
 from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
+from ccd.adapters.inbox import Inbox
 from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.webhook import WebhookSender
 from ccd.config import Config, ConfigError
@@ -130,7 +130,7 @@ class Daemon:
         self.scale = config.daemon.time_scale
         # Tests running several daemons at a time scale hand them one shared clock.
         self._now = clock or ScaledClock(self.scale).now
-        self.inbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.inbox = Inbox(config.daemon.inbox_limit)
         self.metrics = DaemonMetrics(known_queues=lambda: self.config.queues)
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
         self.store = Store.create(self.redis, config.redis.prefix)

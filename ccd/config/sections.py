@@ -73,6 +73,7 @@ class DaemonConfig:
     node_id: str
     time_scale: float
     dialplan_context: str
+    inbox_limit: int
 
     def scale(self, seconds: float) -> float:
         """A configured duration in real seconds (configured / time_scale)."""

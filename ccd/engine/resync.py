@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +44,7 @@ from ccd.core.hunt import Hunt, Phase, Step
 from ccd.engine.freshness import FRESH, Freshness
 from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
-from ccd.store.agent import Agent, AgentRepository
+from ccd.store.agent import AgentPhone, AgentRepository
 from ccd.store.call import CallRepository
 from ccd.store.routing import Routing
 
@@ -113,6 +113,7 @@ class Resync:
         self._checks: dict[str, Callable[[str], None]] = {}  # job -> what its answer decides
         self._resumed: set[str] = set()  # calls taken over in this reconciliation
         self._now = 0.0
+        self._steps, self._longest = 0, 0.0  # of the reconciliation under way
         self.last: LiveSnapshot | None = None
         #: Called with the snapshot once a reconciliation is complete (the daemon is synced).
         self.on_done: Callable[[LiveSnapshot], None] | None = None
@@ -171,16 +172,21 @@ class Resync:
         if self._work is None:
             return False
         self._now = now
+        started = time.perf_counter()
         try:
             next(self._work)
         except StopIteration:
             self._work = None
             return False
+        finally:
+            self._steps += 1
+            self._longest = max(self._longest, time.perf_counter() - started)
         return True
 
     # ------------------------------------------------------------------ reconciling
     def _reconcile(self, snap: LiveSnapshot, now: float) -> Iterator[None]:
         self._now = now
+        self._steps, self._longest = 0, 0.0
         self.seed_agents(now)
         yield
         registered = {str(r.get("reg_user", "")) for r in snap.registrations}
@@ -192,8 +198,11 @@ class Resync:
         live = snap.live
         ids = self.agents.ids()
         for start in range(0, len(ids), SLICE):
-            for agent in self.agents.many(ids[start : start + SLICE]):
-                self._agent(agent, registered, per_ext.get(agent.extension, []), snap)
+            ours = self.hunting.legs.keys() | self.hunting.hunts.keys()
+            for phone in self.agents.phones(ids[start : start + SLICE]):
+                on_phone = per_ext.get(phone.extension, ())
+                if phone.calls or on_phone or phone.registered != (phone.extension in registered):
+                    self._agent(phone, registered, on_phone, snap, ours)
             yield
         known = set(self.hunting.hunts)
         orphans = [c for c in self.calls.live() if c not in known]
@@ -212,30 +221,39 @@ class Resync:
                 self._parked(row, snap)
             yield
         self._resumed.clear()
+        # The longest step is how long this resync held the dispatcher at once (the
+        # last one is still running: it is counted when the next reconciliation starts).
         log.info("daemon.resynced", channels=len(snap.channels),
-                 registrations=len(snap.registrations), agents=len(ids))  # fmt: skip
+                 registrations=len(snap.registrations), agents=len(ids), steps=self._steps,
+                 longest_step_ms=round(self._longest * 1000, 2))  # fmt: skip
         if self.on_done is not None:
             self.on_done(snap)
 
     def _agent(
-        self, agent: Agent, registered: set[str], on_phone: list[str], snap: LiveSnapshot
+        self,
+        phone: AgentPhone,
+        registered: set[str],
+        on_phone: Sequence[str],
+        snap: LiveSnapshot,
+        ours: Set[str],
     ) -> None:
-        if self.fresh.fresh(agent.id, snap.asked):
+        """One agent whose record and FreeSWITCH may disagree (most agents are skipped
+        before this: nothing on the phone either way, registration as recorded)."""
+        if self.fresh.fresh(phone.id, snap.asked):
             return
-        state, now = agent.state, self._now
-        if state.registered != (agent.extension in registered):
-            is_on = agent.extension in registered
-            self.io.presence(agent.id, lambda s: presence.set_registered(s, is_on, now), now)
-        ours = set(self.hunting.legs) | set(self.hunting.hunts)
-        known = {u for u in (state.offer_leg, *state.personal) if u}
+        now = self._now
+        if phone.registered != (phone.extension in registered):
+            is_on = phone.extension in registered
+            self.io.presence(phone.id, lambda s: presence.set_registered(s, is_on, now), now)
+        known = set(phone.calls)
         for uuid in known - set(on_phone):
             if uuid in ours or self.fresh.fresh(uuid, snap.asked):
                 continue  # a hunt's leg: the hunt decides (below)
-            self._confirm(uuid, False, agent.id, snap, lambda a, u=uuid: self._ended(a, u))
+            self._confirm(uuid, False, phone.id, snap, lambda a, u=uuid: self._ended(a, u))
         for uuid in set(on_phone) - known:
             if uuid in ours or self.fresh.fresh(uuid, snap.asked):
                 continue
-            self._confirm(uuid, True, agent.id, snap, lambda a, u=uuid: self._personal(a, u))
+            self._confirm(uuid, True, phone.id, snap, lambda a, u=uuid: self._personal(a, u))
 
     def _ended(self, agent_id: str, uuid: str) -> None:
         now = self._now
