@@ -76,7 +76,8 @@ with one daemon, then two, and prints the ratio), ``--resync-interval S`` (perio
 resyncs during the run: each starts when the fake reads the daemon's ``show
 channels``, ends at the daemon's ``daemon.resynced`` log line; ``resync_stall_ms`` is the
 worst latency of a caller parked while one ran; ``resync_step_ms`` the longest single
-step a resync ran on the dispatcher, from that log line: what it held everything else up),
+step a resync in the window ran on the dispatcher (from that log line), what it held
+everything else up),
 ``--matrix`` (the issue's whole matrix), ``--profile DIR`` (py-spy samples the daemon
 and the fake over the window: CPU only, idle waits left out; the top functions are
 printed in ms per routed call). Every run is bounded: every wait has a deadline, the
@@ -1055,12 +1056,12 @@ def resync_figures(
                 continue
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 record = json.loads(line)
-                step = record.get("longest_step_ms")
-                if step is not None:
-                    result.resync_step_ms = max(result.resync_step_ms or 0.0, float(step))
                 stamp = record["timestamp"]
                 wall = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
                 ends.append(wall - offset)
+                step = record.get("longest_step_ms")
+                if step is not None and t0 <= wall - offset <= t1:  # the start-up one is apart
+                    result.resync_step_ms = max(result.resync_step_ms or 0.0, float(step))
     starts = sorted(data.get("resync_starts", []))
     spans = []
     for end in sorted(ends):

@@ -12,7 +12,7 @@ import msgpack
 import pytest
 
 from ccd.core.commands import Break, Bridge, Broadcast, Kill, Originate, Transfer, to_esl
-from ccd.core.hunt import Hunt, Phase, Release, Step
+from ccd.core.hunt import LEG_END_WAIT, Hunt, Phase, Release, Step
 from ccd.core.queue import QueueRules, outcome_for_cause, queue_order_key
 from ccd.core.routing import AgentView
 
@@ -123,7 +123,13 @@ def test_a_park_before_the_answer_event_still_bridges_once():
     assert hunt.on_agent_parked(originate.leg_uuid, 4.2) == Step()
 
 
-def test_ring_timeout_moves_to_next_agent():
+def time_out(hunt: Hunt, leg: str, now: float) -> Step:
+    """The ring deadline at ``now``, then the killed leg's hangup: the step that asks routing."""
+    hunt.on_tick(now)
+    return hunt.on_agent_leg_hangup(leg, "ORIGINATOR_CANCEL", now + 0.01)
+
+
+def test_ring_timeout_kills_the_leg_and_looks_for_the_next_agent_once_it_has_ended():
     hunt = new_hunt()
     hunt.start(0.0)
     first, _ = ring(hunt, A1, 1.0)
@@ -131,16 +137,53 @@ def test_ring_timeout_moves_to_next_agent():
     step = hunt.on_tick(16.0)
     assert step.commands == (Kill(first.leg_uuid, "ORIGINATOR_CANCEL"),)
     assert step.releases == (Release("a1", "no_answer", first.leg_uuid, tried=True),)
-    assert names(step) == ["agent.no_answer"] and step.match and hunt.tried == ["a1"]
-    second, _ = ring(hunt, A2, 16.0)
+    assert names(step) == ["agent.no_answer"] and hunt.tried == ["a1"]
+    # One phone rings at a time on the wire: no next agent while the first leg still lives.
+    assert not step.match and hunt.phase is Phase.CANCELLING
+    assert hunt.next_deadline == 16.0 + LEG_END_WAIT
+    assert hunt.on_agent_leg_hangup(new_leg(), "NORMAL_CLEARING", 16.01) == Step()
+    step = hunt.on_agent_leg_hangup(first.leg_uuid, "ORIGINATOR_CANCEL", 16.02)
+    assert step.match and step.commands == () and step.releases == ()
+    second, _ = ring(hunt, A2, 16.03)
     assert second.endpoint_ext == "1002" and second.leg_uuid != first.leg_uuid
+
+
+def test_a_killed_leg_whose_end_never_comes_holds_the_caller_no_longer_than_the_wait():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    ring(hunt, A1, 1.0)
+    hunt.on_tick(16.0)
+    assert not hunt.on_tick(16.0 + LEG_END_WAIT - 0.01).match
+    step = hunt.on_tick(16.0 + LEG_END_WAIT)
+    assert step.match and step.commands == () and hunt.phase is Phase.WAITING
+
+
+def test_the_caller_leaving_while_the_killed_leg_ends_is_abandoned_without_a_second_kill():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    ring(hunt, A1, 1.0)
+    hunt.on_tick(16.0)
+    step = hunt.on_caller_hangup(16.01)
+    assert names(step) == ["call.abandoned"] and step.releases == ()
+    assert not any(isinstance(c, Kill) for c in step.commands) and hunt.done
+
+
+def test_a_hunt_waiting_for_a_killed_leg_survives_a_restart_and_resumes_routing():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, A1, 1.0)
+    hunt.on_tick(16.0)
+    restored = Hunt.from_dict(msgpack.unpackb(msgpack.packb(hunt.to_dict())))
+    assert restored.phase is Phase.CANCELLING and restored.ending_leg == first.leg_uuid
+    step = restored.on_resync([CALL], 17.0)
+    assert step.match and restored.phase is Phase.WAITING
 
 
 def test_a_tried_agent_handed_back_by_routing_is_released_not_rung():
     hunt = new_hunt()
     hunt.start(0.0)
-    ring(hunt, A1, 1.0)
-    hunt.on_tick(16.0)
+    first, _ = ring(hunt, A1, 1.0)
+    time_out(hunt, first.leg_uuid, 16.0)
     leg = new_leg()
     step = hunt.on_matched("a1", "1001", leg, new_leg(), 16.1)
     assert step.commands == () and step.releases == (Release("a1", "cancelled", leg),)
@@ -150,7 +193,7 @@ def test_normal_clearing_after_our_cancel_is_not_no_answer():
     hunt = new_hunt()
     hunt.start(0.0)
     first, _ = ring(hunt, A1, 1.0)
-    hunt.on_tick(16.0)
+    time_out(hunt, first.leg_uuid, 16.0)
     second, _ = ring(hunt, A2, 16.0)
     # FreeSWITCH reports the leg we killed as NORMAL_CLEARING, job and hangup.
     assert hunt.on_job_result(first.job_uuid, False, "NORMAL_CLEARING", 16.1) == Step()
@@ -192,8 +235,8 @@ def test_leg_hangup_before_job_result_counts_once():
 def test_all_tried_goes_to_voicemail():
     hunt = new_hunt()
     hunt.start(0.0)
-    ring(hunt, A1, 1.0)
-    hunt.on_tick(16.0)
+    first, _ = ring(hunt, A1, 1.0)
+    time_out(hunt, first.leg_uuid, 16.0)
     second, _ = ring(hunt, A2, 16.0)
     hunt.on_job_result(second.job_uuid, False, "USER_BUSY", 17.0)
     # Routing: both agents logged in carrying the tags were offered the call already.
@@ -216,8 +259,8 @@ def test_exhausted_with_hangup_rule_and_named_box():
     box = QueueRules("support", voicemail_box="helpdesk")
     h2 = Hunt(CALL, box)
     h2.start(0)
-    ring(h2, A1, 0)
-    h2.on_tick(100)
+    leg, _ = ring(h2, A1, 0)
+    time_out(h2, leg.leg_uuid, 100)
     assert Transfer(CALL, "ccd_voicemail_helpdesk", "ccd") in h2.on_waiting(1, 0, 100).commands
 
 
@@ -304,8 +347,8 @@ def test_out_of_order_releases_without_blame_and_looks_again_after_the_delay():
 def test_state_roundtrips_through_dict_midhunt():
     hunt = new_hunt(priority=5, entered_at=1000.0)
     hunt.start(1000.0)
-    ring(hunt, A1, 1001.0)
-    hunt.on_tick(1016.0)
+    first, _ = ring(hunt, A1, 1001.0)
+    time_out(hunt, first.leg_uuid, 1016.0)
     second, _ = ring(hunt, A2, 1016.0)
     data = msgpack.unpackb(msgpack.packb(hunt.to_dict()))
     assert data == hunt.to_dict()
@@ -316,6 +359,7 @@ def test_state_roundtrips_through_dict_midhunt():
     step = restored.on_tick(1031.0)
     assert step.releases == (Release("a2", "no_answer", second.leg_uuid, tried=True),)
     assert restored.tried == ["a1", "a2"]
+    time_out(restored, second.leg_uuid, 1031.0)
     third, _ = ring(restored, A3, 1031.0)
     assert third.endpoint_ext == "1003"
 

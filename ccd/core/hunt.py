@@ -18,7 +18,8 @@ Phases::
 
     NEW --start--> WAITING --on_matched--> RINGING --answer--> ANSWERED --parked--> BRIDGING
     WAITING   --on_waiting: everyone who could answer was tried--> DONE (on_exhausted)
-    RINGING   --no answer/busy/rejected/ring deadline--> WAITING (agent tried, match again)
+    RINGING   --no answer/busy/rejected--> WAITING (agent tried, match again)
+    RINGING   --ring deadline: leg killed--> CANCELLING --the leg's hangup--> WAITING
     RINGING   --DESTINATION_OUT_OF_ORDER--> RETRY --retry_at--> WAITING (match again)
     ANSWERED/BRIDGING --agent leg gone before the bridge--> WAITING (agent tried)
     BRIDGING  --on_bridged--> BRIDGED --either side hangs up--> DONE
@@ -35,6 +36,9 @@ Rules worth knowing:
   the leg to run ``park`` after the answer, and a ``uuid_bridge`` sent before that is undone.
 * A leg the hunt killed is forgotten at once: its ``-ERR NORMAL_CLEARING`` and hangup no
   longer match the current leg and are never mistaken for the agent's no-answer.
+* One phone rings at a time on the wire too: after the ring deadline the next agent is
+  looked for once the killed leg's CHANNEL_HANGUP_COMPLETE is in (FreeSWITCH queues its
+  CANCEL before that event, so the next INVITE follows it), or ``LEG_END_WAIT`` later.
 * DESTINATION_OUT_OF_ORDER is FreeSWITCH's sessions-per-second limit, not the agent: released
   without blame, the call looks again after ``retry_delay`` (``max_retries`` in a row).
 * An agent tried in this pass is not rung again. Nobody free: nobody logged in who could take
@@ -47,15 +51,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from ccd.core.commands import (
     Break,
     Bridge,
     Broadcast,
-    Command,
     Fact,
     Kill,
     Originate,
@@ -65,74 +66,19 @@ from ccd.core.commands import (
     sanitize_caller_name,
     sanitize_number,
 )
+from ccd.core.hunt_step import EMPTY as _EMPTY
+from ccd.core.hunt_step import OFFER_PHASES as _OFFER_PHASES
+from ccd.core.hunt_step import OVERFLOW_PHASES as _OVERFLOW_PHASES
+from ccd.core.hunt_step import Acc as _Acc
+from ccd.core.hunt_step import Phase, Release, Step
 from ccd.core.queue import QueueRules, outcome_for_cause, queue_order_key
 
 __all__ = ["Hunt", "Phase", "Release", "Step"]
 
 #: Version of the hunt's stored form (:meth:`Hunt.to_dict`).
 HUNT_VERSION = 2
-
-
-class Phase(StrEnum):
-    NEW = "new"
-    WAITING = "waiting"  # no agent: asking routing, or in the waiting list
-    RINGING = "ringing"
-    ANSWERED = "answered"  # the agent answered; bridged once the leg is parked
-    RETRY = "retry"
-    OFFERING = "offering"  # overflow: the caller is in the callback offer / number capture
-    BRIDGING = "bridging"
-    BRIDGED = "bridged"
-    DONE = "done"
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """The offer to ``agent_id`` is over: tell presence ``outcome``; ``tried``: not offered
-    this call again."""
-
-    agent_id: str
-    outcome: str
-    leg_uuid: str | None = None
-    tried: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What the engine must do after feeding the hunt one input.
-
-    Commands are sent in order, releases written, facts logged. ``match``: ask routing for an
-    agent for this call (answered by :meth:`Hunt.on_matched` or :meth:`Hunt.on_waiting`).
-    ``unlist``: take the call out of its waiting list (it is in the callback offer).
-    """
-
-    commands: tuple[Command, ...] = ()
-    facts: tuple[Fact, ...] = ()
-    releases: tuple[Release, ...] = ()
-    match: bool = False
-    unlist: bool = False
-
-
-_EMPTY = Step()
-#: Phases in which the caller still waits for an agent, so the overflow clock runs.
-_OVERFLOW_PHASES = frozenset({Phase.WAITING, Phase.RINGING, Phase.RETRY})
-#: Phases with an agent's leg on its way.
-_OFFER_PHASES = frozenset({Phase.RINGING, Phase.ANSWERED, Phase.BRIDGING})
-
-
-@dataclass
-class _Acc:
-    """Collects one step's output while a handler runs."""
-
-    commands: list[Command] = field(default_factory=list)
-    facts: list[Fact] = field(default_factory=list)
-    releases: list[Release] = field(default_factory=list)
-    match: bool = False
-    unlist: bool = False
-
-    def step(self) -> Step:
-        return Step(
-            tuple(self.commands), tuple(self.facts), tuple(self.releases), self.match, self.unlist
-        )
+#: Seconds a killed leg's hangup is waited for before the next agent is rung regardless.
+LEG_END_WAIT = 2.0
 
 
 class Hunt:
@@ -140,7 +86,8 @@ class Hunt:
 
     __slots__ = (
         "agent_ext", "agent_id", "answered", "call_uuid", "caller_display", "caller_number",
-        "entered_at", "job_uuid", "leg_uuid", "moh_on", "offered", "phase", "preferred",
+        "ending_leg", "ending_until", "entered_at", "job_uuid", "leg_uuid", "moh_on", "offered",
+        "phase", "preferred",
         "preferred_display", "priority", "result", "retries", "retry_at", "ring_deadline",
         "rules", "tried",
     )  # fmt: skip
@@ -179,6 +126,8 @@ class Hunt:
         self.answered = False  # the current leg answered (CHANNEL_ANSWER or +OK)
         self.ring_deadline: float | None = None
         self.retry_at: float | None = None
+        self.ending_leg: str | None = None  # CANCELLING: the killed leg, and until when
+        self.ending_until: float | None = None
         self.retries = 0
         self.moh_on = False
         self.result: str | None = None
@@ -209,6 +158,8 @@ class Hunt:
             deadlines.append(self.ring_deadline)
         if self.phase is Phase.RETRY:
             deadlines.append(self.retry_at)
+        if self.phase is Phase.CANCELLING:
+            deadlines.append(self.ending_until)
         if self.phase in _OVERFLOW_PHASES:
             deadlines.append(self.overflow_at)
         found = [d for d in deadlines if d is not None]
@@ -319,9 +270,12 @@ class Hunt:
         return Step(facts=(self._fact("call.bridged", waited=round(now - self.entered_at, 3)),))
 
     def on_agent_leg_hangup(self, leg_uuid: str, cause: str, now: float) -> Step:
+        acc = _Acc()
+        if self.phase is Phase.CANCELLING and leg_uuid == self.ending_leg:
+            self._next(acc)  # the killed leg is gone: the next agent may ring
+            return acc.step()
         if leg_uuid != self.leg_uuid or self.leg_uuid is None:
             return _EMPTY
-        acc = _Acc()
         if self.phase is Phase.RINGING:
             self._offer_failed(acc, cause, now)
         elif self.phase in (Phase.ANSWERED, Phase.BRIDGING):
@@ -375,14 +329,21 @@ class Hunt:
             and self.ring_deadline is not None
             and now >= self.ring_deadline
         ):
-            if self.leg_uuid:
-                acc.commands.append(Kill(self.leg_uuid, "ORIGINATOR_CANCEL"))
+            leg = self.leg_uuid
+            if leg:
+                acc.commands.append(Kill(leg, "ORIGINATOR_CANCEL"))
             acc.facts.append(self._fact("agent.no_answer", cause="RING_TIMEOUT"))
             self._release(acc, "no_answer", tried=True)
-            self._next(acc)
+            if leg:
+                self.phase = Phase.CANCELLING
+                self.ending_leg, self.ending_until = leg, now + LEG_END_WAIT
+            else:
+                self._next(acc)
         elif self.phase is Phase.RETRY and self.retry_at is not None and now >= self.retry_at:
             self.retry_at = None
             self._next(acc)
+        elif self.phase is Phase.CANCELLING and now >= (self.ending_until or 0.0):
+            self._next(acc)  # the leg's end never came: do not keep the caller waiting
 
     def on_offer_declined(self, now: float, reason: str = "keep_waiting") -> Step:
         """The caller keeps waiting (pressed 2, nothing, a wrong key, or the request could
@@ -423,8 +384,10 @@ class Hunt:
             acc = _Acc()
             self._overflow(acc, now)
             return acc.step()
-        if self.phase is Phase.WAITING:
-            return Step(match=True)
+        if self.phase in (Phase.WAITING, Phase.CANCELLING):
+            acc = _Acc()
+            self._next(acc)
+            return acc.step()
         if self.leg_uuid is not None and self.leg_uuid not in live:
             if self.phase is Phase.RINGING:
                 acc = _Acc()
@@ -493,6 +456,7 @@ class Hunt:
         self.phase = Phase.OFFERING
         self.retry_at = None
         acc.unlist = True
+        self.ending_leg = self.ending_until = None
         acc.facts.append(self._fact("call.overflow", waited=round(now - self.entered_at, 3)))
         acc.facts.append(self._fact("callback.offered"))
         acc.commands.append(Transfer(self.call_uuid, "ccd_cb_offer", self.rules.context))
@@ -547,6 +511,7 @@ class Hunt:
 
     def _next(self, acc: _Acc) -> None:
         self.phase = Phase.WAITING
+        self.ending_leg = self.ending_until = None
         acc.match = True
 
     def _exhausted(self, acc: _Acc, reason: str) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 
 import structlog
 
+from ccd.adapters.snapshot import Snapshot
 from ccd.config import Config
 from ccd.config.live import LiveConfig
 from ccd.core import events as ev
@@ -80,6 +81,7 @@ class CallControl:
         disposition: DispositionService | None = None,
         webhook: Any = None,
         metrics: Any = None,
+        ask_snapshot: Callable[[str], None],
     ) -> None:
         # One holder every part reads through; a reload swaps what it holds (reconfigure).
         config = self.config = config if isinstance(config, LiveConfig) else LiveConfig(config)
@@ -151,6 +153,7 @@ class CallControl:
             on_parked=self.entry.on_parked,
             on_feature_code=self.feature_codes.on_feature_code,
             seed_agents=self.seed_agents,
+            ask_snapshot=ask_snapshot,
         )
         self.reconfigurer = Reconfigure(
             config=config,
@@ -259,6 +262,11 @@ class CallControl:
             self.entry.on_parked(parked, now)
         self.dialer.tick(now)
         self.hunting.tick(now)
+
+    def on_snapshot(self, answer: Snapshot, now: float) -> None:
+        """FreeSWITCH's live channels and registrations, read for the resync."""
+        self.resync.on_snapshot(answer, now)
+        self.flush()
 
     def resync_request(self) -> bool:
         """Ask FreeSWITCH what is live (ccd.engine.resync); False if a resync is under way."""

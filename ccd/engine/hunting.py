@@ -331,6 +331,8 @@ class Hunting:
                 record.agent, record.agent_leg = hunt.agent_id, hunt.leg_uuid
         for release in step.releases:
             self._release(call, release, now)
+        if hunt.ending_leg is not None:  # its hangup lets the next agent ring: keep knowing it
+            self.legs[hunt.ending_leg] = call
         unsent: list[str] = []
         for command in step.commands:
             if isinstance(command, Originate):

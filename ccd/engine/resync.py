@@ -7,16 +7,17 @@ FreeSWITCH's ``show channels`` and ``show registrations`` come from its core dat
 freshest events. So a resync never overrules what events said more recently (issue 9,
 defect 2):
 
-* the snapshot is asked for with ``bgapi`` (the dispatcher never waits for it), and the
-  moment it was asked is kept;
+* the snapshot is asked for beside the dispatcher (:mod:`ccd.adapters.snapshot`: a
+  connection of its own, rows parsed a slice at a time), and the moment it was asked is
+  kept;
 * anything events touched within ``FRESH`` seconds before that moment (a call, a leg, an
   agent: :class:`Freshness`) is left out of the comparison: its events are newer;
 * a disagreement left over is confirmed with FreeSWITCH's live session table
   (``uuid_exists``, no database lag) before it is acted on, and acted on only if no event
   touched the thing meanwhile.
 
-The work is cut in slices (``SLICE`` agents or calls at a time) that the dispatcher runs
-between events, so 20,000 agents never stall it. What is reconciled:
+The work is cut in slices (``SLICE`` agents, calls or rows at a time) that the dispatcher
+runs between events, so 20,000 agents never stall it. What is reconciled:
 
 * agents: the phone registered or not; a queue leg or personal call the agent record holds
   that FreeSWITCH no longer has (the call ended while nobody listened); a channel on the
@@ -29,7 +30,6 @@ between events, so 20,000 agents never stall it. What is reconciled:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ from typing import Any
 
 import structlog
 
+from ccd.adapters.snapshot import Snapshot
 from ccd.core import events as ev
 from ccd.core import presence
 from ccd.core.commands import is_uuid
@@ -51,7 +52,9 @@ from ccd.store.routing import Routing
 log = structlog.get_logger()
 
 #: Agents, calls or channels reconciled per dispatcher step.
-SLICE = 256
+SLICE = 128
+#: Agents whose state the reconciliation changes, at most, per dispatcher step.
+WORK_SLICE = 32
 #: A snapshot whose answer has not come after this many real seconds is asked again.
 STALE_REQUEST = 30.0
 #: Channel variables read from a channel parked while nobody listened.
@@ -61,28 +64,15 @@ _ADOPT_VARS = ("ccd_call", "ccd_queue", "ccd_tags", "ccd_action", "ccd_agent_ext
 
 @dataclass(slots=True)
 class LiveSnapshot:
-    """What FreeSWITCH said was live, and when it was asked (monotonic)."""
+    """What FreeSWITCH said was live, and when it was asked (monotonic); ``live``,
+    ``registered`` and ``per_ext`` are filled in slices by the reconciliation."""
 
     channels: list[dict[str, Any]] = field(default_factory=list)
     registrations: list[dict[str, str]] = field(default_factory=list)
     asked: float = 0.0
-
-    @property
-    def live(self) -> set[str]:
-        return {str(row.get("uuid", "")) for row in self.channels}
-
-
-def parse_rows(body: str) -> list[dict[str, Any]] | None:
-    """``show ... as json`` -> rows; FreeSWITCH omits "rows" when there are none. None when
-    the answer is not such a document (an -ERR, a truncated body)."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    rows = data.get("rows", [])
-    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
+    live: set[str] = field(default_factory=set)
+    registered: set[str] = field(default_factory=set)
+    per_ext: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Resync:
@@ -97,6 +87,7 @@ class Resync:
         on_parked: Callable[[ev.CallParked, float], None],
         on_feature_code: Callable[[ev.FeatureCode, float], None],
         seed_agents: Callable[[float], None],
+        ask_snapshot: Callable[[str], None],
     ) -> None:
         self.io = io
         self.agents = agents
@@ -106,8 +97,8 @@ class Resync:
         self.on_parked = on_parked
         self.on_feature_code = on_feature_code
         self.seed_agents = seed_agents
-        self._asked: dict[str, str] = {}  # job -> "channels" | "registrations"
-        self._answers: dict[str, list[dict[str, Any]]] = {}
+        self.ask_snapshot = ask_snapshot
+        self._asked = ""  # the token of the snapshot asked for and not in yet
         self._asked_at = 0.0
         self._work: Iterator[None] | None = None
         self._checks: dict[str, Callable[[str], None]] = {}  # job -> what its answer decides
@@ -132,35 +123,27 @@ class Resync:
         """Ask FreeSWITCH what is live (answers come as jobs); False if one is under way."""
         if self.busy and time.monotonic() - self._asked_at < STALE_REQUEST:
             return False
-        self._asked, self._answers, self._work = {}, {}, None
+        self._work = None
+        self._asked = self.io.new_uuid()
         self._asked_at = time.monotonic()
         self.fresh.prune(self._asked_at - 10 * FRESH)
-        for what in ("channels", "registrations"):
-            job = self.io.new_uuid()
-            self._asked[job] = what
-            if not self.io.bgapi(f"show {what} as json", job, track=False):
-                self._asked = {}
-                return False
+        self.ask_snapshot(self._asked)
         return True
 
+    def on_snapshot(self, answer: Snapshot, now: float) -> None:
+        """FreeSWITCH's answer to :meth:`request` (an answer to an older request is late)."""
+        if answer.token != self._asked:
+            return
+        self._asked = ""
+        if answer.error:
+            log.warning("daemon.resync_failed", error=answer.error[:200])
+            return
+        snapshot = LiveSnapshot(answer.channels, answer.registrations, self._asked_at)
+        self.last = snapshot
+        self._work = self._reconcile(snapshot, now)
+
     def on_job(self, job: str, body: str, now: float) -> bool:
-        """A BACKGROUND_JOB: True if it answered one of the resync's questions."""
-        what = self._asked.pop(job, None)
-        if what is not None:
-            rows = parse_rows(body)
-            if rows is None:
-                log.warning("daemon.resync_failed", error=f"show {what}: {body[:120]!r}")
-                self._asked, self._answers = {}, {}
-                return True
-            self._answers[what] = rows
-            if not self._asked:
-                snapshot = LiveSnapshot(
-                    self._answers["channels"], self._answers["registrations"], self._asked_at
-                )
-                self._answers = {}
-                self.last = snapshot
-                self._work = self._reconcile(snapshot, now)
-            return True
+        """A BACKGROUND_JOB: True if it answered one of the resync's confirmations."""
         check = self._checks.pop(job, None)
         if check is not None:
             check(body.strip())
@@ -189,20 +172,32 @@ class Resync:
         self._steps, self._longest = 0, 0.0
         self.seed_agents(now)
         yield
-        registered = {str(r.get("reg_user", "")) for r in snap.registrations}
-        per_ext: dict[str, list[str]] = {}
-        for row in snap.channels:
-            ext = ev.extension_of_channel_name(str(row.get("name", "")))
-            if ext:
-                per_ext.setdefault(ext, []).append(str(row.get("uuid", "")))
-        live = snap.live
-        ids = self.agents.ids()
-        for start in range(0, len(ids), SLICE):
+        registered, per_ext, live = snap.registered, snap.per_ext, snap.live
+        for start in range(0, len(snap.registrations), SLICE):
+            rows = snap.registrations[start : start + SLICE]
+            registered.update(str(r.get("reg_user", "")) for r in rows)
+            yield
+        for start in range(0, len(snap.channels), SLICE):
+            for row in snap.channels[start : start + SLICE]:
+                uuid = str(row.get("uuid", ""))
+                live.add(uuid)
+                ext = ev.extension_of_channel_name(str(row.get("name", "")))
+                if ext:
+                    per_ext.setdefault(ext, []).append(uuid)
+            yield
+        agents = 0
+        for ids in self.agents.scan_ids(SLICE):
+            agents += len(ids)
             ours = self.hunting.legs.keys() | self.hunting.hunts.keys()
-            for phone in self.agents.phones(ids[start : start + SLICE]):
+            work = 0
+            for phone in self.agents.phones(ids):
                 on_phone = per_ext.get(phone.extension, ())
                 if phone.calls or on_phone or phone.registered != (phone.extension in registered):
                     self._agent(phone, registered, on_phone, snap, ours)
+                    work += 1
+                    if work % WORK_SLICE == 0:  # a phone's state to write costs ~50 us
+                        yield
+                        ours = self.hunting.legs.keys() | self.hunting.hunts.keys()
             yield
         known = set(self.hunting.hunts)
         orphans = [c for c in self.calls.live() if c not in known]
@@ -224,7 +219,7 @@ class Resync:
         # The longest step is how long this resync held the dispatcher at once (the
         # last one is still running: it is counted when the next reconciliation starts).
         log.info("daemon.resynced", channels=len(snap.channels),
-                 registrations=len(snap.registrations), agents=len(ids), steps=self._steps,
+                 registrations=len(snap.registrations), agents=agents, steps=self._steps,
                  longest_step_ms=round(self._longest * 1000, 2))  # fmt: skip
         if self.on_done is not None:
             self.on_done(snap)

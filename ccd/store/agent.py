@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,6 +194,22 @@ class AgentRepository:
             raw = self.store.client.smembers(self._set(""))
         return sorted(x.decode() for x in raw)
 
+    def scan_ids(self, count: int) -> Iterator[list[str]]:
+        """Every agent id, about ``count`` per round trip (SSCAN): a caller that pauses
+        between batches never holds Redis or itself for the whole set. An agent added or
+        removed meanwhile may be left out or seen; none is given twice."""
+        seen: set[str] = set()
+        cursor = 0
+        while True:
+            with unavailable_as_domain_error("agents.ids"):
+                cursor, raw = self.store.client.sscan(self._set(""), cursor, count=count)
+            batch = [i for i in (x.decode() for x in raw) if i not in seen]
+            seen.update(batch)
+            if batch:
+                yield batch
+            if cursor == 0:
+                return
+
     def all(self) -> list[Agent]:
         return self.many(self.ids())
 
@@ -217,8 +233,13 @@ class AgentRepository:
             if record is None:
                 continue
             agent_id = str(record["id"])
+            rev = int(record.get("rev", 0))
             known = cache.get(agent_id)
-            if known is None or known.rev < int(record.get("rev", 0)):
+            held = kept.get(agent_id) if known is None else None
+            # Only a newer copy is kept: an unchanged record is dropped at once instead of
+            # joining the long-lived heap the garbage collector walks (a 50-90 ms pause
+            # at 20,000 agents when every resync replaced every copy).
+            if (known is None or known.rev < rev) and (held is None or held.get("rev", 0) < rev):
                 cache.pop(agent_id, None)
                 kept[agent_id] = record
             personal = record.get("personal")
