@@ -180,7 +180,7 @@ class Supervisor:
 
     def _status_line(self) -> str:
         try:
-            waiting, free = self.stats.totals()
+            waiting, free = self.stats.totals(self.daemon.now())
         except Exception:
             return "Redis unavailable: calls wait for it (see the log)"
         state = "ready" if self.daemon.synced else "resynchronising"

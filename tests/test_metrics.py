@@ -79,7 +79,8 @@ def test_queue_stats_count_waiting_calls_longest_wait_and_free_agents_in_redis(
     fakeswitch.add_phone("1001")
     daemon = start_daemon(fakeswitch, agents={"alice": {"extension": "1001", "tags": ["sales"]}})
     calls = calls_of(daemon)
-    now = 1_700_000_100.0
+    # The daemon's clock (time-scaled here): an agent is free from the moment it wrote.
+    now = daemon.now() + 60.0
     for uuid, priority, entered in (("a", 0, now - 50), ("b", 10, now - 5), ("c", 0, now - 20)):
         record = CallRecord(uuid=uuid, queue="support", caller_number="1", caller_name="x",
                             entered_at=entered, priority=priority)  # fmt: skip
@@ -95,8 +96,10 @@ def test_queue_stats_count_waiting_calls_longest_wait_and_free_agents_in_redis(
     assert figures.longest_wait["sales"] == 0.0
     assert figures.agents["sales"] == {"free": 0}  # alice is logged out
     login(daemon, "alice")
-    eventually(lambda: stats.figures(now).agents["sales"] == {"free": 1}, what="alice free")
-    assert stats.totals() == (3, 1)
+    eventually(
+        lambda: stats.figures(daemon.now()).agents["sales"] == {"free": 1}, what="alice free"
+    )
+    assert stats.totals(daemon.now()) == (3, 1)
 
 
 def test_metrics_of_a_routed_call_and_the_daemon_itself(fakeswitch, start_daemon):

@@ -73,14 +73,16 @@ class QueueStats:
             waiting[name] = count
             longest[name] = 0.0 if oldest is None else round(max(0.0, now - oldest), 3)
             with contextlib.suppress(redis.exceptions.ResponseError):  # Redis < 7: no ZINTERCARD
-                agents[name] = {"free": self.agents.count_free(getattr(queue, "tags", ()))}
+                free = self.agents.count_free(getattr(queue, "tags", ()), now=now)
+                agents[name] = {"free": free}
         return QueueFigures(waiting, longest, agents)
 
-    def totals(self) -> tuple[int, int]:
-        """(calls waiting in all configured queues, free agents): the status line."""
+    def totals(self, now: float) -> tuple[int, int]:
+        """(calls waiting in all configured queues, free agents at ``now``): the status
+        line."""
         with unavailable_as_domain_error("stats.totals"):
             pipe = self.store.client.pipeline(transaction=False)
             for name in self._queues():
                 pipe.zcard(self.store.keys.queue(name))
             waiting = sum(int(n) for n in pipe.execute())
-        return waiting, self.agents.count_free()
+        return waiting, self.agents.count_free(now=now)
