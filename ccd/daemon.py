@@ -63,6 +63,7 @@ SUBSCRIBED_EVENTS = (
     "sofia::register",
     "sofia::unregister",
     "sofia::expire",
+    "vm::maintenance",  # leave-message: a voicemail caller to call back (ccd.core.recovery)
 )
 
 

@@ -55,6 +55,7 @@ def _callback_row(req: CallbackRequest, now: float) -> list[str]:
         req.number,
         req.queue,
         str(req.strategy),
+        str(req.reason),
         human_duration(now - req.created_at) + " ago",
         str(len(req.attempts)),
         "" if last is None else str(last.outcome),
@@ -70,7 +71,18 @@ def cmd_callback_list(args: argparse.Namespace) -> int:
         print_json([r.to_dict() for r in requests])
         return EXIT_OK
     print_table(
-        ["ID", "STATUS", "NUMBER", "QUEUE", "STRATEGY", "CREATED", "ATTEMPTS", "LAST", "DUE"],
+        [
+            "ID",
+            "STATUS",
+            "NUMBER",
+            "QUEUE",
+            "STRATEGY",
+            "MARK",
+            "CREATED",
+            "ATTEMPTS",
+            "LAST",
+            "DUE",
+        ],
         [_callback_row(r, now) for r in requests],
         "no callback requests" + (f" {args.status}" if args.status else ""),
     )
@@ -93,9 +105,13 @@ def cmd_callback_show(args: argparse.Namespace) -> int:
         ("number", req.number),
         ("calling number", req.caller_number or "-"),
         ("queue", f"{req.queue} ({req.strategy})"),
-        ("created", row[5]),
+        (
+            "mark",
+            str(req.reason) + (f" (closed: {req.closed_reason})" if req.closed_reason else ""),
+        ),
+        ("created", row[6]),
         ("original call", req.caller_uuid),
-        ("next due", row[8] or "-"),
+        ("next due", row[9] or "-"),
     ]
     for n, attempt in enumerate(req.attempts, 1):
         detail = " ".join(p for p in (attempt.agent or "", attempt.detail) if p)

@@ -539,6 +539,9 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
         _business_hours,
         "callback dialing windows of this queue (default: callback.business_hours)",
     ),
+    _Option("abandoned_callback", False, _boolean, "call back callers who hang up waiting"),
+    _Option("abandoned_after", 20.0, _seconds(), "seconds waited before a hangup is called back"),
+    _Option("voicemail_callback", False, _boolean, "call back messages left in its voicemail"),
 )
 
 _AGENT_OPTIONS: tuple[_Option, ...] = (

@@ -163,6 +163,9 @@ class QueueConfig:
     callback_strategy: str
     business_hours: tuple[str, ...] | None = None  # None: callback.business_hours
     no_agents: str = "wait"
+    abandoned_callback: bool = False  # issue 13: ccd.core.recovery
+    abandoned_after: float = 20.0
+    voicemail_callback: bool = False
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,7 @@ __all__ = [
     "OpenLimitReached",
     "OpenLimits",
     "Outcome",
+    "Reason",
     "Status",
     "Strategy",
     "after_attempt",
@@ -275,6 +276,15 @@ class Strategy(StrEnum):
     CUSTOMER_FIRST = "customer_first"
 
 
+class Reason(StrEnum):
+    """Why a request exists (its mark in ``ccd callback list``)."""
+
+    OFFER = "offer"  # the caller pressed 1 at the overflow offer
+    FOLLOW_UP = "follow_up"  # an agent's "needs follow-up" disposition
+    ABANDONED = "abandoned"  # the caller hung up after waiting long enough (ccd.core.recovery)
+    VOICEMAIL = "voicemail"  # the caller left a message in the queue's voicemail
+
+
 class Status(StrEnum):
     PENDING = "pending"
     WORKING = "working"
@@ -363,6 +373,8 @@ class CallbackRequest:
     next_due_at: float | None = None
     caller_number: str | None = None  # the calling number (normalised), for the caller limit
     counted_from: int = 0  # attempts before this index were before an operator retry
+    reason: Reason = Reason.OFFER
+    closed_reason: str = ""  # why it was closed without dialing (e.g. the caller called again)
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID_RE.match(self.id):
@@ -373,6 +385,7 @@ class CallbackRequest:
             raise ValueError(f"caller_number must be normalised or None: {self.caller_number!r}")
         object.__setattr__(self, "strategy", Strategy(self.strategy))
         object.__setattr__(self, "status", Status(self.status))
+        object.__setattr__(self, "reason", Reason(self.reason))
         object.__setattr__(self, "attempts", tuple(self.attempts))
         object.__setattr__(self, "created_at", float(self.created_at))
         object.__setattr__(self, "order_key", float(self.order_key))
@@ -398,6 +411,8 @@ class CallbackRequest:
             "next_due_at": self.next_due_at,
             "caller_number": self.caller_number,
             "counted_from": self.counted_from,
+            "reason": str(self.reason),
+            "closed_reason": self.closed_reason,
         }
 
     @classmethod
@@ -416,6 +431,9 @@ class CallbackRequest:
             next_due_at=data.get("next_due_at"),
             caller_number=data.get("caller_number"),
             counted_from=int(data.get("counted_from") or 0),
+            # Records written before marks existed were all offers.
+            reason=data.get("reason") or Reason.OFFER,
+            closed_reason=str(data.get("closed_reason") or ""),
         )
 
 
@@ -429,6 +447,7 @@ def new_request(
     caller_uuid: str,
     strategy: Strategy | str,
     caller_number: str | None = None,
+    reason: Reason | str = Reason.OFFER,
 ) -> CallbackRequest:
     """A fresh pending request, due at once."""
     return CallbackRequest(
@@ -441,6 +460,7 @@ def new_request(
         strategy=Strategy(strategy),
         next_due_at=created_at,
         caller_number=caller_number,
+        reason=Reason(reason),
     )
 
 
@@ -454,7 +474,7 @@ def with_status(req: CallbackRequest, status: Status | str, now: float) -> Callb
         raise IllegalStatusChange(f"callback {req.id} is {req.status}: cannot become {status}")
     if status is Status.PENDING and req.status is not Status.WORKING:  # operator retry
         return dataclasses.replace(
-            req, status=status, next_due_at=now, counted_from=len(req.attempts)
+            req, status=status, next_due_at=now, counted_from=len(req.attempts), closed_reason=""
         )
     if status is Status.PENDING:  # given back without an attempt: due as before
         return dataclasses.replace(req, status=status)

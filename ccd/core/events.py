@@ -29,6 +29,10 @@ Which FreeSWITCH event becomes what (see fs-captures SEQUENCES.md):
 * CHANNEL_EXECUTE_COMPLETE -> :class:`ExecuteComplete`.
 * CUSTOM sofia::register -> :class:`PhoneRegistered`; sofia::unregister and
   sofia::expire -> :class:`PhoneUnregistered`.
+* CUSTOM vm::maintenance with ``VM-Action: leave-message`` -> :class:`VoicemailLeft`
+  (mod_voicemail.c ``deliver_vm``: ``VM-User`` is the box, ``VM-Caller-ID-Number`` the
+  caller's effective number, ``VM-UUID`` the recording channel's uuid; the caller's channel
+  data and variables follow, ``ccd_queue`` among them). Other VM-Actions are ignored.
 
 Which phone a channel belongs to (``extension``): the dialplan's
 ``ccd_agent_ext`` when set, else the user part of a ``sofia/<profile>/<user>@``
@@ -66,6 +70,7 @@ __all__ = [
     "PhoneRegistered",
     "PhoneUnregistered",
     "PromptDone",
+    "VoicemailLeft",
     "extension_of_channel_name",
     "from_esl",
     "parse_tags",
@@ -240,6 +245,20 @@ class PhoneUnregistered:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class VoicemailLeft:
+    """A caller left a message in voicemail box ``box`` (issue 13). ``uuid``: the caller's
+    channel (the message's id); ``queue``: the call's ``ccd_queue`` ("" when not a queue
+    call); ``caller_number`` is caller-controlled data, checked by whoever uses it."""
+
+    uuid: str
+    box: str
+    caller_number: str
+    caller_name: str = ""
+    queue: str = ""
+    length: int = 0  # seconds recorded
+
+
 DomainEvent = (
     CallParked
     | EntryParked
@@ -255,6 +274,7 @@ DomainEvent = (
     | ExecuteComplete
     | PhoneRegistered
     | PhoneUnregistered
+    | VoicemailLeft
 )
 
 
@@ -436,6 +456,25 @@ def _registration(ev: EslEvent) -> PhoneRegistered | PhoneUnregistered | None:
     return PhoneUnregistered(ext, "unregister" if sub == "sofia::unregister" else "expire")
 
 
+def _voicemail_left(ev: EslEvent) -> VoicemailLeft | None:
+    if ev.get("VM-Action") != "leave-message":
+        return None
+    uuid = ev.get("VM-UUID") or ev.uuid
+    box = ev.get("VM-User")
+    if not is_uuid(uuid) or not _QUEUE_RE.match(box):
+        return None
+    queue = ev.var("ccd_queue")
+    length = ev.get("VM-Message-Len")
+    return VoicemailLeft(
+        uuid=uuid,
+        box=box,
+        caller_number=ev.get("VM-Caller-ID-Number")[:64],
+        caller_name=ev.get("VM-Caller-ID-Name")[:64],
+        queue=queue if _QUEUE_RE.match(queue) else "",
+        length=int(length) if length.isdigit() else 0,
+    )
+
+
 def from_esl(ev: EslEvent, *, profiles: Iterable[str] = AGENT_PROFILES) -> DomainEvent | None:
     """The domain event for ``ev``, or ``None`` when the core has no use for it."""
     try:
@@ -451,6 +490,8 @@ def _from_esl(ev: EslEvent, profiles: tuple[str, ...]) -> DomainEvent | None:
     if name == "CUSTOM":
         if ev.subclass == "ccd::agent" and is_uuid(ev.uuid):
             return _feature_code(ev, ev.uuid, profiles)
+        if ev.subclass == "vm::maintenance":
+            return _voicemail_left(ev)
         return _registration(ev)
     uuid = ev.uuid
     if not is_uuid(uuid):

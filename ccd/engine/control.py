@@ -10,7 +10,8 @@ The dispatcher greenlet calls :meth:`CallControl.on_event`, :meth:`on_tick`,
    :mod:`~ccd.engine.hunting` (offers, answers, bridges, hangups of queue calls),
    :mod:`~ccd.engine.overflow` (the callback offer), :mod:`~ccd.engine.feature_codes`
    (desk phones' codes), :mod:`~ccd.engine.presence` (registrations, agents' own calls),
-   :mod:`~ccd.engine.dialer` (callback attempts); after a (re)connect
+   :mod:`~ccd.engine.dialer` (callback attempts), :mod:`~ccd.engine.recovery` (voicemail
+   messages to call back); after a (re)connect
    :mod:`~ccd.engine.resync` reconciles;
 2. the part asks the pure core what to do (:mod:`ccd.core.hunt`, :mod:`ccd.core.presence`,
    ...) from the daemon's copy of the state (Redis holds the truth; a copy that lost a race
@@ -50,6 +51,7 @@ from ccd.engine.io import CallIo
 from ccd.engine.overflow import Overflow
 from ccd.engine.presence import AgentPresence
 from ccd.engine.reconfigure import Reconfigure
+from ccd.engine.recovery import Recovery
 from ccd.engine.resync import Resync
 from ccd.store.agent import AgentError, AgentRepository
 from ccd.store.call import CallRepository
@@ -111,12 +113,14 @@ class CallControl:
             metrics=metrics,
             fresh=self.fresh,
         )
+        self.recovery = Recovery(config=config, io=self.io, callbacks=self.callbacks)
         self.hunting = Hunting(
             io=self.io,
             agents=self.agents,
             calls=self.calls,
             disposition=disposition,
             webhook=webhook,
+            recovery=self.recovery,
         )
         self.entry = Entry(
             config=config,
@@ -127,6 +131,7 @@ class CallControl:
             customers=customers,
             sticky=sticky,
             dnc=disposition.dnc if disposition is not None else None,
+            recovery=self.recovery,
         )
         self.dialer = CallbackDialer(
             config=config,
@@ -161,7 +166,7 @@ class CallControl:
             entry=self.entry,
             hunting=self.hunting,
             agents=self.agents,
-            derived=[self.overflow, disposition, sticky],
+            derived=[self.overflow, self.recovery, disposition, sticky],
         )
         self._handlers: dict[type, Callable[[Any, float], None]] = {
             ev.CallParked: self.entry.on_parked,
@@ -176,6 +181,7 @@ class CallControl:
             ev.FeatureCode: self.feature_codes.on_feature_code,
             ev.PhoneRegistered: self.presence.on_registered,
             ev.PhoneUnregistered: self.presence.on_unregistered,
+            ev.VoicemailLeft: self.recovery.on_voicemail,
         }
 
     def seed_agents(self, now: float) -> None:

@@ -28,6 +28,7 @@ from ccd.core.screenpop import caller_id_name
 from ccd.core.sticky import CustomerCall
 from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
+from ccd.engine.recovery import Recovery
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRecord, CallRepository
 from ccd.store.customer import CustomerStore
@@ -51,8 +52,10 @@ class Entry:
         customers: CustomerStore | None = None,
         sticky: StickyStore | None = None,
         dnc: DncList | None = None,
+        recovery: Recovery | None = None,
     ) -> None:
         self.config = config
+        self.recovery = recovery
         self.io = io
         self.agents = agents
         self.calls = calls
@@ -212,6 +215,8 @@ class Entry:
         batch = self.io.batch
         screen = _ScreenPop()
         number = self.customers.normalize(caller_number) if self.customers else None
+        if self.recovery is not None:  # they called again: an abandoned request is closed
+            self.recovery.returned(caller_number, uuid, queue, "called_again", batch)
         if number is not None:
             self.customers.lookup_op(batch, number, screen.found)
             if self.sticky is not None:

@@ -35,6 +35,7 @@ from ccd.core.screenpop import offer_payload
 from ccd.core.sticky import CustomerCall
 from ccd.engine.disposition import DispositionService
 from ccd.engine.io import CallIo
+from ccd.engine.recovery import Recovery
 from ccd.engine.timers import Timers
 from ccd.store.agent import Agent, AgentRepository
 from ccd.store.call import FINISHED_TTL_MS, CallRecord, CallRepository
@@ -57,11 +58,13 @@ class Hunting:
         calls: CallRepository,
         disposition: DispositionService | None = None,
         webhook: Any = None,
+        recovery: Recovery | None = None,
     ) -> None:
         self.io = io
         self.agents = agents
         self.calls = calls
         self.disposition = disposition
+        self.recovery = recovery
         self.webhook = webhook
         self.hunts: dict[str, Hunt] = {}  # caller uuid -> hunt this daemon owns
         self.records: dict[str, CallRecord] = {}
@@ -136,6 +139,9 @@ class Hunting:
                 if record.sticky:  # they talk: type 1 and 2 bindings end here
                     self.io.sticky_event(CustomerCall(record.caller_number, now, agent_id), now)
             self.io.batch.route(Routing.leave(caller, record.queue), now)
+            if self.recovery is not None:  # served: an abandoned request of theirs is closed
+                self.recovery.returned(record.caller_number, caller, record.queue, "served",
+                                       self.io.batch)  # fmt: skip
             self.save(record, hunt)
             # The dialplan's safety net (sched_transfer to voicemail for a caller
             # left parked with no daemon) must not cut a conversation short.
@@ -422,6 +428,9 @@ class Hunting:
         batch.route(op, now)
         if self.disposition is not None:  # automatic codes, contact history, reports
             self.disposition.call_finished(record, facts, now, batch)
+        abandoned = [f for f in facts if f.name == "call.abandoned"]
+        if self.recovery is not None and abandoned:  # to be called back? (issue 13)
+            self.recovery.call_abandoned(record, abandoned[-1], now, batch)
 
     def save(self, record: CallRecord, hunt: Hunt) -> None:
         """The record joins this step's batch, encoded when the batch is sent (so the last

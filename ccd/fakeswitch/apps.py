@@ -27,7 +27,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from ccd.fakeswitch.channels import Channel, ChannelEvents, HangupSignal, Interrupt, new_uuid
+from ccd.fakeswitch.channels import (
+    Channel,
+    ChannelEvents,
+    HangupSignal,
+    Interrupt,
+    channel_headers,
+    new_uuid,
+)
 from ccd.fakeswitch.clock import SwitchClock
 from ccd.fakeswitch.trace import Trace
 
@@ -40,6 +47,8 @@ class AppHost(Protocol):
 
     trace: Trace
     ev: ChannelEvents
+    factory: Any  # fsevents.EventFactory: events that are no channel's (vm::maintenance)
+    bus: Any  # fsevents.EventBus
     clock: SwitchClock
     playback_seconds: float
     voicemail_seconds: float
@@ -399,8 +408,41 @@ class Apps:
         # The caller model: leave a message, then hang up.
         self._sleep(ch, self.sw.voicemail_seconds)
         self.sw.trace.record("voicemail_left", uuid=ch.uuid, box=box, party=ch.party or None)
+        self._message_left(ch, parts, box)
         self.sw.hangup_channel(ch, "NORMAL_CLEARING")
         raise HangupSignal()
+
+    def _message_left(self, ch: Channel, parts: list[str], box: str) -> None:
+        """mod_voicemail's ``vm::maintenance`` / ``leave-message`` (mod_voicemail.c
+        ``deliver_vm``, 1.10.12): the VM-* headers, then the caller's channel data and
+        variables (a CUSTOM event carries them); VM-UUID is the caller's channel."""
+        v = ch.variables
+        domain = parts[1] if len(parts) > 2 else ""
+        path = f"/var/lib/freeswitch/storage/voicemail/{parts[0] if parts else 'default'}"
+        headers = [
+            ("VM-Action", "leave-message"),
+            ("VM-User", box),
+            ("VM-Domain", domain),
+            ("VM-Caller-ID-Name", v.get("effective_caller_id_name") or ch.caller_id_name),
+            ("VM-Caller-ID-Number",
+             v.get("effective_caller_id_number") or ch.caller_id_number),
+            ("VM-File-Path", f"{path}/{domain}/{box}/msg_{new_uuid()}.wav"),
+            ("VM-Flags", "B_NORMAL"),
+            ("VM-Folder", "inbox"),
+            ("VM-UUID", ch.uuid),
+            ("VM-Message-Len", str(max(1, round(self.sw.voicemail_seconds)))),
+            ("VM-Timestamp", str(int(self.sw.clock.now()))),
+        ]  # fmt: skip
+        self.sw.bus.fire(
+            self.sw.factory.make(
+                "CUSTOM",
+                headers + channel_headers(ch),
+                subclass="vm::maintenance",
+                calling_file="mod_voicemail.c",
+                calling_function="deliver_vm",
+                calling_line=2896,
+            )
+        )
 
     def sched_transfer(self, ch: Channel, data: str) -> str:
         when, _, target = data.strip().partition(" ")

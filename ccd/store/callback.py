@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import structlog
 
@@ -49,6 +50,7 @@ from ccd.core.callback import (
     is_due,
     with_status,
 )
+from ccd.store.batch import Batch
 from ccd.store.dnc import DncList
 from ccd.store.redis_store import (
     Codec,
@@ -172,6 +174,8 @@ class CallbackStore:
         # Callback records carry their own schema version.
         self._store = Store(store.client, store.keys.prefix, Codec(CALLBACK_SCHEMA_VERSION))
         self._store.scripts.register("callback_write", _LUA_WRITE, prelude=False)
+        # Also where a step's unit of work finds its scripts (create_op, close_op).
+        store.scripts.register("callback_write", _LUA_WRITE, prelude=False)
         self._keys = store.keys
         self._client = store.client
         self._dnc = dnc if dnc is not None else DncList(store)
@@ -291,7 +295,7 @@ class CallbackStore:
     def _status_key(self, status: Status) -> str:
         return self._keys.callback_status(str(status))
 
-    def _write(
+    def _write_call(
         self,
         expected: bytes | None,
         request: CallbackRequest,
@@ -302,43 +306,44 @@ class CallbackStore:
         drop_lease: bool = False,
         limits: OpenLimits | None = None,
         anonymous: bool = False,
-    ) -> list[int]:
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of one ``callback_write`` (see _LUA_WRITE)."""
         keys = self._keys
         number_key = keys.callback_open(request.number)
         caller_key = (
             keys.callback_open(request.caller_number) if request.caller_number else number_key
         )
         limits = limits or _NO_LIMITS
-        result = self._store.scripts.call(
-            "callback_write",
-            keys=[
-                keys.callback(request.id),
-                keys.callback_lease(request.id),
-                keys.callback_due(),
-                keys.callback_all(),
-                number_key,
-                caller_key,
-                keys.callback_open_queue(request.queue),
-                keys.callback_open_anonymous(request.queue),
-                *(self._status_key(s) for s in _STATUSES),
-            ],
-            args=[
-                expected or b"",
-                self._store.codec.encode(request.to_dict()),
-                lease,
-                owner,
-                ttl_ms,
-                "1" if drop_lease else "0",
-                request.id,
-                _STATUSES.index(request.status) + 1,
-                repr(request.order_key),
-                "" if request.next_due_at is None else repr(request.next_due_at),
-                repr(request.created_at),
-                "1" if request.is_open else "0",
-                *("" if n is None else n for n in limits.as_tuple()),
-                "1" if anonymous else "0",
-            ],
-        )
+        return [
+            keys.callback(request.id),
+            keys.callback_lease(request.id),
+            keys.callback_due(),
+            keys.callback_all(),
+            number_key,
+            caller_key,
+            keys.callback_open_queue(request.queue),
+            keys.callback_open_anonymous(request.queue),
+            *(self._status_key(s) for s in _STATUSES),
+        ], [
+            expected or b"",
+            self._store.codec.encode(request.to_dict()),
+            lease,
+            owner,
+            ttl_ms,
+            "1" if drop_lease else "0",
+            request.id,
+            _STATUSES.index(request.status) + 1,
+            repr(request.order_key),
+            "" if request.next_due_at is None else repr(request.next_due_at),
+            repr(request.created_at),
+            "1" if request.is_open else "0",
+            *("" if n is None else n for n in limits.as_tuple()),
+            "1" if anonymous else "0",
+        ]
+
+    def _write(self, expected: bytes | None, request: CallbackRequest, **how: Any) -> list[int]:
+        keys, args = self._write_call(expected, request, **how)
+        result = self._store.scripts.call("callback_write", keys=keys, args=args)
         return [int(v) for v in result]
 
     def _change(
@@ -385,29 +390,92 @@ class CallbackStore:
         code = self._write(None, request, limits=limits, anonymous=anonymous)
         if code[0] == 2:
             return self.require(request.id)
+        return self._created(request, limits, anonymous, code)
+
+    def _created(
+        self, request: CallbackRequest, limits: OpenLimits, anonymous: bool, code: list[int]
+    ) -> CallbackRequest:
+        """The answer of a create's write: stored (logged), or OpenLimitReached."""
         if code[0] in _LIMIT_CODES:
             scope = _LIMIT_CODES[code[0]]
             limit = getattr(limits, scope) or 0
-            log.info(
-                "callback.limit_reached",
-                callback=request.id,
-                number=request.number,
-                queue=request.queue,
-                scope=scope,
-                open=code[1],
-                limit=limit,
-            )
+            log.info("callback.limit_reached", callback=request.id, number=request.number,
+                     queue=request.queue, scope=scope, open=code[1], limit=limit)  # fmt: skip
             raise OpenLimitReached(code[1], limit, scope)
-        log.info(
-            "callback.stored",
-            callback=request.id,
-            number=request.number,
-            queue=request.queue,
-            strategy=str(request.strategy),
-            call_uuid=request.caller_uuid,
-            anonymous=anonymous,
-        )
+        log.info("callback.stored", callback=request.id, number=request.number,
+                 queue=request.queue, strategy=str(request.strategy), reason=str(request.reason),
+                 call_uuid=request.caller_uuid, anonymous=anonymous)  # fmt: skip
         return request
+
+    # --- in a step's unit of work (ccd.store.batch) -----------------------------------------
+
+    def create_op(
+        self,
+        batch: Batch,
+        request: CallbackRequest,
+        *,
+        limits: OpenLimits | None = None,
+        then: Callable[[CallbackRequest | OpenLimitReached | None], None] | None = None,
+    ) -> None:
+        """:meth:`create` in ``batch``; ``then`` gets the stored request, the
+        :class:`OpenLimitReached` that refused it, or None when the id exists already (a
+        decision taken twice: by two daemons, or for a resumed call)."""
+        limits = limits or _NO_LIMITS
+        keys, args = self._write_call(None, request, limits=limits)
+
+        def done(result: list[Any]) -> None:
+            code = [int(v) for v in result]
+            outcome: CallbackRequest | OpenLimitReached | None = None
+            try:
+                if code[0] != 2:
+                    outcome = self._created(request, limits, False, code)
+            except OpenLimitReached as exc:
+                outcome = exc
+            if then is not None:
+                then(outcome)
+
+        batch.script("callback_write", keys, args, done)
+
+    def close_op(
+        self,
+        batch: Batch,
+        number: str,
+        pick: Callable[[list[CallbackRequest]], list[CallbackRequest]],
+        close: Callable[[CallbackRequest], CallbackRequest],
+        then: Callable[[CallbackRequest], None],
+    ) -> None:
+        """In ``batch``: the open requests of ``number`` that ``pick`` chooses are rewritten by
+        ``close``, each by compare-and-set; ``then`` gets each one written. One command joins
+        the batch; the records are read and written in follow-up rounds only when the number
+        has open requests. A request changed meanwhile (a dialer took it) is left to its
+        writer."""
+
+        def members(ids: Iterable[bytes]) -> None:
+            names = sorted(i.decode() if isinstance(i, bytes) else str(i) for i in ids)
+            if names:
+                keys = [self._keys.callback(i) for i in names]
+                batch.command("MGET", *keys, then=lambda raws: records(keys, raws))
+
+        def records(keys: list[str], raws: list[bytes | None]) -> None:
+            found = {}
+            for key, raw in zip(keys, raws, strict=True):
+                request = self._decode(key, raw)
+                if raw is not None and request is not None:
+                    found[request.id] = (raw, request)
+            for request in pick([r for _, r in found.values()]):
+                after = close(request)
+                if after != request:
+                    keys_, args = self._write_call(found[request.id][0], after)
+                    batch.script("callback_write", keys_, args,
+                                 lambda code, a=after: written(a, int(code[0])))  # fmt: skip
+
+        def written(after: CallbackRequest, code: int) -> None:
+            if code == 1:
+                then(after)
+            else:
+                log.info("callback.close_skipped", callback=after.id, number=after.number)
+
+        batch.command("SMEMBERS", self._keys.callback_open(number), then=members)
 
     def restore(self, request: CallbackRequest, owner: str, ttl_ms: float) -> None:
         """Redis lost its data: write back a request ``owner`` is working on, with its lease
