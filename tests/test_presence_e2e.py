@@ -45,7 +45,8 @@ def test_unregistered_phone_is_skipped_and_registration_brings_it_back(fakeswitc
     daemon = start_daemon(fakeswitch, agents=TWO_SALES, routing={"wrapup_time": 0})
     login(daemon, "alice", "bob")
     assert agents_of(daemon).require("alice").state.registered is False
-    first = fakeswitch.place_call("+3612345678", "X", digits=[SALES], patience=20)
+    # Patience well inside the ring (15 s): at 20 it raced the voicemail (ring + 3 s) by ms.
+    first = fakeswitch.place_call("+3612345678", "X", digits=[SALES], patience=10)
     eventually(lambda: fakeswitch.trace.of("abandon", uuid=first), what="first caller gives up")
     assert offers(fakeswitch) == ["1002"]
     fakeswitch.phone("1001").set(registered=True)
