@@ -34,6 +34,7 @@ parses their arguments.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -143,6 +144,18 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
             "fakeswitch.started", address="%s:%d" % self.address, time_scale=self.clock.time_scale
         )
         return self
+
+    def settle(self) -> None:
+        """Collect, then leave out of the cycle collector's passes, all that exists now.
+
+        For a process that runs one fake for long (``ccd-fakeswitch``, scripts/bench.py),
+        once its set-up is in (phones, configuration, waiting callers): a full pass of the
+        collector then scans only what came later, not thousands of phones (it took up to
+        0.2 s per pass, ~0.1 ms per routed call at 5,000 agents). Not for tests, which build
+        many fakes in one process: garbage frozen here would never be collected.
+        """
+        gc.collect()
+        gc.freeze()
 
     def stop(self) -> None:
         for ch in list(self.channels.values()):
