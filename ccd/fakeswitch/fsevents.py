@@ -204,25 +204,25 @@ def _event_frame(payload: bytes, kind: str) -> bytes:
     return head.encode("ascii") + payload
 
 
-#: The URL-encoded form of recently seen values (most values repeat from event to event).
-_PLAIN_VALUES: dict[str, str] = {}
-_PLAIN_VALUES_MAX = 50_000
+#: Recently written plain header lines, ``"Name: url-encoded value\n"`` by (name, value): a
+#: call's ~10 events repeat most of their headers, and the encoding goes byte by byte.
+_PLAIN_LINES: dict[tuple[str, str], str] = {}
+_PLAIN_LINES_MAX = 50_000
 
 
-def _plain_value(value: str) -> str:
-    encoded = _PLAIN_VALUES.get(value)
-    if encoded is None:
-        if len(_PLAIN_VALUES) >= _PLAIN_VALUES_MAX:
-            _PLAIN_VALUES.clear()
-        encoded = _PLAIN_VALUES[value] = url_encode(value)
-    return encoded
+def _plain_line(header: tuple[str, str]) -> str:
+    if len(_PLAIN_LINES) >= _PLAIN_LINES_MAX:
+        _PLAIN_LINES.clear()
+    line = _PLAIN_LINES[header] = f"{header[0]}: {url_encode(header[1])}\n"
+    return line
 
 
 def serialize_plain(ev: FsEvent) -> bytes:
     """The whole ``text/event-plain`` frame for ``ev`` (ccd.core.esl_wire's encoding)."""
     if not ev.headers and ev.body is None:
         return _event_frame(b"\n\n", "plain")
-    text = "".join([f"{k}: {_plain_value(v)}\n" for k, v in ev.headers])
+    known = _PLAIN_LINES.get
+    text = "".join([known(header) or _plain_line(header) for header in ev.headers])
     if ev.body is not None:
         data = ev.body.encode("utf-8")
         payload = (text + "Content-Length: %d\n\n" % len(data)).encode("utf-8") + data
