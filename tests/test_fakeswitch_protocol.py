@@ -372,6 +372,47 @@ def test_event_bus_keeps_going_when_a_subscriber_raises():
     assert seen == [ev]
 
 
+def test_event_bus_says_which_events_someone_may_want():
+    bus = EventBus()
+    assert not bus.wanted("HEARTBEAT")  # nobody listens: nothing to build
+    token = bus.subscribe(lambda ev: None, wants=lambda name: name == "CHANNEL_PARK")
+    assert bus.wanted("CHANNEL_PARK") and not bus.wanted("HEARTBEAT")
+    everything = bus.subscribe(lambda ev: None)  # says nothing: may want anything
+    assert bus.wanted("HEARTBEAT")
+    bus.unsubscribe(everything)
+    assert not bus.wanted("HEARTBEAT")
+    bus.unsubscribe(token)
+    assert not bus.wanted("CHANNEL_PARK")
+
+
+def test_esl_server_wants_what_its_connections_listen_to(rig):
+    assert not rig.server.wants("CHANNEL_PARK")
+    sock, reader = rig.connect(auth=True)
+    rig.command(sock, reader, "event plain CHANNEL_PARK")
+    assert rig.server.wants("CHANNEL_PARK") and not rig.server.wants("HEARTBEAT")
+    rig.command(sock, reader, "event plain ALL")
+    assert rig.server.wants("HEARTBEAT")
+    rig.command(sock, reader, "nixevent HEARTBEAT")
+    assert rig.server.wants("CHANNEL_PARK") and not rig.server.wants("HEARTBEAT")
+    rig.command(sock, reader, "noevents")
+    assert not rig.server.wants("CHANNEL_PARK")
+    rig.command(sock, reader, "event json CHANNEL_ANSWER")
+    assert rig.server.wants("CHANNEL_ANSWER")
+    sock.close()
+    wait_for(lambda: not rig.server.wants("CHANNEL_ANSWER"))
+
+
+def test_skipped_events_keep_their_sequence_numbers(rig):
+    sock, reader = rig.connect(auth=True)
+    rig.command(sock, reader, "event plain HEARTBEAT")
+    first = rig.events.make("HEARTBEAT")
+    rig.events.skip()  # an event nobody wanted: numbered, not built
+    rig.bus.fire(first)
+    rig.bus.fire(rig.events.make("HEARTBEAT"))
+    numbers = [int(decode_event(f).headers["Event-Sequence"]) for f in reader.read(2)]
+    assert numbers[1] == numbers[0] + 2
+
+
 # ---- api registry ---------------------------------------------------------------------
 
 

@@ -69,6 +69,8 @@ class ApiRegistry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, ApiHandler] = {}
+        self._most_words = 0
+        self._last: tuple[str, tuple[ApiHandler | None, str]] | None = None
 
     def register(self, name: str, handler: Callable[[str], str]) -> None:
         """Add or replace ``name`` (one or more space-separated words)."""
@@ -76,6 +78,8 @@ class ApiRegistry:
         if not key:
             raise ValueError("empty api command name")
         self._handlers[key] = handler
+        self._most_words = max(self._most_words, len(key.split(" ")))
+        self._last = None
 
     def names(self) -> list[str]:
         return sorted(self._handlers)
@@ -106,15 +110,35 @@ class ApiRegistry:
         return self.execute(line).body
 
     def _resolve(self, line: str) -> tuple[ApiHandler | None, str]:
+        # exists() then execute() ask for the same line: the last answer is kept.
+        last = self._last
+        if last is not None and last[0] == line:
+            return last[1]
+        found = self._find(line)
+        self._last = (line, found)
+        return found
+
+    def _find(self, line: str) -> tuple[ApiHandler | None, str]:
         # Try every cut at a space, longest first: the longest registered
         # word-prefix wins and its handler gets the rest of the line verbatim.
-        cuts = [i for i, ch in enumerate(line) if ch == " "]
-        cuts.append(len(line))
-        for cut in reversed(cuts):
-            key = " ".join(line[:cut].split())
+        # A prefix of more words than the longest name cannot match, so the cuts
+        # are gathered only while the prefix has few enough words.
+        cuts: list[tuple[int, str]] = []
+        most = self._most_words
+        cut = line.find(" ")
+        while True:
+            end = len(line) if cut < 0 else cut
+            words = line[:end].split()
+            if len(words) > most:
+                break
+            cuts.append((end, " ".join(words)))
+            if cut < 0:
+                break
+            cut = line.find(" ", cut + 1)
+        for end, key in reversed(cuts):
             handler = self._handlers.get(key) if key else None
             if handler is not None:
-                return handler, line[cut + 1 :]
+                return handler, line[end + 1 :]
         return None, ""
 
 

@@ -27,14 +27,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from ccd.fakeswitch.channels import (
-    Channel,
-    ChannelEvents,
-    HangupSignal,
-    Interrupt,
-    channel_headers,
-    new_uuid,
-)
+from ccd.fakeswitch.channel_events import ChannelEvents, channel_headers
+from ccd.fakeswitch.channels import Channel, HangupSignal, Interrupt, new_uuid
 from ccd.fakeswitch.clock import SwitchClock
 from ccd.fakeswitch.trace import Trace
 

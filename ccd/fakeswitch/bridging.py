@@ -43,7 +43,7 @@ class Bridging:
         )
         for ch in (a, b):
             if ch.talk_limit is not None:
-                self.spawn_later(ch.talk_limit, self._party_hangs_up, ch, "talk_done")
+                self.talk_timer(ch, ch.talk_limit)
 
     def schedule(self, ch: Channel, seconds: float, what: str, arg: str) -> None:
         """sched_transfer / sched_hangup: act on ``ch`` later unless unscheduled."""
@@ -73,6 +73,11 @@ class Bridging:
     def api_sched_del(self, args: str) -> str:
         count = self.unschedule(args.strip())
         return "+OK\n" if count else "-ERR no such id\n"
+
+    def talk_timer(self, ch: Channel, seconds: float) -> None:
+        """The party behind ``ch`` hangs up after ``seconds``; a leg that ends first
+        takes its timers with it (``_finish``)."""
+        ch.timers.append(self.spawn_later(seconds, self._party_hangs_up, ch, "talk_done"))
 
     def _party_hangs_up(self, ch: Channel, why: str) -> None:
         if ch.uuid in self.channels and not ch.is_hungup:

@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sessions_per_second=args.sessions_per_second,
         )
         switch.start()
+        switch.settle()  # one fake for the whole process: its set-up out of the collector's way
     except (ScenarioError, ConfError) as exc:
         sys.stderr.write(f"ccd-fakeswitch: {exc}\n")
         return 2

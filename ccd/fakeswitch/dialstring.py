@@ -3,6 +3,7 @@ strings with their ``{var=value}`` blocks, originate lines."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ccd.fakeswitch.dialplan import Action
@@ -15,29 +16,48 @@ class OriginateError(ValueError):
 # -- argument parsing, as FreeSWITCH's switch_separate_string does it ---------
 
 
+#: What split_args stops at: an escaped quote or backslash, a quote, the delimiter.
+_SPLIT_TOKENS: dict[str, re.Pattern[str]] = {}
+
+
 def split_args(text: str, delim: str = " ") -> list[str]:
     """Split at ``delim`` outside single quotes; quotes are removed and ``\\'``
-    is a literal quote. Empty fields are dropped when splitting at spaces."""
-    out: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    i = 0
-    while i < len(text):
-        c = text[i]
-        if c == "\\" and i + 1 < len(text) and text[i + 1] in "'\\":
-            cur.append(text[i + 1])
-            i += 2
-            continue
-        if c == "'" and (quoted or "'" in text[i + 1 :]):
-            quoted = not quoted
-        elif c == delim and not quoted:
-            out.append("".join(cur))
-            cur = []
-        else:
-            cur.append(c)
-        i += 1
-    out.append("".join(cur))
+    is a literal quote. Empty fields are dropped when splitting at spaces.
+
+    A quote with no other quote after it is a literal one."""
+    if len(delim) != 1 or delim in "'\\":
+        raise ValueError(f"split_args needs one delimiter character other than ' and \\: {delim!r}")
+    if "'" not in text and "\\" not in text:
+        out = text.split(delim)
+    else:
+        tokens = _SPLIT_TOKENS.get(delim)
+        if tokens is None:
+            tokens = _SPLIT_TOKENS[delim] = re.compile(r"\\['\\]|'|" + re.escape(delim))
+        out = []
+        cur: list[str] = []
+        quoted = False
+        pos = 0
+        for match in tokens.finditer(text):
+            start, pos_next = match.span()
+            if start > pos:
+                cur.append(text[pos:start])
+            token = match.group()
+            if len(token) == 2:  # \' or \\: the second character, as is
+                cur.append(token[1])
+            elif token == "'" and (quoted or text.find("'", pos_next) >= 0):
+                quoted = not quoted
+            elif token == delim and not quoted:
+                out.append("".join(cur))
+                cur = []
+            else:
+                cur.append(token)
+            pos = pos_next
+        cur.append(text[pos:])
+        out.append("".join(cur))
     return [p for p in out if p] if delim == " " else out
+
+
+_BLOCK_END = {"{": re.compile("['}]"), "[": re.compile(r"['\]]")}
 
 
 def parse_dial_string(dial: str) -> tuple[dict[str, str], str]:
@@ -45,13 +65,12 @@ def parse_dial_string(dial: str) -> tuple[dict[str, str], str]:
     variables: dict[str, str] = {}
     rest = dial.strip()
     while rest[:1] in ("{", "["):
-        close = "}" if rest[0] == "{" else "]"
         end, quoted = -1, False
-        for i, c in enumerate(rest):
-            if c == "'":
+        for match in _BLOCK_END[rest[0]].finditer(rest):
+            if match.group() == "'":
                 quoted = not quoted
-            elif c == close and not quoted:
-                end = i
+            elif not quoted:
+                end = match.start()
                 break
         if end < 0:
             raise OriginateError("unterminated variable block")

@@ -1,5 +1,6 @@
 """What the fake event socket reads from a client: command frames, event names, filters,
-and the reply frames it writes back (FreeSWITCH 1.10.12's texts, fs-captures).
+a connection's subscriptions (:class:`Subscriptions`), and the reply frames it writes
+back (FreeSWITCH 1.10.12's texts, fs-captures).
 
 Malformed input (a header block over ``MAX_HEADER_BYTES``, a bad or huge ``Content-Length``,
 NUL bytes or invalid UTF-8 in a header block) is a :class:`BadInput`; the server closes that
@@ -124,6 +125,130 @@ def canonical_event_name(token: str) -> str | None:
     if name.startswith("SWITCH_EVENT_"):
         name = name[len("SWITCH_EVENT_") :]
     return name if name in EVENT_NAMES else None
+
+
+class Subscriptions:
+    """A connection's ``event`` / ``nixevent`` / ``noevents`` / ``filter`` state and
+    FreeSWITCH's rule for the events it lets through (sans-IO; the ESL connection
+    mixes it in and is told of every change by :meth:`_subscriptions_changed`)."""
+
+    def _init_subscriptions(self) -> None:
+        self.events_on = False
+        self.format = "plain"
+        self.all_events = False
+        self.event_types: set[str] = set()
+        self.subclasses: set[str] = set()
+        self.filters: list[tuple[str, str]] = []
+
+    def _subscriptions_changed(self) -> None:
+        """Which event names are listened to may have changed."""
+
+    def _event(self, line: str) -> str:
+        rest = line[5:]
+        space = rest.find(" ")
+        tokens = rest[space + 1 :].split(" ") if space >= 0 else []
+        custom = False
+        keys = 0
+        for i, token in enumerate(tokens):
+            if i == 0 and token.lower() in FORMATS:
+                self.format = token.lower()
+                continue
+            if custom:
+                if token:
+                    self.subclasses.add(token)
+                continue
+            name = canonical_event_name(token)
+            if name is None:
+                continue
+            keys += 1
+            if name == "ALL":
+                self.all_events = True
+            else:
+                self.event_types.add(name)
+            if name == "CUSTOM":
+                custom = True
+        if not keys:
+            return "-ERR no keywords supplied"
+        self.events_on = True
+        self._subscriptions_changed()
+        return f"+OK event listener enabled {self.format}"
+
+    def _nixevent(self, line: str) -> str:
+        rest = line[8:]
+        space = rest.find(" ")
+        tokens = rest[space + 1 :].split(" ") if space >= 0 else []
+        custom = False
+        keys = 0
+        for token in tokens:
+            if custom:
+                self.subclasses.discard(token)
+                continue
+            name = canonical_event_name(token)
+            if name is None:
+                continue
+            keys += 1
+            if name == "CUSTOM":
+                custom = True
+            elif name == "ALL":
+                self.all_events = False
+                self.event_types.clear()
+            else:
+                if self.all_events:
+                    # Nixing one type out of ALL leaves every other type on.
+                    self.all_events = False
+                    self.event_types = set(EVENT_NAMES - {"ALL"})
+                self.event_types.discard(name)
+        if not keys:
+            return "-ERR no keywords supplied"
+        self.events_on = True
+        self._subscriptions_changed()
+        return "+OK events nixed"
+
+    def _filter(self, rest: str) -> str:
+        rest = rest.lstrip(" ")
+        name, sep, value = rest.partition(" ")
+        if name.lower() == "delete" and sep:
+            target, sep2, target_value = value.partition(" ")
+            if target.lower() == "all":
+                self.filters.clear()
+            else:
+                self.filters = [
+                    (k, v)
+                    for k, v in self.filters
+                    if not (k.lower() == target.lower() and (not sep2 or v == target_value))
+                ]
+            return "+OK filter deleted. [{}][{}]".format(target, target_value if sep2 else "")
+        if sep:
+            if name.lower() == "add":
+                name, _, value = value.partition(" ")
+            self.filters.append((name, value))
+            return f"+OK filter added. [{name}]=[{value}]"
+        return "-ERR invalid syntax"
+
+    def _wants(self, ev: FsEvent) -> bool:
+        if self.all_events:
+            send = True
+        elif (name := ev.name) in self.event_types:
+            if name == "CUSTOM":
+                subclass = ev.subclass
+                send = not subclass or subclass in self.subclasses
+            else:
+                send = True
+        else:
+            return False
+        if send and self.filters:
+            send = filters_pass(self.filters, ev)
+        return send
+
+    def _unsubscribe_all(self) -> str:
+        if not self.events_on:
+            return "-ERR not listening for events"
+        self.events_on = False
+        self.all_events = False
+        self.event_types.clear()
+        self.subclasses.clear()
+        self._subscriptions_changed()
+        return "+OK no longer listening for events"
 
 
 class BadInput(Exception):

@@ -11,10 +11,17 @@ One :class:`EslServer` listens on loopback; every accepted socket becomes an
   ``api`` runs its handler right there, so a slow command blocks that
   connection's commands only, exactly like FreeSWITCH; ``bgapi`` answers at
   once and runs the job in its own greenlet.
-* the *writer* drains the connection's outbound queue to the socket, so a
-  slow client never blocks the switch: the event bus only appends bytes. When
-  a client's queue grows past ``max_queue_bytes`` the connection is dropped
+* the *writer* drains what the socket did not take at once, so a slow client
+  never blocks the switch: the event bus only appends bytes. When a client's
+  queue grows past ``max_queue_bytes`` the connection is dropped
   (``fakeswitch.esl.slow_client_dropped``).
+
+Writes are coalesced: the first frame queued asks the hub for a flush
+(``run_callback``), which goes once more to the back of the hub's queue so the
+greenlets woken in the same turn of the loop add their frames; then everything
+queued leaves in one non-blocking ``write``. Only what the socket does not take
+(and the close) is handed to the writer greenlet, which blocks for it. The bytes
+and their order are those of one frame per write; only the segmentation differs.
 
 Events: the server holds one :class:`~ccd.fakeswitch.fsevents.EventBus`
 subscription and offers each fired event to every connection, which applies
@@ -42,6 +49,7 @@ connection only (``fakeswitch.esl.bad_input``).
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import uuid as uuidlib
 from collections import deque
@@ -54,14 +62,11 @@ from gevent.server import StreamServer
 
 from ccd.fakeswitch.api import ApiRegistry
 from ccd.fakeswitch.esl_protocol import (
-    EVENT_NAMES,
-    FORMATS,
     BadInput,
     Command,
     CommandReader,
+    Subscriptions,
     api_response,
-    canonical_event_name,
-    filters_pass,
     reply,
 )
 from ccd.fakeswitch.fsevents import (
@@ -85,7 +90,7 @@ DISCONNECT_NOTICE = (
 DEFAULT_MAX_QUEUE_BYTES = 64 * 1024 * 1024
 
 
-class _Connection:
+class _Connection(Subscriptions):
     """One client's session: auth, subscriptions, filters, queues."""
 
     def __init__(self, server: EslServer, sock: socket.socket, peer: tuple) -> None:
@@ -94,17 +99,16 @@ class _Connection:
         self.peer = "{}:{}".format(*peer[:2])
         self.log = log.bind(peer=self.peer)
         self.authed = False
-        self.events_on = False
-        self.format = "plain"
-        self.all_events = False
-        self.event_types: set[str] = set()
-        self.subclasses: set[str] = set()
-        self.filters: list[tuple[str, str]] = []
+        self._init_subscriptions()
         self.busy = False
         self.closed = False
         self._held: list[bytes] = []
         self._out: deque[tuple[bool, bytes | None]] = deque()
         self._queued = 0
+        self._flush_queued = False
+        self._flush_deferred = False
+        self._writing = False
+        self._loop = gevent.get_hub().loop
         self._wake = gevent.event.Event()
         self._writer = gevent.spawn(self._write_loop)
 
@@ -118,7 +122,9 @@ class _Connection:
             self.abort()
             return
         self._out.append((is_event, data))
-        self._wake.set()
+        if not self._flush_queued:
+            self._flush_queued = True
+            self._loop.run_callback(self._flush)
 
     def offer(self, ev: FsEvent, frames: dict[str, bytes]) -> None:
         """The bus hands over a fired event; keep it if this client wants it."""
@@ -156,18 +162,68 @@ class _Connection:
                 kept.append((is_event, data))
         self._out = kept
 
+    def _take(self) -> tuple[bytes, bool]:
+        """Everything queued up to a close mark, as one write; and whether the mark came."""
+        out = self._out
+        chunks: list[bytes] = []
+        while out:
+            data = out.popleft()[1]
+            if data is None:
+                return b"".join(chunks), True
+            chunks.append(data)
+        return (chunks[0] if len(chunks) == 1 else b"".join(chunks)), False
+
+    def _flush(self) -> None:
+        """Run by the hub once the greenlets it woke have queued their frames: all that is
+        queued goes out in one non-blocking write; what the socket does not take now
+        (and a close) is left to the writer greenlet."""
+        if not self._flush_deferred:
+            # Once more to the back of the hub's queue: the greenlets it has woken
+            # meanwhile add their frames to this write.
+            self._flush_deferred = True
+            self._loop.run_callback(self._flush)
+            return
+        self._flush_deferred = False
+        self._flush_queued = False
+        if self._writing or not self._out:
+            return
+        fd = self.sock.fileno()
+        if self._out[0][1] is not None and fd >= 0:
+            data, finish = self._take()
+            self._queued -= len(data)
+            try:
+                sent = os.write(fd, data) if data else 0
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self.log.info("fakeswitch.esl.write_failed", error=str(exc))
+                self.abort()
+                return
+            if finish:
+                self._out.appendleft((False, None))
+            if sent < len(data):
+                self._queued += len(data) - sent
+                self._out.appendleft((False, data[sent:]))  # not an event: it is half sent
+        if self._out:
+            self._wake.set()
+
     def _write_loop(self) -> None:
         try:
             while True:
                 self._wake.wait()
                 self._wake.clear()
                 while self._out:
-                    _, data = self._out.popleft()
-                    if data is None:
+                    data, finish = self._take()
+                    if data:
+                        self._queued -= len(data)
+                        self._writing = True
+                        try:
+                            self.sock.sendall(data)
+                        finally:
+                            self._writing = False
+                    if finish:
                         self._shutdown_socket()
                         return
-                    self._queued -= len(data)
-                    self.sock.sendall(data)
         except OSError as exc:
             self.log.info("fakeswitch.esl.write_failed", error=str(exc))
             self.abort()
@@ -275,108 +331,13 @@ class _Connection:
         else:
             self.send(reply("-ERR command not found"))
 
-    # ---- subscriptions --------------------------------------------------
-    def _event(self, line: str) -> str:
-        rest = line[5:]
-        space = rest.find(" ")
-        tokens = rest[space + 1 :].split(" ") if space >= 0 else []
-        custom = False
-        keys = 0
-        for i, token in enumerate(tokens):
-            if i == 0 and token.lower() in FORMATS:
-                self.format = token.lower()
-                continue
-            if custom:
-                if token:
-                    self.subclasses.add(token)
-                continue
-            name = canonical_event_name(token)
-            if name is None:
-                continue
-            keys += 1
-            if name == "ALL":
-                self.all_events = True
-            else:
-                self.event_types.add(name)
-            if name == "CUSTOM":
-                custom = True
-        if not keys:
-            return "-ERR no keywords supplied"
-        self.events_on = True
-        return f"+OK event listener enabled {self.format}"
-
-    def _nixevent(self, line: str) -> str:
-        rest = line[8:]
-        space = rest.find(" ")
-        tokens = rest[space + 1 :].split(" ") if space >= 0 else []
-        custom = False
-        keys = 0
-        for token in tokens:
-            if custom:
-                self.subclasses.discard(token)
-                continue
-            name = canonical_event_name(token)
-            if name is None:
-                continue
-            keys += 1
-            if name == "CUSTOM":
-                custom = True
-            elif name == "ALL":
-                self.all_events = False
-                self.event_types.clear()
-            else:
-                if self.all_events:
-                    # Nixing one type out of ALL leaves every other type on.
-                    self.all_events = False
-                    self.event_types = set(EVENT_NAMES - {"ALL"})
-                self.event_types.discard(name)
-        if not keys:
-            return "-ERR no keywords supplied"
-        self.events_on = True
-        return "+OK events nixed"
-
+    # ---- subscriptions (the rest: esl_protocol.Subscriptions) -----------
     def _noevents(self) -> str:
         self._drop_events()
-        if not self.events_on:
-            return "-ERR not listening for events"
-        self.events_on = False
-        self.all_events = False
-        self.event_types.clear()
-        self.subclasses.clear()
-        return "+OK no longer listening for events"
+        return self._unsubscribe_all()
 
-    def _filter(self, rest: str) -> str:
-        rest = rest.lstrip(" ")
-        name, sep, value = rest.partition(" ")
-        if name.lower() == "delete" and sep:
-            target, sep2, target_value = value.partition(" ")
-            if target.lower() == "all":
-                self.filters.clear()
-            else:
-                self.filters = [
-                    (k, v)
-                    for k, v in self.filters
-                    if not (k.lower() == target.lower() and (not sep2 or v == target_value))
-                ]
-            return "+OK filter deleted. [{}][{}]".format(target, target_value if sep2 else "")
-        if sep:
-            if name.lower() == "add":
-                name, _, value = value.partition(" ")
-            self.filters.append((name, value))
-            return f"+OK filter added. [{name}]=[{value}]"
-        return "-ERR invalid syntax"
-
-    def _wants(self, ev: FsEvent) -> bool:
-        if self.all_events:
-            send = True
-        elif ev.name in self.event_types:
-            subclass = ev.subclass
-            send = ev.name != "CUSTOM" or not subclass or subclass in self.subclasses
-        else:
-            return False
-        if send and self.filters:
-            send = filters_pass(self.filters, ev)
-        return send
+    def _subscriptions_changed(self) -> None:
+        self.server.subscriptions_changed()
 
     # ---- commands that run things ---------------------------------------
     def _sendmsg(self, cmd: Command) -> str:
@@ -449,6 +410,8 @@ class EslServer:
         self._token: int | None = None
         self._conns: set[_Connection] = set()
         self._jobs: set[gevent.Greenlet] = set()
+        #: Event names some connection listens to (True: every name); None: to be worked out.
+        self._interest: frozenset[str] | bool | None = None
 
     # ---- lifecycle ------------------------------------------------------
     def start(self) -> None:
@@ -456,7 +419,7 @@ class EslServer:
             raise RuntimeError("EslServer already started")
         self._server = StreamServer((self._host, self._port), self._handle)
         self._server.start()
-        self._token = self.bus.subscribe(self._on_event)
+        self._token = self.bus.subscribe(self._on_event, self.wants)
         host, port = self.address
         log.info("fakeswitch.esl.listening", host=host, port=port)
 
@@ -513,6 +476,27 @@ class EslServer:
 
     def _forget(self, conn: _Connection) -> None:
         self._conns.discard(conn)
+        self._interest = None
+
+    def subscriptions_changed(self) -> None:
+        self._interest = None
+
+    def wants(self, name: str) -> bool:
+        """Whether a connection may want an event called ``name`` (its filters aside)."""
+        interest = self._interest
+        if interest is None:
+            interest = self._interest = self._work_out_interest()
+        return interest is True or name in interest  # type: ignore[operator]
+
+    def _work_out_interest(self) -> frozenset[str] | bool:
+        names: set[str] = set()
+        for conn in self._conns:
+            if conn.closed or not conn.events_on:
+                continue
+            if conn.all_events:
+                return True
+            names |= conn.event_types
+        return frozenset(names)
 
     def _on_event(self, ev: FsEvent) -> None:
         frames: dict[str, bytes] = {}
@@ -522,6 +506,9 @@ class EslServer:
     def make_api_event(self, api_line: str) -> FsEvent | None:
         """The API event FreeSWITCH numbers before running a known command."""
         if not self.api.exists(api_line):
+            return None
+        if not self.bus.wanted("API"):
+            self.events.skip()
             return None
         command, sep, args = api_line.partition(" ")
         headers = [("API-Command", command)]

@@ -25,31 +25,39 @@ followed by the event's own headers. Three recorded variations:
   before ``Event-Name`` (capture 11).
 
 The factory reads time only through the injected ``clock`` and numbers events
-with its own ``Event-Sequence`` counter, so tests are deterministic.
+with its own ``Event-Sequence`` counter, so tests are deterministic. The two
+date texts change once a second and are kept for that second.
 
 :func:`serialize_plain` / :func:`serialize_json` produce a whole outer frame
 (``Content-Length`` first, then ``Content-Type``, as mod_event_socket writes
 it). Plain values are URL-encoded with :func:`ccd.core.esl_wire.url_encode`; JSON is
 compact (no spaces), keeps duplicate header names and puts an event body under
-``Content-Length`` + ``_body`` at the end.
+``Content-Length`` + ``_body`` at the end. It is what ``json.dumps(value,
+ensure_ascii=False)`` writes per key and value, produced by ``orjson`` a whole
+run of distinct names at a time (the two agree on every code point:
+``tests/test_fakeswitch_equivalence.py`` checks it).
 
 :class:`EventBus` is the switch-wide fan-out: the call model fires, the ESL
 server (one subscriber per connection) filters and queues. Subscribers must not
-block; one failing subscriber never stops the others.
+block; one failing subscriber never stops the others. A subscriber may say
+which event names it can want (``wants``); :meth:`EventBus.wanted` lets the call
+model skip building an event nobody can want (it still takes its
+``Event-Sequence`` number, :meth:`EventFactory.skip`), as FreeSWITCH numbers
+every event whether or not a listener is bound.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import orjson
 import structlog
 
-from ccd.core.esl_wire import encode_event_plain, url_encode
+from ccd.core.esl_wire import url_encode
 
 __all__ = [
     "EventBus",
@@ -115,9 +123,24 @@ class EventFactory:
         self.ipv4 = ipv4
         self.ipv6 = ipv6
         self._sequence = itertools.count(first_sequence)
+        self._dates_at: int | None = None
+        self._dates_text = ("", "")
 
     def next_sequence(self) -> int:
         return next(self._sequence)
+
+    def skip(self) -> None:
+        """An event nobody listens to: it takes its sequence number and is not built."""
+        next(self._sequence)
+
+    def _dates(self, seconds: int) -> tuple[str, str]:
+        if seconds != self._dates_at:
+            self._dates_at = seconds
+            self._dates_text = (
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds)),
+                _rfc822_gmt(time.gmtime(seconds)),
+            )
+        return self._dates_text
 
     def make(
         self,
@@ -140,10 +163,8 @@ class EventFactory:
         """
         if subclass is not None and name != "CUSTOM":
             raise ValueError(f"a subclass needs name CUSTOM, got {name!r}")
-        now = self._clock()
-        micros = round(now * 1_000_000)
-        local = time.localtime(micros // 1_000_000)
-        gmt = time.gmtime(micros // 1_000_000)
+        micros = round(self._clock() * 1_000_000)
+        local, gmt = self._dates(micros // 1_000_000)
         out: list[tuple[str, str]] = list(leading)
         if subclass is not None:
             out.append(("Event-Subclass", subclass))
@@ -155,8 +176,8 @@ class EventFactory:
             ("FreeSWITCH-Switchname", self.hostname),
             ("FreeSWITCH-IPv4", self.ipv4),
             ("FreeSWITCH-IPv6", self.ipv6),
-            ("Event-Date-Local", time.strftime("%Y-%m-%d %H:%M:%S", local)),
-            ("Event-Date-GMT", _rfc822_gmt(gmt)),
+            ("Event-Date-Local", local),
+            ("Event-Date-GMT", gmt),
             ("Event-Date-Timestamp", str(micros)),
             ("Event-Calling-File", calling_file),
             ("Event-Calling-Function", calling_function),
@@ -183,22 +204,56 @@ def _event_frame(payload: bytes, kind: str) -> bytes:
     return head.encode("ascii") + payload
 
 
+#: Recently written plain header lines, ``"Name: url-encoded value\n"`` by (name, value): a
+#: call's ~10 events repeat most of their headers, and the encoding goes byte by byte.
+_PLAIN_LINES: dict[tuple[str, str], str] = {}
+_PLAIN_LINES_MAX = 50_000
+
+
+def _plain_line(header: tuple[str, str]) -> str:
+    if len(_PLAIN_LINES) >= _PLAIN_LINES_MAX:
+        _PLAIN_LINES.clear()
+    line = _PLAIN_LINES[header] = f"{header[0]}: {url_encode(header[1])}\n"
+    return line
+
+
 def serialize_plain(ev: FsEvent) -> bytes:
-    """The whole ``text/event-plain`` frame for ``ev``."""
-    return _event_frame(encode_event_plain(ev.headers, ev.body), "plain")
+    """The whole ``text/event-plain`` frame for ``ev`` (ccd.core.esl_wire's encoding)."""
+    if not ev.headers and ev.body is None:
+        return _event_frame(b"\n\n", "plain")
+    known = _PLAIN_LINES.get
+    text = "".join([known(header) or _plain_line(header) for header in ev.headers])
+    if ev.body is not None:
+        data = ev.body.encode("utf-8")
+        payload = (text + "Content-Length: %d\n\n" % len(data)).encode("utf-8") + data
+    else:
+        payload = (text + "\n").encode("utf-8")
+    return _event_frame(payload, "plain")
 
 
-def _json_str(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
+def _json_members(headers: list[tuple[str, str]]) -> bytes:
+    """``"k":"v",...`` for every header, in order, duplicate names kept.
+
+    A run of distinct names goes through one dict; a repeated name starts the next run."""
+    members = dict(headers)
+    if len(members) == len(headers):
+        return orjson.dumps(members)[1:-1]
+    seen: set[str] = set()
+    for i, (name, _) in enumerate(headers):
+        if name in seen:
+            return orjson.dumps(dict(headers[:i]))[1:-1] + b"," + _json_members(headers[i:])
+        seen.add(name)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def serialize_json(ev: FsEvent) -> bytes:
     """The whole ``text/event-json`` frame for ``ev`` (compact, duplicates kept)."""
-    parts = [_json_str(k) + ":" + _json_str(v) for k, v in ev.headers]
+    parts = [_json_members(ev.headers)] if ev.headers else []
     if ev.body is not None:
-        parts.append('"Content-Length":' + _json_str(str(len(ev.body.encode("utf-8")))))
-        parts.append('"_body":' + _json_str(ev.body))
-    return _event_frame(("{" + ",".join(parts) + "}").encode("utf-8"), "json")
+        size = str(len(ev.body.encode("utf-8")))
+        parts.append(b'"Content-Length":' + orjson.dumps(size))
+        parts.append(b'"_body":' + orjson.dumps(ev.body))
+    return _event_frame(b"{" + b",".join(parts) + b"}", "json")
 
 
 def _xml_text(value: str) -> str:
@@ -222,15 +277,37 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: dict[int, Callable[[FsEvent], None]] = {}
+        self._wants: dict[int, Callable[[str], bool] | None] = {}
+        self._checks: tuple[Callable[[str], bool], ...] | None = ()
         self._tokens = itertools.count(1)
 
-    def subscribe(self, cb: Callable[[FsEvent], None]) -> int:
+    def subscribe(
+        self, cb: Callable[[FsEvent], None], wants: Callable[[str], bool] | None = None
+    ) -> int:
+        """Add ``cb``; ``wants(event_name)`` False promises ``cb`` ignores that event."""
         token = next(self._tokens)
         self._subscribers[token] = cb
+        self._wants[token] = wants
+        self._gather_checks()
         return token
 
     def unsubscribe(self, token: int) -> None:
         self._subscribers.pop(token, None)
+        self._wants.pop(token, None)
+        self._gather_checks()
+
+    def _gather_checks(self) -> None:
+        wants = list(self._wants.values())
+        self._checks = None if None in wants else tuple(w for w in wants if w is not None)
+
+    def wanted(self, name: str) -> bool:
+        """Whether some subscriber may want an event called ``name`` (else: no need to build)."""
+        checks = self._checks
+        if checks is None:
+            return True
+        if len(checks) == 1:
+            return checks[0](name)
+        return any(check(name) for check in checks)
 
     def fire(self, ev: FsEvent) -> None:
         for token, cb in list(self._subscribers.items()):

@@ -34,6 +34,7 @@ parses their arguments.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -51,14 +52,8 @@ from ccd.fakeswitch.api import (
 from ccd.fakeswitch.apps import Apps
 from ccd.fakeswitch.bridging import Bridging
 from ccd.fakeswitch.calls import Calls
-from ccd.fakeswitch.channels import (
-    HANGUP_CAUSES,
-    Channel,
-    ChannelEvents,
-    HangupSignal,
-    Interrupt,
-    new_uuid,
-)
+from ccd.fakeswitch.channel_events import ChannelEvents
+from ccd.fakeswitch.channels import HANGUP_CAUSES, Channel, HangupSignal, Interrupt, new_uuid
 from ccd.fakeswitch.clock import SwitchClock
 from ccd.fakeswitch.dialplan import Action, Conf, NoRoute, expand_vars, load_conf
 from ccd.fakeswitch.dialstring import number_or
@@ -110,7 +105,7 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
         self.sessions_per_second = sessions_per_second
         self.factory = EventFactory(self.clock.now, hostname="fakeswitch")
         self.bus = EventBus()
-        self.ev = ChannelEvents(self.factory, self.bus.fire, self.now_us)
+        self.ev = ChannelEvents(self.factory, self.bus.fire, self.now_us, self.bus.wanted)
         self.registrar = Registrar(self.factory.make, self.bus.fire, self.clock.now)
         self.apps = Apps(self)
         self.channels: dict[str, Channel] = {}
@@ -149,6 +144,21 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
             "fakeswitch.started", address="%s:%d" % self.address, time_scale=self.clock.time_scale
         )
         return self
+
+    def settle(self) -> None:
+        """Tune the process for this one fake, once its set-up is in (phones, configuration,
+        waiting callers). For a process that runs one fake for long (``ccd-fakeswitch``,
+        scripts/bench.py); not for tests, which build many fakes in one process.
+
+        * Collect, then leave out of the cycle collector's passes, all that exists now: a
+          full pass then scans only what came later, not thousands of phones (up to 0.2 s
+          a pass at 5,000 agents). Garbage frozen here would never be collected.
+        * Greenlets stop recording their spawning stack (a debugging aid): it doubled the
+          cost of each of the few greenlets a call spawns (10 -> 5 us).
+        """
+        gc.collect()
+        gc.freeze()
+        gevent.config.track_greenlet_tree = False
 
     def stop(self) -> None:
         for ch in list(self.channels.values()):
@@ -365,10 +375,21 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
         self.ev.teardown(ch)
         self.channels.pop(ch.uuid, None)
         self.unschedule(ch.uuid)
+        timers, ch.timers = ch.timers, []
+        for timer in timers:
+            if timer is not gevent.getcurrent():
+                timer.kill(block=False)
         self.trace.record(
             "hangup", uuid=ch.uuid, party=ch.party or None, leg=ch.kind, cause=ch.hangup_cause
         )
         ch.gone.set()
+        other = ch.other
+        if other is not None and other.gone.is_set():
+            # Both legs are over and fire nothing more: untie them, so that reference
+            # counting frees them (a cycle waits for the garbage collector).
+            ch.other = None
+            if other.other is ch:
+                other.other = None
 
     def _spawn_runner(self, ch: Channel, program: Iterable[Action], *, enter: bool = True):
         ch.has_runner = True
@@ -381,8 +402,7 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
             while not (ch.pending_hangup or ch.hangup_cause):
                 try:
                     if ch.interrupt is not None:
-                        interrupt, ch.interrupt = ch.interrupt, None
-                        raise interrupt
+                        raise ch.take_interrupt()
                     if ch.inbox:
                         self.run_message(ch, ch.inbox.popleft())
                         continue

@@ -88,7 +88,7 @@ class SwitchApi:
             self.spawn(self._routed_runner, ch)
         if ch.talk_limit is not None and kind == "phone":
             # A phone's talk time runs from its answer (bridged or not).
-            self.spawn_later(ch.talk_limit, self._party_hangs_up, ch, "talk_done")
+            self.talk_timer(ch, ch.talk_limit)
             ch.talk_limit = None
         return f"+OK {ch.uuid}\n"
 
