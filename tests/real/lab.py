@@ -47,6 +47,7 @@ from typing import Any
 from ccd.core import presence
 from ccd.core.commands import quote_var_value
 from ccd.store.agent import AgentRepository
+from ccd.store.callback import CallbackStore
 from ccd.store.redis_store import Store
 from tests.real.esl import EslClient, Seen
 from tests.support.daemon_fixtures import eventually
@@ -446,6 +447,10 @@ class Center:
         """The agents in this centre's Redis, as the CLI sees them."""
         return AgentRepository(Store.create(self.redis.client(), "ccd:"))
 
+    def callbacks(self) -> CallbackStore:
+        """The callback requests in this centre's Redis, as the CLI sees them."""
+        return CallbackStore(Store.create(self.redis.client(), "ccd:"))
+
     def set_login(self, action: str, *agent_ids: str) -> None:
         """What ``ccd agent login|logout|break|ready`` does, without a process per agent."""
         repo = self.agents()
@@ -459,6 +464,11 @@ class Center:
 
 #: Poll a predicate until it is truthy, with a deadline (the fast suite's helper).
 wait_for = eventually
+
+
+def stamp(seen: Seen) -> float:
+    """When FreeSWITCH fired the event (its Event-Date-Timestamp, epoch seconds)."""
+    return int(seen.get("Event-Date-Timestamp")) / 1e6
 
 
 def utc(text: str) -> float:

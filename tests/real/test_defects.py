@@ -18,7 +18,7 @@ import uuid as uuidlib
 import pytest
 
 from ccd.core import presence
-from tests.real.lab import bridged_pair, channel_events, wait_for
+from tests.real.lab import bridged_pair, channel_events, stamp, wait_for
 
 QUEUES = {"general": {"tags": ["general"], "overflow_time": 0}}
 
@@ -52,10 +52,6 @@ def start(make_center):
     yield run
     for center in started:
         center.close()
-
-
-def stamp(seen) -> float:
-    return int(seen.get("Event-Date-Timestamp")) / 1e6
 
 
 def executes(fs, caller, app, mark):

@@ -15,7 +15,7 @@ import pytest
 
 from ccd.store.callback import CallbackStore
 from ccd.store.redis_store import Store
-from tests.real.lab import HTTP_TOKEN, bridged_pair, wait_for
+from tests.real.lab import HTTP_TOKEN, bridged_pair, stamp, wait_for
 
 OVERFLOW = 4.0
 CONFIG = {
@@ -48,11 +48,6 @@ def center(make_center, make_phone, customer):
     center.customer = customer
     center.set_login("login", "rita")
     return center
-
-
-def stamp(seen) -> float:
-    """When FreeSWITCH fired the event (epoch seconds)."""
-    return int(seen.get("Event-Date-Timestamp")) / 1e6
 
 
 def prompt(fs, caller, mark, what="play_and_get_digits"):
