@@ -414,7 +414,9 @@ def test_registration_lifecycle_like_capture_13(fakeswitch, esl):
     assert esl.api("sofia_contact 1001@127.0.0.1") == "sofia/internal/sip:1001@127.0.0.1:5071"
     phone.set(registered=False)
     assert esl.api("sofia_contact 1001@127.0.0.1") == "error/user_not_registered"
+    assert esl.api("show registrations as json") == '{"row_count": 0}\n'
     phone.set(registered=True)
+    assert '"reg_user":"1001"' in esl.api("show registrations as json")
     fakeswitch.expire_phone("1001")
     expire = esl.wait_event(lambda e: e.subclass == "sofia::expire")
     esl.wait_event(

@@ -141,6 +141,8 @@ class Registrar:
         self._make = make
         self._fire = fire
         self._now = now
+        #: Moves with every registration change (what ``show registrations`` caches on).
+        self.version = 0
 
     def _base(self, phone: Phone, expires: int, *, status: str = "Registered(UDP)") -> list:
         return [
@@ -203,6 +205,7 @@ class Registrar:
         )
 
     def register(self, phone: Phone) -> None:
+        self.version += 1
         phone.registered = True
         phone.registered_at = self._now()
         self._attempts(phone, phone.expires)
@@ -218,6 +221,7 @@ class Registrar:
         self._custom("sofia::register", headers, 2059, "sofia_reg_handle_register_token")
 
     def unregister(self, phone: Phone) -> None:
+        self.version += 1
         phone.registered = False
         self._attempts(phone, 0)
         self._presence_unregistered(phone, 2103, "sofia_reg_handle_register_token")
@@ -239,6 +243,7 @@ class Registrar:
         self._custom("sofia::unregister", headers, 2213, "sofia_reg_handle_register_token")
 
     def expire(self, phone: Phone) -> None:
+        self.version += 1
         phone.registered = False
         headers = [
             ("profile-name", "internal"),

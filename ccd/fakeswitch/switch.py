@@ -107,6 +107,7 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
         self.bus = EventBus()
         self.ev = ChannelEvents(self.factory, self.bus.fire, self.now_us, self.bus.wanted)
         self.registrar = Registrar(self.factory.make, self.bus.fire, self.clock.now)
+        self._registrations_answer: tuple[tuple, str] | None = None  # show registrations
         self.apps = Apps(self)
         self.channels: dict[str, Channel] = {}
         self.phones: dict[str, Phone] = {}
