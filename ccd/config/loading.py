@@ -30,6 +30,7 @@ from ccd.config.sections import (
     QueueConfig,
     RedisConfig,
     RoutingConfig,
+    StatsConfig,
     StickyConfig,
     VoicemailConfig,
 )
@@ -48,6 +49,7 @@ class Config:
     sticky: StickyConfig
     callback: CallbackConfig
     disposition: DispositionConfig
+    stats: StatsConfig
     queues: Mapping[str, QueueConfig]
     agents: Mapping[str, AgentConfig]
 

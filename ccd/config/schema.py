@@ -49,6 +49,7 @@ from ccd.config.checks import (
     _template,
     _timezone,
     _webhook_url,
+    _windows,
 )
 from ccd.core.sticky import StickyType
 
@@ -461,6 +462,25 @@ _SECTIONS["disposition"] = (
     ),
 )
 
+_SECTIONS["stats"] = (
+    sections.StatsConfig,
+    (
+        _Option(
+            "service_level_time",
+            20.0,
+            _seconds(positive=True),
+            "service level: calls answered within this many seconds (per queue: queues.<q>)",
+        ),
+        _Option(
+            "short_abandon_time",
+            5.0,
+            _seconds(),
+            "callers hanging up sooner are short abandons, counted apart; 0 = none",
+        ),
+        _Option("windows", [15, 60], _windows, "sliding windows of the statistics, in minutes"),
+    ),
+)
+
 _QUEUE_OPTIONS: tuple[_Option, ...] = (
     _Option("tags", [], _tags, "agent tags required for this queue"),
     _Option(
@@ -494,6 +514,15 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
         None,
         _business_hours,
         "callback dialing windows of this queue (default: callback.business_hours)",
+    ),
+    _Option(
+        "service_level_time",
+        None,
+        _seconds(positive=True),
+        "service level time of this queue (default: stats.service_level_time)",
+    ),
+    _Option(
+        "timezone", None, _timezone, "zone of this queue's days (default: disposition.timezone)"
     ),
 )
 
@@ -546,6 +575,8 @@ def defaults_table() -> list[tuple[str, Any, str]]:
                     "sticky_type": "sticky.default_type",
                     "sticky_expiry": "sticky.default_expiry",
                     "business_hours": "callback.business_hours",
+                    "service_level_time": "stats.service_level_time",
+                    "timezone": "disposition.timezone",
                 }.get(o.name, "(required)")
             rows.append((f"{top}.<{what}>.{o.name}", default, o.doc))
     return rows

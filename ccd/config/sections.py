@@ -143,6 +143,15 @@ class DispositionConfig:
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    """Live statistics (issue 13; ccd.core.stats, ccd.store.stats)."""
+
+    service_level_time: float
+    short_abandon_time: float
+    windows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     name: str
     tags: tuple[str, ...]
@@ -153,6 +162,8 @@ class QueueConfig:
     overflow_time: float
     callback_strategy: str
     business_hours: tuple[str, ...] | None = None  # None: callback.business_hours
+    service_level_time: float | None = None  # None: stats.service_level_time
+    timezone: str | None = None  # None: disposition.timezone
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,7 @@ class Hunt:
         if self.phase is not Phase.BRIDGING:
             return _EMPTY
         self.phase = Phase.BRIDGED
-        return Step(facts=(self._fact("call.bridged"),))
+        return Step(facts=(self._fact("call.bridged", waited=round(now - self.entered_at, 3)),))
 
     def on_agent_leg_hangup(self, leg_uuid: str, cause: str, now: float) -> Step:
         if leg_uuid != self.leg_uuid or self.leg_uuid is None:
@@ -337,7 +337,8 @@ class Hunt:
             self._release(acc, "completed", tried=False)
             self._finish("bridged")
             return acc.step()
-        acc.facts.append(self._fact("call.abandoned", phase=str(phase)))
+        waited = round(now - self.entered_at, 3)
+        acc.facts.append(self._fact("call.abandoned", phase=str(phase), waited=waited))
         if phase in (Phase.RINGING, Phase.BRIDGING) and self.leg_uuid:
             acc.commands.append(Kill(self.leg_uuid, "ORIGINATOR_CANCEL"))
         if phase in (Phase.RINGING, Phase.BRIDGING, Phase.RETRY):
