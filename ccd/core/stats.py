@@ -193,12 +193,15 @@ def _previous_day(day: str) -> str:
 
 class Counter(NamedTuple):
     """One counter hash: ``kind`` queue_day | queue_minute | agent_day, whose (queue or agent),
-    ``period`` (a day, or a minute number as text) and when it may expire (epoch seconds)."""
+    ``period`` (a day, or a minute number as text) and its expiry: a day's counters expire at
+    ``expire_at`` (epoch seconds, the retention after the day's end), a minute bucket ``ttl``
+    seconds after its last write (the longest window and a little more)."""
 
     kind: str
     owner: str
     period: str
-    expire_at: int
+    expire_at: int = 0
+    ttl: int = 0
 
 
 class Increment(NamedTuple):
@@ -222,7 +225,7 @@ class AgentMove:
     prev_day: Counter
     since_day: float
     minute: int
-    minute_expire_at: int
+    minute_ttl: int
     queues: tuple[str, ...] | None = None
     queue: str | None = None
     queue_day: Counter | None = None
@@ -243,12 +246,12 @@ def _queue_counters(queue: str, at: float, rules: StatsRules) -> tuple[Counter, 
     day, minute = day_of(at, tz), minute_of(at)
     return (
         Counter("queue_day", queue, day, _expire_day(day, tz, rules.retention_days)),
-        Counter("queue_minute", queue, str(minute), _minute_expiry(minute, rules)),
+        Counter("queue_minute", queue, str(minute), ttl=_minute_ttl(rules)),
     )
 
 
-def _minute_expiry(minute: int, rules: StatsRules) -> int:
-    return (minute + 1 + rules.bucket_minutes) * 60 + 60
+def _minute_ttl(rules: StatsRules) -> int:
+    return (rules.bucket_minutes + 2) * 60
 
 
 def _agent_day(agent: str, day: str, rules: StatsRules) -> Counter:
@@ -299,7 +302,7 @@ def _move(
         _agent_day(agent, prev, rules),
         day_start(day, rules.tz),
         minute,
-        _minute_expiry(minute, rules),
+        _minute_ttl(rules),
         **extra,
     )
 
