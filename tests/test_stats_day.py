@@ -30,7 +30,6 @@ import pytest
 from ccd.core.commands import Fact
 from ccd.core.queue import queue_order_key
 from ccd.core.stats import QueueStatsRules, StatsRules, fold, served_queues
-from ccd.store.redis_store import Store, connect_redis
 from ccd.store.stats import StatsStore
 
 TZ = ZoneInfo("Europe/Budapest")
@@ -161,15 +160,6 @@ def feed(stats: StatsStore, client, events, until: float | None = None) -> list:
         stats.apply(pipe, fold(batch, RULES))
         pipe.execute()
     return events
-
-
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url, socket_timeout=5.0)
-    try:
-        yield Store.create(client, "t:")
-    finally:
-        client.close()
 
 
 @pytest.fixture
