@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint bench redis-server chromium clean
+.PHONY: test demo lint bench bench-full bench-esl redis-server chromium clean
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian splits venv out of python3: install python3-venv when it is missing.
@@ -37,8 +37,23 @@ test: $(STAMP) redis-server chromium
 demo: $(STAMP) redis-server
 	$(BIN)/python scripts/demo.py
 
+# Routing benchmark (a few minutes): four points of issue 11's matrix, then ESL ingest.
 bench: $(STAMP) redis-server
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_esl.py
+
+# Every figure of issue 11 (~35 min): the whole matrix (agents x calls/s x backlog), a
+# saturation search, one daemon against two, the resync stall and the RSS at scale.
+bench-full: $(STAMP) redis-server
+	$(BIN)/python scripts/bench.py --matrix --seconds 20
+	$(BIN)/python scripts/bench.py --saturate --agents 5000 --seconds 15
+	$(BIN)/python scripts/bench.py --scaling --agents 5000 --rate 200 --seconds 15
+	$(BIN)/python scripts/bench.py --agents 20000 --rate 50 --seconds 30 --resync-interval 10
+	$(BIN)/python scripts/bench.py --agents 20000 --backlog 10000 --rate 20 --seconds 10
+
+# ESL ingest: recorded FreeSWITCH events replayed to ccd's client and greenswitch's.
+bench-esl: $(STAMP)
+	$(BIN)/python scripts/bench_esl.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check ccd tests scripts

@@ -8,6 +8,7 @@ this file.
 from __future__ import annotations
 
 import ast
+import json
 import random
 import re
 from collections import Counter
@@ -21,9 +22,11 @@ from ccd.core.esl_wire import (
     EslEvent,
     Frame,
     FrameParser,
+    PlainHeaders,
     ProtocolError,
     decode_event,
     encode_event_plain,
+    parse_header_block,
     url_encode,
 )
 from tests.support.captures import captures_dir
@@ -334,3 +337,132 @@ def test_bad_json_event_is_a_protocol_error(body):
 def test_decode_event_refuses_a_non_event_frame():
     with pytest.raises(ProtocolError):
         decode_event(Frame({"Content-Type": "api/response"}, b"+OK\n"))
+
+
+# -- the fast decoding path: lazy plain values, JSON parsed once ----------------------------
+
+
+def _eager_plain(body: bytes) -> tuple[dict[str, str], str | None]:
+    """What decode_event gave before values were decoded lazily: every value at once."""
+    end = body.find(b"\n\n")
+    block, rest = (body, b"") if end < 0 else (body[:end], body[end + 2 :])
+    headers = parse_header_block(block, decode_values=True)
+    length = headers.get("Content-Length")
+    return headers, None if length is None else rest[: int(length)].decode("utf-8", "replace")
+
+
+def _eager_json(body: bytes) -> tuple[dict[str, str], str | None]:
+    data = json.loads(body)
+    inner = data.pop("_body", None)
+    return {k: v if isinstance(v, str) else str(v) for k, v in data.items()}, inner
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_lazy_decoding_gives_the_eager_headers_for_every_recorded_event(name):
+    checked = 0
+    for frame in parse_all(raw(name)):
+        if frame.content_type == "text/event-plain":
+            want_headers, want_body = _eager_plain(frame.body)
+        elif frame.content_type == "text/event-json":
+            want_headers, want_body = _eager_json(frame.body)
+        else:
+            continue
+        event = decode_event(frame)
+        assert dict(event.headers.items()) == want_headers
+        assert {k: event.headers[k] for k in want_headers} == want_headers
+        assert {k: event.get(k) for k in want_headers} == want_headers
+        assert event.body == want_body
+        assert len(event.headers) == len(want_headers) and set(event.headers) == set(want_headers)
+        checked += 1
+    assert checked == sum(v for k, v in INDEX[name].frames.items() if k != "text/event-xml"
+                          and k.startswith("text/event-"))  # fmt: skip
+
+
+def test_plain_headers_decode_a_value_only_when_read():
+    headers = PlainHeaders({"Caller-Caller-ID-Name": "Doe,%20John", "Event-Name": "CUSTOM"})
+    assert headers._raw["Caller-Caller-ID-Name"] == "Doe,%20John"  # stored as sent
+    assert headers["Caller-Caller-ID-Name"] == headers.get("Caller-Caller-ID-Name") == "Doe, John"
+    assert headers.get("missing") is None and headers.get("missing", "x") == "x"
+    assert "Event-Name" in headers and "missing" not in headers
+    assert headers == {"Caller-Caller-ID-Name": "Doe, John", "Event-Name": "CUSTOM"}
+    assert "Doe, John" in repr(headers)
+    with pytest.raises(KeyError):
+        headers["missing"]
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"Event-Name: X\nName:value\nOther: %41",  # no space after the colon
+        b"Event-Name: X\r\nCR-Line: a%20b\r\n",  # CR LF line ends
+        b"Event-Name: X\nBad Name: skipped\nGood: kept",  # a name with a space
+        b"Event-Name: X\n: no name\nGood: kept",  # an empty name
+        b"Event-Name: X\nA:b: c\nGood: kept",  # a colon before the first ": "
+        b"Event-Name: X\nTwice: a: b\nEmpty: \nBare:",  # ": " inside a value, empty values
+        b"Event-Name: X\n\nafter-blank: y",  # a blank line (the block ends there)
+        b"Event-Name: X\nDup: 1\nDup: 2",  # duplicates: the last one wins
+        "Event-Name: X\nUtf8: \u00e9t\u00e9 %C3%A9".encode(),
+        b"Event-Name: X\nBroken: \xff\xfe",  # invalid UTF-8 is replaced, never raised
+    ],
+)
+def test_unusual_plain_blocks_decode_like_the_eager_parser(block):
+    event = decode_event(Frame({"Content-Type": "text/event-plain"}, block + b"\n\n"))
+    want, _ = _eager_plain(block + b"\n\n")
+    assert dict(event.headers.items()) == want
+
+
+def test_json_values_that_are_not_strings_become_strings():
+    body = b'{"Event-Name":"CUSTOM","n":42,"list":["a","b"],"t":true,"_body":"hi"}'
+    event = decode_event(Frame({"Content-Type": "text/event-json"}, body))
+    assert dict(event.headers) == {
+        "Event-Name": "CUSTOM", "n": "42", "list": "['a', 'b']", "t": "True",
+    }  # fmt: skip
+    assert event.body == "hi"
+
+
+def test_json_that_orjson_refuses_but_json_reads_still_decodes():
+    body = b'{"Event-Name":"CUSTOM","odd":"\\ud800"}'  # a lone surrogate escape
+    assert decode_event(Frame({"Content-Type": "text/event-json"}, body)).get("odd") == "\ud800"
+
+
+@pytest.mark.parametrize("ctype", ["text/event-plain", "text/event-json"])
+def test_damaged_event_bodies_decode_or_are_refused_never_crash(ctype):
+    name = "03_events_plain_ALL_calls" if ctype.endswith("plain") else "04_events_json_ALL_calls"
+    bodies = [f.body for f in parse_all(raw(name)) if f.content_type == ctype][:60]
+    rng = random.Random(ctype)
+    for body in bodies:
+        for _ in range(5):
+            damaged = bytearray(body[: rng.randint(0, len(body))])
+            for _ in range(rng.randint(0, 4)):
+                if damaged:
+                    damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+            try:
+                event = decode_event(Frame({"Content-Type": ctype}, bytes(damaged)))
+            except ProtocolError:
+                continue
+            assert event.name
+            dict(event.headers.items())  # every value decodes
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Event-Name":"CUSTOM","FreeSWITCH-IPv6":"::1","x":":1"}',  # values starting ":"
+        b'{"Event-Name":"CUSTOM","pop":"{\\"k\\":1,\\"t\\":true}"}',  # JSON text in a value
+        b'{"Event-Name" : "CUSTOM", "n" : 7}',  # spaces around the colon
+    ],
+)
+def test_json_string_values_that_look_odd_decode_exactly(body):
+    want, _ = _eager_json(body)
+    assert dict(decode_event(Frame({"Content-Type": "text/event-json"}, body)).headers) == want
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_core_reads_lazy_headers_as_it_reads_eager_ones(name):
+    from ccd.core.events import from_esl
+
+    for frame in parse_all(raw(name)):
+        if frame.content_type != "text/event-plain":
+            continue
+        headers, body = _eager_plain(frame.body)
+        assert from_esl(decode_event(frame)) == from_esl(EslEvent(headers, body))

@@ -29,7 +29,8 @@ parser the capture tests check, and routes each frame:
   command (FreeSWITCH answers a connection's commands in order; a bare
   ``api`` gets a command/reply, so either type answers any command);
 * ``text/event-plain`` / ``text/event-json``: decoded and put in the inbox
-  (handling is only an enqueue; the daemon's dispatcher greenlet reads it);
+  (handling is only an enqueue; the daemon's dispatcher greenlet reads it;
+  plain values are URL-decoded only when read, see :mod:`ccd.core.esl_wire`);
 * a frame with no or an unknown Content-Type, or an event that does not
   decode: logged as ``esl.frame_ignored`` and skipped;
 * a broken frame (bad Content-Length, endless header block): the stream
@@ -38,7 +39,9 @@ parser the capture tests check, and routes each frame:
 * ``text/disconnect-notice``: a disconnect, except a linger notice (outbound
   sockets only).
 
-greenswitch's handler greenlet is not started: it runs handlers one after
+The reader takes up to 256 KB a read and yields after each read: a socket
+that always has more data never makes ``recv`` wait, and the dispatcher must
+still run. greenswitch's handler greenlet is not started: it runs handlers one after
 another, and ours would only enqueue. Commands carry a deadline; they are
 written under a lock so the order of ``_commands_sent`` is the order on the
 socket; a timed-out command keeps its place in that FIFO (its late reply is

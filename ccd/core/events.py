@@ -257,12 +257,15 @@ def parse_tags(text: str) -> tuple[str, ...]:
 
 def _kept_vars(ev: EslEvent) -> dict[str, str]:
     out = {}
-    for key, value in ev.headers.items():
+    headers = ev.headers
+    for key in headers:  # names only: a plain event decodes a value when it is read
         if not key.startswith("variable_"):
             continue
         name = key[9:]
-        if (name.startswith("ccd_") or name in _KEPT_VARS) and len(value) <= MAX_VAR_LEN:
-            out[name] = value
+        if name.startswith("ccd_") or name in _KEPT_VARS:
+            value = headers[key]
+            if len(value) <= MAX_VAR_LEN:
+                out[name] = value
     return out
 
 
