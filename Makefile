@@ -5,7 +5,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint bench bench-full bench-esl redis-server chromium clean
+.PHONY: test demo lint bench bench-full bench-esl redis-server chromium clean install
+
+# Install as a systemd service (README, "Operations"): the venv under /opt/ccd, the ccd user,
+# /etc/ccd/ccd.toml and ccd.env, the unit, the docs. DESTDIR=... stages the files instead.
+DESTDIR ?=
+PREFIX  ?= /opt/ccd
 
 $(STAMP): setup.cfg pyproject.toml
 	@# Debian splits venv out of python3: install python3-venv when it is missing.
@@ -58,6 +63,9 @@ bench-esl: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ccd tests scripts
 	$(BIN)/ruff format --check ccd tests scripts
+
+install:
+	DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" PYTHON="$(PYTHON)" sh scripts/install.sh
 
 clean:
 	rm -rf $(VENV) *.egg-info

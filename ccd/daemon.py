@@ -22,6 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import gevent
@@ -32,8 +33,10 @@ import structlog
 from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
 from ccd.adapters.esl_connection import EslError
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
+from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.webhook import WebhookSender
-from ccd.config import Config
+from ccd.config import Config, ConfigError
+from ccd.config.live import LiveConfig
 from ccd.core.esl_wire import EslEvent
 from ccd.engine.control import CallControl
 from ccd.engine.disposition import DispositionService
@@ -42,6 +45,7 @@ from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
 from ccd.store.sticky import StickyStore
+from ccd.supervisor import Supervisor, Task, install_sighup
 
 log = structlog.get_logger()
 
@@ -77,22 +81,6 @@ class Control(Protocol):
     def call_view(self, uuid: str) -> dict[str, Any] | None: ...
 
 
-class Metrics:
-    """Counters exposed in Prometheus' text format on /metrics."""
-
-    def __init__(self) -> None:
-        self.counters: dict[str, float] = {}
-
-    def inc(self, name: str, value: float = 1.0) -> None:
-        self.counters[name] = self.counters.get(name, 0.0) + value
-
-    def render(self, gauges: dict[str, float]) -> str:
-        lines = []
-        for name, value in sorted({**self.counters, **gauges}.items()):
-            lines.append(f"ccd_{name} {value:g}")
-        return "\n".join(lines) + "\n"
-
-
 def parse_show_channels(body: str) -> list[dict[str, Any]]:
     """`show channels as json` → rows; FreeSWITCH omits "rows" when there are none."""
     try:
@@ -115,14 +103,17 @@ class Daemon:
         *,
         call_control_factory: Any = None,
         clock: Callable[[], float] | None = None,
+        config_path: Path | None = None,
     ) -> None:
-        self.config = config
+        #: The running configuration; a reload swaps what it holds (ccd.supervisor).
+        self.config = LiveConfig(config)
+        config = self.config.current
         self.node_id = config.daemon.node_id or f"{socket.gethostname()}:{os.getpid()}"
         self.scale = config.daemon.time_scale
         # Tests running several daemons at a time scale hand them one shared clock.
         self._now = clock or ScaledClock(self.scale).now
         self.inbox: gevent.queue.Queue = gevent.queue.Queue()
-        self.metrics = Metrics()
+        self.metrics = DaemonMetrics(known_queues=lambda: self.config.queues)
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
         self.store = Store.create(self.redis, config.redis.prefix)
         self.esl = EslClient(
@@ -137,7 +128,13 @@ class Daemon:
             backoff_max=config.esl.backoff_max,
             inbox=self.inbox,
         )
-        self.http = HttpServer(config.http.host, config.http.port)
+        self.http = HttpServer(
+            config.http.host,
+            config.http.port,
+            token=config.http.token,
+            max_connections=config.http.max_connections,
+            read_timeout=config.http.read_timeout,
+        )
         self.snapshot = LiveSnapshot()
         self.synced = False
         self._stopping = gevent.event.Event()
@@ -149,7 +146,8 @@ class Daemon:
         self.control: Control | None = None
         if call_control_factory is not None:
             self.control = call_control_factory(self)
-
+        self.supervisor = Supervisor(self, config_path=config_path)
+        self.supervisor.wire_metrics(self.metrics)
         self._routes()
 
     # -- time ---------------------------------------------------------------
@@ -160,7 +158,15 @@ class Daemon:
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
         log.info("daemon.starting", node=self.node_id, config=self.config.redacted())
-        self.http.start()
+        try:
+            self.http.start()
+        except OSError as exc:  # the port is taken (another daemon?) or not ours to bind
+            host, port = self.config.http.host, self.config.http.port
+            raise ConfigError(
+                f"http.port: cannot listen on {host}:{port}: {exc.strerror or exc} "
+                "(is another ccd running? set http.host/http.port)"
+            ) from None
+        self.supervisor.start()
         self.esl.start()
         self._greenlets = [
             gevent.spawn(self._dispatch_loop),
@@ -176,6 +182,7 @@ class Daemon:
             return
         self._stopping.set()
         log.info("daemon.stopping", node=self.node_id)
+        self.supervisor.stopping()
         self.esl.stop()
         self.inbox.put(StopIteration)
         gevent.joinall(self._greenlets, timeout=2)
@@ -188,15 +195,20 @@ class Daemon:
         self._stopped.set()
 
     def run_forever(self) -> None:
-        """Start, stop cleanly on SIGTERM/SIGINT."""
+        """Start, stop cleanly on SIGTERM/SIGINT, reload on SIGHUP."""
         gevent.signal_handler(signal.SIGTERM, self.stop)
         gevent.signal_handler(signal.SIGINT, self.stop)
+        install_sighup(self.supervisor.request_reload)
         self.start()
         self._stopped.wait()
 
     @property
     def stopped(self) -> bool:
         return self._stopping.is_set()
+
+    def reload(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Reload the configuration file now (as SIGHUP does) and wait for the outcome."""
+        return self.supervisor.request_reload().result.get(timeout=timeout)
 
     # -- readiness ------------------------------------------------------------
     def readiness(self) -> dict[str, bool]:
@@ -210,8 +222,10 @@ class Daemon:
         self.http.route("/healthz", lambda m: text_response(200, "ok\n"))
         self.http.route("/readyz", self._readyz)
         self.http.route("/metrics", self._metrics)
-        self.http.route(r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})", self._call_view)
-        self.http.route(r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})/dispositions", self._codes_view)
+        # Customer data: the token is required (ccd.adapters.http). POSTs always need it.
+        call = r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})"
+        self.http.route(call, self._call_view, private=True)
+        self.http.route(call + "/dispositions", self._codes_view, private=True)
         self.http.post(r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})/dispositions", self._set_codes)
 
     def _readyz(self, _m: Any) -> Response:
@@ -219,8 +233,7 @@ class Daemon:
         return json_response(200 if all(checks.values()) else 503, checks)
 
     def _metrics(self, _m: Any) -> Response:
-        gauges = {"esl_connected": float(self.esl.connected), "inbox_depth": self.inbox.qsize()}
-        return text_response(200, self.metrics.render(gauges), "text/plain; version=0.0.4")
+        return 200, CONTENT_TYPE, self.metrics.render()
 
     def _call_view(self, m: Any) -> Response:
         view = self.control.call_view(m["uuid"]) if self.control else None
@@ -288,7 +301,7 @@ class Daemon:
 
     def _dispatch(self, item: Any) -> None:
         if isinstance(item, EslEvent):
-            self.metrics.inc("esl_events_total")
+            self.metrics.esl_event(item.get("Event-Date-Timestamp"), time.time())
             if self.control:
                 self.control.on_event(item, self.now())
         elif isinstance(item, Tick):
@@ -308,6 +321,8 @@ class Daemon:
             log.warning("daemon.esl_lost", reason=item.reason)
         elif isinstance(item, JobFailed) and self.control:
             self.control.on_job_failed(item.job_uuid, item.reason, self.now())
+        elif isinstance(item, Task):  # heartbeat (watchdog), reload: ccd.supervisor
+            item.run()
 
     def resync(self) -> None:
         """Read what FreeSWITCH has live now; the control service reconciles."""

@@ -49,7 +49,7 @@ _MAX_DEPTH = 6
 
 def _redact_value(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str):
-        if "@" in value:
+        if "@" in value or "=" in value:  # userinfo, or a ?password= query parameter
             value = redact_url(value)
         if "auth" in value or "AUTH" in value:
             value = _ESL_AUTH_RE.sub(lambda m: m.group(1) + _MASK, value)

@@ -116,8 +116,10 @@ def test_passive_agent_feature_code_dials_due_requests_until_one_answers(fakeswi
     second = store_request(daemon, CUSTOMER, "passive", at=t0)
     code = fakeswitch.phone_call("1001", "*25")
     eventually(lambda: bridged(fakeswitch, code), timeout=20, what="alice bridged to a customer")
+    # The daemon writes "done" once it handles FreeSWITCH's CHANNEL_BRIDGE, which may come
+    # after the switch's own trace shows the bridge: wait for the state, do not race it.
+    eventually(lambda: status(daemon, second).status == "done", what="second request done")
     assert [a.outcome for a in status(daemon, first).attempts] == ["no_answer"]
-    assert status(daemon, second).status == "done"
 
 
 def test_nothing_is_dialled_outside_business_hours(fakeswitch, start_daemon):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
 from ccd.core.commands import (
+    SIP_DQUOTE,
     Break,
     Bridge,
     Broadcast,
@@ -18,6 +21,7 @@ from ccd.core.commands import (
     quote_var_value,
     sanitize_caller_name,
     sanitize_number,
+    sip_display_name,
     to_esl,
     to_wire,
 )
@@ -27,7 +31,7 @@ B = "cc1717f6-3800-4f68-a001-7b88416f1c48"
 JOB = "11111111-2222-3333-4444-555555555555"
 
 
-def test_originate_keeps_a_caller_name_with_comma_and_quotes_exactly_as_capture_14():
+def test_originate_keeps_a_caller_name_with_comma_quoted_as_capture_14():
     cmd = Originate(
         A,
         "1001",
@@ -41,8 +45,90 @@ def test_originate_keeps_a_caller_name_with_comma_and_quotes_exactly_as_capture_
         "bgapi",
         "originate '{origination_uuid=" + A + ",originate_timeout=18,"
         "origination_caller_id_number=+3612345678,"
-        "origination_caller_id_name=\\'Doe, John \"VIP\"\\'}user/1001' &park()",
+        "origination_caller_id_name=\\'Doe, John \u201dVIP\u201d\\'}user/1001' &park()",
     )
+
+
+# What FreeSWITCH 1.10.12's mod_sofia does to origination_caller_id_name between the
+# dial string and the INVITE's From header (tests/real/README.md; checked on the real
+# switch by tests/real/test_screenpop.py): switch_sanitize_number() when the outbound leg
+# is created, check_decode() when the INVITE is written, then "<name>" as it is.
+def _sofia_sanitize_number(name: str) -> str:
+    if not any(ch in name for ch in "/:@"):
+        return name
+    name = name.split("@", 1)[0]
+    for sep in "/:":
+        name = name.rsplit(sep, 1)[-1]
+    return name
+
+
+def _sofia_check_decode(name: str) -> str:
+    if "%" in name:
+        name = urllib.parse.unquote(name, errors="strict")
+    if '"' in name:
+        name = name.split('"', 1)[1]
+        name = name.rsplit('"', 1)[0] if '"' in name else name
+    return name
+
+
+def _phone_shows(from_header: str) -> str:
+    """A quoted-string display name as a SIP phone reads it (backslash pairs)."""
+    assert from_header.startswith('"') and from_header.endswith('"')
+    body, out, i = from_header[1:-1], [], 0
+    while i < len(body):
+        if body[i] == "\\":
+            i += 1
+        else:
+            assert body[i] != '"', f"a bare quote ends the display name early: {from_header}"
+        out.append(body[i])
+        i += 1
+    return "".join(out)
+
+
+def _through_sofia(value: str) -> str:
+    """Dial-string value (as the {...} parser hands it over) -> what the phone shows."""
+    return _phone_shows('"' + _sofia_check_decode(_sofia_sanitize_number(value)) + '"')
+
+
+def _value_in_dial_string(name: str) -> str:
+    _, text = to_esl(Originate(A, "1001", {"origination_caller_id_name": name}, 18))
+    inner = text.split("origination_caller_id_name=", 1)[1].removesuffix("}user/1001' &park()")
+    # One argument for the API splitter, one value for the {...} parser.
+    assert not any(ch in inner.strip("\\'") for ch in "{}$\n'")
+    return inner[2:-2] if inner.startswith("\\'") else inner
+
+
+SEEN_AS = {'"': SIP_DQUOTE}
+
+
+@pytest.mark.parametrize("ch", [chr(c) for c in range(0x20, 0x7F)])
+def test_every_printable_ascii_character_reaches_the_phone(ch):
+    # Defect 3 (issue 9): "Doe: John" showed " John", "x sip:a@b y" showed "a".
+    name = f"a{ch}b {ch} Doe: John x sip:a@b y"
+    expected = name.replace('"', SEEN_AS['"'])
+    assert _through_sofia(_value_in_dial_string(name)) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ünnepi Győző",
+        "日本語 テスト",
+        "\u03a9mega \u2013 \u2018q\u2019 \U0001f600",
+        "Zoë ß",
+        "a\\",
+        "100%",
+    ],
+)
+def test_unicode_and_edge_names_reach_the_phone(name):
+    assert _through_sofia(_value_in_dial_string(name)) == name
+
+
+def test_without_encoding_sofia_cuts_the_name_as_seen_on_the_real_switch():
+    # The model above reproduces the real switch's cut (tests/real/test_screenpop.py).
+    assert _through_sofia("Doe: John") == " John"
+    assert _through_sofia("x sip:a@b y") == "a"
+    assert sip_display_name("Doe: John") == "Doe%3A John"
 
 
 def test_originate_wire_frame_carries_job_uuid_header():
@@ -117,10 +203,10 @@ def test_sanitized_hostile_names_always_make_a_valid_originate(hostile):
 
 
 def test_sanitize_caller_name_keeps_ordinary_names_and_replaces_the_rest():
-    assert sanitize_caller_name('Doe, John "VIP"') == 'Doe, John "VIP"'
-    assert sanitize_caller_name("O'Brien") == "O\u2019Brien"
+    assert sanitize_caller_name('Doe, John "VIP"') == "Doe, John \u201dVIP\u201d"
+    assert sanitize_caller_name("O'Brien") == "O'Brien"
     assert sanitize_caller_name("a\nb\t c") == "a b c"
-    assert sanitize_caller_name("{x}") == "(x)"
+    assert sanitize_caller_name("{x}") == "{x}"
     assert sanitize_caller_name("Zoë 王") == "Zoë 王"
     assert sanitize_caller_name("x" * 100, max_len=10) == "x" * 10
     assert sanitize_caller_name(None) == ""

@@ -285,17 +285,60 @@ def test_secrets_never_in_repr_or_redacted_view():
 
 def test_secrets_never_in_error_messages():
     bad_password = problems_of({}, env={"CCD_ESL_PASSWORD": "s3cr3t\nauth"})
-    assert bad_password.startswith("esl.password:")
+    assert bad_password.startswith(
+        "environment variable CCD_ESL_PASSWORD (overrides esl.password):"
+    )
     assert "s3cr3t" not in bad_password
     bad_url = problems_of({}, env={"CCD_REDIS_URL": "http://user:s3cr3t@db/0"})
-    assert bad_url.startswith("redis.url: expected a redis://")
+    assert bad_url.startswith(
+        "environment variable CCD_REDIS_URL (overrides redis.url): expected a redis://"
+    )
     assert "s3cr3t" not in bad_url
     bad_port = problems_of({}, env={"CCD_REDIS_URL": "redis://user:s3cr3t@db:xx/0"})
-    assert bad_port.startswith("redis.url:")
+    assert bad_port.startswith("environment variable CCD_REDIS_URL (overrides redis.url):")
     assert "s3cr3t" not in bad_port
     bad_webhook = problems_of({"routing": {"webhook_url": "ftp://u:s3cr3t@crm/"}})
     assert bad_webhook.startswith("routing.webhook_url:")
     assert "s3cr3t" not in bad_webhook
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:s3cr3t@db:port/0",  # bad port
+        "redis://u:s3/cr3t@db/0",  # an unescaped "/" in the password: no masking can cope
+        "http://db/0?password=s3cr3t&x=y",  # not a redis scheme
+        "s3cr3t",  # no scheme at all
+        "redis://:s3cr3t@/0",  # no host
+    ],
+)
+def test_a_malformed_redis_url_from_the_environment_is_blamed_on_it_and_never_echoed(url):
+    problem = problems_of({}, env={"CCD_REDIS_URL": url})
+    assert problem.startswith("environment variable CCD_REDIS_URL (overrides redis.url): ")
+    assert "s3cr3t" not in problem and "cr3t" not in problem
+
+
+def test_a_malformed_redis_url_in_the_file_is_blamed_on_the_key_and_never_echoed():
+    problem = problems_of({"redis": {"url": "redis://u:s3/cr3t@db:x/0"}}, env={})
+    assert problem.startswith("redis.url: ") and "cr3t" not in problem
+
+
+def test_the_http_token_is_checked_masked_and_never_echoed():
+    token = "t0ken-" + "x" * 20
+    config = Config.from_dict({}, env={"CCD_HTTP_TOKEN": token})
+    assert config.http.token == token
+    assert token not in repr(config) + str(config.redacted())
+    assert config.redacted()["http"]["token"] == "***"
+    short = problems_of({}, env={"CCD_HTTP_TOKEN": "s3cr3t"})
+    assert short.startswith("environment variable CCD_HTTP_TOKEN (overrides http.token):")
+    assert "s3cr3t" not in short
+    assert Config.from_dict({}, env={}).http.token == ""
+
+
+def test_unix_socket_redis_urls_are_accepted():
+    config = Config.from_dict({"redis": {"url": "unix:///run/redis/redis.sock?db=2"}}, env={})
+    assert config.redis.url == "unix:///run/redis/redis.sock?db=2"
+    assert problems_of({"redis": {"url": "unix://"}}, env={}).startswith("redis.url: a unix://")
 
 
 @pytest.mark.parametrize(
@@ -306,6 +349,9 @@ def test_secrets_never_in_error_messages():
         ("redis://pw@host/0", "redis://***@host/0"),
         ("redis://u:p@ss@host/0", "redis://u:***@host/0"),
         ("redis://host:6379/0", "redis://host:6379/0"),
+        ("redis://host:6379/0?password=pw", "redis://host:6379/0?password=***"),
+        ("redis://host/0?db=1&Password=pw&x=1", "redis://host/0?db=1&Password=***&x=1"),
+        ("unix:///run/r.sock?password=pw&db=0", "unix:///run/r.sock?password=***&db=0"),
     ],
 )
 def test_redact_url(url, shown):

@@ -18,14 +18,18 @@ from pathlib import Path
 from ccd.core import presence
 from ccd.store.agent import AgentRepository
 from ccd.store.redis_store import Store, connect_redis
-from tests.support.daemon_fixtures import agents_of, bridged, calls_of, eventually
+from tests.support.daemon_fixtures import AUTH, agents_of, bridged, calls_of, eventually
 from tests.test_routing_e2e import SALES, login, offers
 
 
-def http_get(daemon_or_port, path: str) -> tuple[int, bytes]:
+def http_get(daemon_or_port, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+    """GET with the tests' token (AUTH) unless other ``headers`` are given."""
     port = daemon_or_port if isinstance(daemon_or_port, int) else daemon_or_port.http.address[1]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", headers=AUTH if headers is None else headers
+    )
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -164,9 +168,10 @@ def test_config_error_names_the_key_and_stops_the_start(tmp_path: Path):
     config.write_text('[routing]\nring_time = "abc"\n[esl]\npasword = "x"\n')
     proc = _run_ccd(["run", "--config", str(config)])
     _out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 2
+    assert proc.returncode == 78  # EX_CONFIG: the unit's RestartPreventExitStatus
     text = err.decode()
     assert "routing.ring_time" in text and "esl.pasword" in text and "password" in text
+    assert "Traceback" not in text and len(text.strip().splitlines()) == 2  # one per problem
 
 
 def test_wrong_esl_password_is_a_clear_error_not_a_retry_storm(fakeswitch, redis_url, tmp_path):

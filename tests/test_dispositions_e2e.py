@@ -3,7 +3,7 @@ do-not-call list refusing an agent's own call. Fake FreeSWITCH, real Redis, the 
 
 from __future__ import annotations
 
-from tests.support.daemon_fixtures import bridged, eventually
+from tests.support.daemon_fixtures import AUTH, bridged, eventually
 from tests.test_routing_e2e import SALES, login
 
 AGENTS = {"alice": {"extension": "1001", "tags": ["sales"]}}
@@ -93,7 +93,9 @@ def test_http_api_sets_and_shows_codes_of_a_finished_call(fakeswitch, start_daem
 
     def post(uuid, payload):
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        request = urllib.request.Request(f"{base}/{uuid}/dispositions", data=data, method="POST")
+        request = urllib.request.Request(
+            f"{base}/{uuid}/dispositions", data=data, method="POST", headers=AUTH
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as resp:
                 return resp.status, json.loads(resp.read())
@@ -102,7 +104,8 @@ def test_http_api_sets_and_shows_codes_of_a_finished_call(fakeswitch, start_daem
 
     status, body = post(caller, {"codes": ["08", "interested"], "by": "crm"})
     assert status == 200 and set(body["new"]) == {"demo_booked", "interested"}
-    with urllib.request.urlopen(f"{base}/{caller}/dispositions", timeout=5) as resp:
+    shown_request = urllib.request.Request(f"{base}/{caller}/dispositions", headers=AUTH)
+    with urllib.request.urlopen(shown_request, timeout=5) as resp:
         shown = json.loads(resp.read())
     assert {c["name"] for c in shown["codes"]} == {"demo_booked", "interested"}
     assert post(caller, {"codes": ["99"]})[0] == 400  # unknown code, named

@@ -412,10 +412,11 @@ def test_unusual_plain_blocks_decode_like_the_eager_parser(block):
 
 
 def test_json_values_that_are_not_strings_become_strings():
+    # FreeSWITCH sends strings only; a list or object (possibly nested deep) is not rendered.
     body = b'{"Event-Name":"CUSTOM","n":42,"list":["a","b"],"t":true,"_body":"hi"}'
     event = decode_event(Frame({"Content-Type": "text/event-json"}, body))
     assert dict(event.headers) == {
-        "Event-Name": "CUSTOM", "n": "42", "list": "['a', 'b']", "t": "True",
+        "Event-Name": "CUSTOM", "n": "42", "list": "", "t": "True",
     }  # fmt: skip
     assert event.body == "hi"
 

@@ -1,7 +1,7 @@
 """The fake FreeSWITCH's call model, over a real ESL socket, against the captures.
 
-Per-leg event orders come from /work/shared/fs-captures/SEQUENCES.md (recorded
-from FreeSWITCH 1.10.12); reply texts from the captures' api/response frames.
+Per-leg event orders come from the captures' SEQUENCES.md (tests/data/fs-captures,
+recorded from FreeSWITCH 1.10.12); reply texts from the captures' api/response frames.
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from gevent import socket
 from ccd.core.esl_wire import FrameParser, decode_event, encode_command
 from ccd.fakeswitch.dialstring import parse_dial_string, parse_originate, split_args
 from ccd.fakeswitch.switch import FakeSwitch
+from tests.support.captures import captures_dir
 
-CAPTURES = Path("/work/shared/fs-captures")
+CAPTURES = captures_dir() or Path("/nonexistent/fs-captures")
 DEADLINE = 5.0  # real seconds any single wait may take
 
 

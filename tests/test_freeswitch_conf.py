@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import textwrap
 import xml.etree.ElementTree as ET
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ccd.config import Config
 from ccd.fakeswitch.dialplan import (
     Action,
     ConfError,
@@ -210,7 +212,10 @@ def test_event_socket_and_switch_settings(conf):
     assert conf.event_socket["listen-ip"] == "127.0.0.1"
     assert conf.event_socket["listen-port"] == "8021"
     assert conf.event_socket["password"] == conf.vars["ccd_esl_password"]
-    assert int(conf.settings["switch.conf"]["sessions-per-second"]) >= 200
+    # Only the one core setting ccd needs, in the file FreeSWITCH reads after switch.conf.xml:
+    # an operator's switch.conf.xml is never replaced (scripts/install_freeswitch_conf.py).
+    assert "switch.conf" not in conf.settings
+    assert conf.settings["post_load_switch.conf"] == {"sessions-per-second": "200"}
     secret = load_conf(CONF_DIR, {"ccd_esl_password": "s3cret"})
     assert secret.event_socket["password"] == "s3cret"
 
@@ -484,3 +489,64 @@ def test_expand_vars_nested_unknown_and_unterminated():
     values = {"b": "x", "a_x": "deep", "n": "5"}
     assert expand_vars("${a_${b}}/${n}/${missing}/$5/$${raw", values.get) == "deep/5//$5/$${raw"
     assert expand_vars("tail ${open", values.get) == "tail ${open"
+
+
+def test_example_trunk_gateway_is_the_one_the_dialplan_and_callbacks_name(conf):
+    # Agents' outside calls bridge sofia/gateway/${ccd_gateway}/...; the daemon's callbacks
+    # dial callback.gateway (default ccd_trunk): the example gateway carries that name.
+    assert conf.vars["ccd_gateway"] == Config.from_dict({}, env={}).callback.gateway
+    gateway = conf.gateways[conf.vars["ccd_gateway"]]
+    assert gateway["proxy"] == conf.vars["ccd_trunk_proxy"]
+    assert gateway["register"] == "false"
+    site = load_conf(CONF_DIR, {"ccd_trunk_proxy": "10.0.0.5:5060"})
+    assert site.gateways["ccd_trunk"]["proxy"] == "10.0.0.5:5060"
+
+
+# --- sounds: freeswitch_conf/SOUNDS.md lists every file the conf plays ----------------------
+SOUNDS_MD = CONF_DIR / "SOUNDS.md"
+_WAV = re.compile(r"`([a-z]+/[A-Za-z0-9_.-]+\.wav)`")
+
+
+def _played_files(conf) -> set[str]:
+    """Every sound file the dialplan and the menus play (prompt variables expanded)."""
+    files: set[str] = set()
+
+    def add(argument: str) -> None:
+        for part in argument.removeprefix("file_string://").split("!"):
+            if part.endswith(".wav"):
+                files.add(part)
+
+    for context in conf.dialplan.contexts:
+        for ext in conf.dialplan.extensions(context):
+            for cond in ext.conditions:
+                for item in cond.actions + cond.anti_actions:
+                    if item.app == "playback":
+                        add(item.data)
+                    elif item.app == "play_and_get_digits":
+                        args = item.data.split()
+                        add(args[5])  # prompt
+                        add(args[6])  # invalid prompt
+                    elif item.app == "say":  # mod_say_en: one digits/N.wav per digit
+                        files |= {f"digits/{d}.wav" for d in range(10)}
+    for menu in conf.menus.values():
+        for sound in (menu.greet_long, menu.greet_short, menu.invalid_sound, menu.exit_sound):
+            add(sound)
+    return files
+
+
+def test_sounds_md_lists_exactly_the_files_the_conf_plays(conf):
+    files_section = SOUNDS_MD.read_text(encoding="utf-8").split("## Files", 1)[1]
+    files_section = files_section.split("\n## ", 1)[0]
+    listed = set(_WAV.findall(files_section))
+    played = _played_files(conf)
+    assert played, "no sound found: the extraction is broken"
+    assert sorted(played - listed) == [], "played but not listed in freeswitch_conf/SOUNDS.md"
+    assert sorted(listed - played) == [], "listed in SOUNDS.md but played nowhere"
+
+
+def test_sounds_md_names_every_prompt_variable(conf):
+    text = SOUNDS_MD.read_text(encoding="utf-8")
+    prompts = {name for name in conf.vars if name.startswith("ccd_cb_") and "prompt" in name}
+    named = set(re.findall(r"`(ccd_cb_\w+_prompt)`", text))
+    assert sorted(prompts - named) == [], "prompt variables SOUNDS.md does not explain"
+    assert sorted(named - prompts) == [], "SOUNDS.md names variables ccd_vars.xml lacks"

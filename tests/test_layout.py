@@ -9,6 +9,8 @@ Every ``import`` in ``ccd/`` counts, wherever it stands: at the top, inside a fu
 * ``store``: Redis; ``adapters``: ESL, HTTP, webhooks.
 * ``engine``: call control over the core, the stores and the adapters. Its parts never import
   the facade (``ccd.engine.control``): it wires them.
+* ``supervisor``: operations around the dispatcher (systemd, reload, metrics wiring); it
+  drives the engine only through the daemon's inbox, so it needs no engine import.
 * ``daemon``: the composition root; ``cli``: the command line.
 * ``fakeswitch``: the fake FreeSWITCH, beside the others: only the core's wire format.
 """
@@ -30,7 +32,15 @@ LAYERS: dict[str, set[str]] = {
     "ccd.store": {"ccd.core", "ccd.config"},
     "ccd.adapters": {"ccd.core"},
     "ccd.engine": {"ccd.core", "ccd.config", "ccd.store", "ccd.adapters"},
-    "ccd.daemon": {"ccd.core", "ccd.config", "ccd.store", "ccd.adapters", "ccd.engine"},
+    "ccd.supervisor": {"ccd.core", "ccd.config", "ccd.store", "ccd.adapters"},
+    "ccd.daemon": {
+        "ccd.core",
+        "ccd.config",
+        "ccd.store",
+        "ccd.adapters",
+        "ccd.engine",
+        "ccd.supervisor",
+    },
     "ccd.cli": {
         "ccd.core",
         "ccd.config",
@@ -38,6 +48,7 @@ LAYERS: dict[str, set[str]] = {
         "ccd.store",
         "ccd.adapters",
         "ccd.engine",
+        "ccd.supervisor",
         "ccd.daemon",
     },
     "ccd.fakeswitch": {"ccd.core"},

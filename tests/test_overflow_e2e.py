@@ -13,14 +13,14 @@ AGENTS = {"alice": {"extension": "1001", "tags": ["sales"]}}
 SALES_OVERFLOW = {**QUEUES, "sales": {"tags": ["sales"], "overflow_time": 30, "ring_time": 40}}
 
 
-def start(fakeswitch, start_daemon, **phone):
+def start(fakeswitch, start_daemon, callback=None, **phone):
     fakeswitch.add_phone("1001", **(phone or {"ring_forever": True}))
     daemon = start_daemon(
         fakeswitch,
         agents=AGENTS,
         queues=SALES_OVERFLOW,
         routing={"wrapup_time": 0},
-        callback={"business_hours": [], "max_open_per_caller": 2},
+        callback={"business_hours": [], "max_open_per_caller": 2, **(callback or {})},
     )
     login(daemon, "alice")
     return daemon

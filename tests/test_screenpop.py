@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from ccd.core.commands import Originate, quote_var_value, to_esl
+from ccd.core.commands import Originate, quote_var_value, sip_display_name, to_esl
 from ccd.core.customer import Customer
 from ccd.core.screenpop import (
     MAX_DISPLAY_LEN,
@@ -37,10 +37,10 @@ HOSTILE = [
 
 def assert_safe_display(text: str) -> None:
     assert len(text) <= MAX_DISPLAY_LEN
-    assert '"' not in text and "<" not in text and ">" not in text
+    assert '"' not in text  # it would cut the name in FreeSWITCH (ccd.commands)
     assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text)
     # It must survive as one value inside an originate dial string.
-    quote_var_value(text)
+    quote_var_value(sip_display_name(text))
     to_esl(Originate(LEG, "1001", {"origination_caller_id_name": text}))
 
 
@@ -63,7 +63,16 @@ def test_hostile_customer_data_stays_safe(hostile):
 
 def test_quotes_and_commas_keep_a_readable_lookalike():
     text = caller_id_name("{name}", None, 'Doe, John "VIP"', "", "q")
-    assert text == "Doe, John \u2019VIP\u2019"
+    assert text == "Doe, John \u201dVIP\u201d"
+
+
+def test_sip_uri_like_names_are_kept_whole():
+    # Defect 3 (issue 9): FreeSWITCH cut these; the dial string now carries them.
+    assert caller_id_name("{name}", None, "Doe: John", "", "q") == "Doe: John"
+    assert caller_id_name("{name}", None, "x sip:a@b y", "", "q") == "x sip:a@b y"
+    assert caller_id_name("{name}", None, "O'Brien <1/2> {x} $5", "", "q") == (
+        "O'Brien <1/2> {x} $5"
+    )
 
 
 def test_long_names_are_cut_to_the_display_limit():

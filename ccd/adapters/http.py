@@ -3,17 +3,40 @@
 Routes are plain callables returning ``(status, content_type, body)``; the
 adapter only maps paths to them, so the daemon decides what each one says.
 gevent's WSGI server keeps it in the daemon's one process, without threads.
+
+Theory of operation: an HTTP client never starves calls
+-------------------------------------------------------
+* At most ``max_connections`` connections are open. A new one past that closes the
+  longest-idle connection (one that has not sent a whole request yet) to make room; if every
+  connection is busy with a request, the new one is answered ``503`` at once and closed.
+  Idle clients therefore never hold file descriptors the calls need, and ``/healthz`` keeps
+  answering however many of them there are.
+* A client has ``read_timeout`` seconds to send its whole request (line, headers and body);
+  a slow or silent one is cut off. Every answer closes the connection (no keep-alive).
+* Routes marked ``private`` (customer data) and every POST (changes) need
+  ``Authorization: Bearer <token>``, compared in constant time. With no token configured they
+  answer ``403`` saying so: nothing private is served to whoever can reach the port.
+  ``/healthz``, ``/readyz`` and ``/metrics`` stay open: they carry no customer data or
+  secret, and monitoring must reach them without credentials.
+* A POST body must be JSON in UTF-8 with a ``Content-Length`` (digits only): too large is
+  ``413``, anything else it cannot take (bad UTF-8, not JSON, nested deeper than
+  ``MAX_DEPTH``) ``400``, before the handler sees it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 import re
+import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
+import gevent
 import structlog
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import WSGIHandler, WSGIServer
 
 log = structlog.get_logger()
 
@@ -23,17 +46,28 @@ Handler = Callable[[re.Match[str]], Response]
 PostHandler = Callable[[re.Match[str], Any], Response]
 #: Largest request body accepted (a list of disposition codes is a few hundred bytes).
 MAX_BODY = 64 * 1024
+#: Deepest JSON nesting accepted in a body (lists and objects).
+MAX_DEPTH = 32
 
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
+    411: "Length Required",
     413: "Payload Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b'Connection: close\r\nContent-Length: 23\r\n\r\n{"error": "too_busy"}\r\n'
+)
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 def json_response(status: int, payload: Any) -> Response:
@@ -44,76 +78,309 @@ def text_response(status: int, text: str, content_type: str = "text/plain") -> R
     return status, content_type + "; charset=utf-8", text.encode()
 
 
+class _TooSlow(BaseException):
+    """The client did not send its request within read_timeout (raised by a gevent timer;
+    a BaseException so that no ``except Exception`` on the way swallows it)."""
+
+
+class _Handler(WSGIHandler):
+    """pywsgi's handler, telling the server when a connection is idle or busy, and under a
+    deadline for reading the request."""
+
+    server: _Server
+    deadline: gevent.Timeout | None = None
+
+    def handle_one_request(self) -> Any:
+        self.server.mark(self, busy=False)
+        self.deadline = gevent.Timeout.start_new(self.server.read_timeout, _TooSlow)
+        try:
+            return super().handle_one_request()
+        except _TooSlow:
+            self.server.timeouts += 1
+            return None  # close the connection
+        finally:
+            self.deadline.close()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        self.server.mark(self, busy=True)
+        return super().read_request(raw_requestline)
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ["ccd.handler"] = self
+        return environ
+
+
+class _Server(WSGIServer):
+    """WSGIServer with a cap on open connections (see the module docstring)."""
+
+    handler_class = _Handler
+
+    def __init__(self, *args: Any, max_connections: int, read_timeout: float, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.max_connections = max_connections
+        self.read_timeout = read_timeout
+        self.connections: dict[_Handler, bool] = {}  # handler -> busy, oldest first
+        self.evicted = self.refused = self.timeouts = 0
+        self._said = 0.0
+
+    def mark(self, handler: _Handler, *, busy: bool) -> None:
+        self.connections.pop(handler, None)  # re-inserted: the idle order is by last activity
+        self.connections[handler] = busy
+
+    def handle(self, sock: socket.socket, address: Any) -> None:
+        if len(self.connections) >= self.max_connections and not self._evict_one():
+            self.refused += 1
+            self._say_full()
+            with contextlib.suppress(OSError):
+                sock.sendall(_BUSY)
+                sock.shutdown(socket.SHUT_WR)
+            gevent.spawn(_drain_and_close, sock)  # closing on an unread request would reset
+            return
+        sock.settimeout(self.read_timeout)  # any one read or write: a stalled peer is cut off
+        handler = self.handler_class(sock, address, self)
+        self.connections[handler] = False
+        try:
+            handler.handle()
+        finally:
+            self.connections.pop(handler, None)
+
+    def _evict_one(self) -> bool:
+        """Close the longest-idle connection; False when every connection is busy."""
+        for handler, busy in self.connections.items():
+            if not busy:
+                del self.connections[handler]
+                self.evicted += 1
+                self._say_full()
+                with contextlib.suppress(OSError, AttributeError):
+                    handler.socket.shutdown(socket.SHUT_RDWR)  # its readline returns b""
+                return True
+        return False
+
+    def _say_full(self) -> None:
+        if time.monotonic() - self._said >= 10.0:  # one line, not one per connection
+            self._said = time.monotonic()
+            log.warning(
+                "http.connections_full",
+                limit=self.max_connections,
+                evicted=self.evicted,
+                refused=self.refused,
+            )
+
+
+def _drain_and_close(sock: socket.socket) -> None:
+    """Read what the refused client sent (a second at most), then close: the 503 arrives
+    instead of a connection reset."""
+    with contextlib.suppress(OSError), gevent.Timeout(1.0, False):
+        sock.settimeout(1.0)
+        while sock.recv(4096):
+            pass
+    sock.close()
+
+
 class HttpServer:
     """A small router (GET, and POST with a JSON body) on a WSGI server bound to loopback."""
 
-    def __init__(self, host: str, port: int) -> None:
-        self._routes: list[tuple[re.Pattern[str], Handler]] = []
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        token: str = "",
+        max_connections: int = 256,
+        read_timeout: float = 5.0,
+    ) -> None:
+        self._routes: list[tuple[re.Pattern[str], Handler, bool]] = []
         self._posts: list[tuple[re.Pattern[str], PostHandler]] = []
-        self._server = WSGIServer((host, port), self._app, log=None, error_log=None)
+        self._token = token.encode()
+        self._server = _Server(
+            (host, port),
+            self._app,
+            log=None,
+            error_log=None,
+            max_connections=max_connections,
+            read_timeout=read_timeout,
+        )
 
-    def route(self, pattern: str, handler: Handler) -> None:
-        self._routes.append((re.compile(pattern + r"\Z"), handler))
+    def route(self, pattern: str, handler: Handler, *, private: bool = False) -> None:
+        """GET ``pattern``; ``private``: the answer holds customer data (token required)."""
+        self._routes.append((re.compile(pattern + r"\Z"), handler, private))
 
     def post(self, pattern: str, handler: PostHandler) -> None:
+        """POST ``pattern`` with a JSON body; always needs the token (it changes things)."""
         self._posts.append((re.compile(pattern + r"\Z"), handler))
 
     @property
     def address(self) -> tuple[str, int]:
         return self._server.address[0], self._server.server_port
 
+    @property
+    def stats(self) -> dict[str, int]:
+        """Open connections, and connections evicted, refused or timed out so far."""
+        s = self._server
+        return {
+            "open": len(s.connections),
+            "evicted": s.evicted,
+            "refused": s.refused,
+            "timeouts": s.timeouts,
+        }
+
     def start(self) -> None:
+        """Bind and listen; OSError (the port is taken, the address is not local) is left to
+        the caller, which knows how to say it."""
         self._server.start()
         log.info("http.listening", host=self.address[0], port=self.address[1])
 
     def stop(self) -> None:
         self._server.stop(timeout=1)
 
+    # ------------------------------------------------------------------ the application
     def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         path = environ.get("PATH_INFO", "/")
         method = environ.get("REQUEST_METHOD", "GET")
         if method == "POST":
-            status, ctype, body = self._dispatch_post(path, environ)
+            status, ctype, body = self._dispatch_post(path, environ)  # reads, then _read_done
         else:
-            status, ctype, body = self._dispatch(method, path)
-        start_response(
-            f"{status} {_REASONS.get(status, 'Unknown')}",
-            [("Content-Type", ctype), ("Content-Length", str(len(body)))],
-        )
+            _read_done(environ)  # the request is in: what follows is ours, not the client's
+            status, ctype, body = self._dispatch(method, path, environ)
+        headers = [
+            ("Content-Type", ctype),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+        ]
+        if status == 401:
+            headers.append(("WWW-Authenticate", 'Bearer realm="ccd"'))
+        start_response(f"{status} {_REASONS.get(status, 'Unknown')}", headers)
         return [body]
+
+    def _authorized(self, environ: dict[str, Any]) -> Response | None:
+        """None when the request carries the token; else the refusal to send."""
+        if not self._token:
+            return json_response(
+                403,
+                {
+                    "error": "forbidden",
+                    "why": "this endpoint needs a token and none is configured: "
+                    "set CCD_HTTP_TOKEN for the daemon, then send Authorization: Bearer <token>",
+                },
+            )
+        scheme, _, given = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode("utf-8", "replace"), self._token
+        ):
+            return json_response(401, {"error": "unauthorized", "why": "Bearer token required"})
+        return None
 
     def _dispatch_post(self, path: str, environ: dict[str, Any]) -> Response:
         for pattern, handler in self._posts:
             match = pattern.match(path)
             if not match:
                 continue
-            try:
-                length = int(environ.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                return json_response(400, {"error": "bad_content_length"})
-            if length > MAX_BODY:
-                return json_response(413, {"error": "body_too_large", "limit": MAX_BODY})
-            try:
-                payload = json.loads(environ["wsgi.input"].read(length) or b"null")
-            except ValueError:
-                return json_response(400, {"error": "body_is_not_json"})
+            refusal = self._authorized(environ) or self._body_refusal(environ)
+            if refusal is not None:
+                _skip_body(environ)
+                return refusal
+            payload = _read_json(environ)
+            _read_done(environ)
+            if isinstance(payload, tuple):
+                return payload  # a refusal
             try:
                 return handler(match, payload)
             except Exception:
                 log.exception("http.handler_failed", path=path)
                 return json_response(500, {"error": "internal"})
-        return json_response(405 if self._dispatch("GET", path)[0] != 404 else 404,
+        _skip_body(environ)
+        _read_done(environ)
+        return json_response(405 if self._match(path) else 404,
                              {"error": "no_post_here", "path": path})  # fmt: skip
 
-    def _dispatch(self, method: str, path: str) -> Response:
-        if method not in ("GET", "HEAD"):
-            return json_response(405, {"error": "method_not_allowed"})
-        for pattern, handler in self._routes:
+    @staticmethod
+    def _body_refusal(environ: dict[str, Any]) -> Response | None:
+        length = environ.get("CONTENT_LENGTH")
+        if not length:
+            return json_response(411, {"error": "content_length_required"})
+        if not _DIGITS.fullmatch(length):
+            return json_response(400, {"error": "bad_content_length"})
+        if int(length) > MAX_BODY:
+            return json_response(413, {"error": "body_too_large", "limit": MAX_BODY})
+        return None
+
+    def _match(self, path: str) -> tuple[re.Match[str], Handler, bool] | None:
+        for pattern, handler, private in self._routes:
             match = pattern.match(path)
             if match:
-                try:
-                    return handler(match)
-                except Exception:
-                    log.exception("http.handler_failed", path=path)
-                    return json_response(500, {"error": "internal"})
-        return json_response(404, {"error": "not_found", "path": path})
+                return match, handler, private
+        return None
+
+    def _dispatch(self, method: str, path: str, environ: dict[str, Any]) -> Response:
+        if method not in ("GET", "HEAD"):
+            _skip_body(environ)
+            return json_response(405, {"error": "method_not_allowed"})
+        found = self._match(path)
+        if found is None:
+            return json_response(404, {"error": "not_found", "path": path})
+        match, handler, private = found
+        if private and (refusal := self._authorized(environ)) is not None:
+            return refusal
+        try:
+            return handler(match)
+        except Exception:
+            log.exception("http.handler_failed", path=path)
+            return json_response(500, {"error": "internal"})
+
+
+def _read_done(environ: dict[str, Any]) -> None:
+    """The request is read: the client's deadline no longer applies."""
+    handler = environ.get("ccd.handler")
+    if handler is not None and handler.deadline is not None:
+        handler.deadline.close()
+
+
+def _skip_body(environ: dict[str, Any]) -> None:
+    """Do not read a body that was refused (pywsgi would read it to the end to keep the
+    connection; the connection is closed instead)."""
+    stream = environ.get("wsgi.input")
+    if stream is not None and hasattr(stream, "_chunked_input_error"):
+        stream._chunked_input_error = True
+
+
+def _read_json(environ: dict[str, Any]) -> Any:
+    """The body as JSON, or a refusal (a Response tuple)."""
+    try:
+        raw = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+    except _TooSlow:
+        _skip_body(environ)
+        return json_response(408, {"error": "request_timeout"})
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return json_response(400, {"error": "body_is_not_utf8"})
+    if _depth(text) > MAX_DEPTH:
+        return json_response(400, {"error": "body_nested_too_deeply", "limit": MAX_DEPTH})
+    try:
+        return json.loads(text or "null")
+    except (ValueError, RecursionError):
+        return json_response(400, {"error": "body_is_not_json"})
+
+
+def _depth(text: str) -> int:
+    """Nesting depth of JSON text (brackets outside strings), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest

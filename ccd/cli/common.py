@@ -37,6 +37,7 @@ from typing import Any
 import redis
 
 from ccd.config import Config, load_config
+from ccd.config.lookup import ConfigSource, find_config
 from ccd.core.callback import CallbackError
 from ccd.core.disposition import DispositionError
 from ccd.core.numbers import InvalidNumber
@@ -80,8 +81,18 @@ def add_config_arg(p: argparse.ArgumentParser) -> None:
         "-c",
         type=Path,
         default=None,
-        help="TOML configuration file (default: built-in defaults + environment)",
+        help="TOML configuration file (default: $CCD_CONFIG, else /etc/ccd/ccd.toml, "
+        "else built-in defaults + environment)",
     )
+
+
+def load_cli_config(args: argparse.Namespace) -> tuple[Config, ConfigSource]:
+    """The configuration the daemon would read (ccd.config.lookup); a note on stderr when
+    there is no file at all."""
+    source = find_config(getattr(args, "config", None))
+    if source.note:
+        print(source.note, file=sys.stderr)
+    return load_config(source.path), source
 
 
 # --- registration ------------------------------------------------------------------------------
@@ -154,7 +165,7 @@ class _Stderr:
 
 @contextlib.contextmanager
 def session(args: argparse.Namespace) -> Iterator[Session]:
-    config = load_config(args.config)
+    config, _ = load_cli_config(args)
     # stdout is the command's answer (maybe JSON): log lines go to stderr, warnings only.
     configure_logging(config.log.format, "warning", stream=_Stderr())  # type: ignore[arg-type]
     client = connect_redis(config.redis.url, config.redis.socket_timeout)

@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         disposition,
         dnc,
         queue,
+        reload,
         run,
         status,
         sticky,
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="ccd", description="Call-center daemon for FreeSWITCH.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for noun in (run, config, agent, sticky, queue, status, customer, callback, dnc, disposition):
+    nouns = (run, reload, config, agent, sticky, queue, status, customer, callback, dnc,
+             disposition)  # fmt: skip
+    for noun in nouns:
         noun.register(sub)
     return parser
 

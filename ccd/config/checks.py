@@ -47,13 +47,17 @@ class _Invalid(Exception):
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (for logs and messages)."""
-    return _USERINFO_RE.sub(_mask_userinfo, url)
+    """The URL with any password replaced by ``***`` (for logs and messages): the userinfo's
+    (``redis://user:***@host``) and a ``password=`` query parameter's (``?password=***``)."""
+    url = _USERINFO_RE.sub(_mask_userinfo, url)
+    return _QUERY_SECRET_RE.sub(lambda m: m.group(1) + _MASK, url)
 
 
 # scheme://userinfo@ — greedy up to the last "@" before the path, so a password holding an
 # unescaped "@" is masked whole.
 _USERINFO_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^/\s]*)@")
+# ?password=... or &password=... (redis-py reads these too), up to the next & or # or space.
+_QUERY_SECRET_RE = re.compile(r"([?&;](?:password|passwd|pass|pwd|token)=)[^&#\s]*", re.I)
 
 
 def _mask_userinfo(match: re.Match[str]) -> str:
@@ -238,19 +242,36 @@ def _password(value: Any) -> str:
 
 
 def _redis_url(value: Any) -> str:
+    # Never echoed, not even redacted: a password with an unescaped "/" or "?" defeats any
+    # masking, and the URL may have come from the environment (CCD_REDIS_URL).
+    hidden = "(value not shown: it may hold a password)"
     if not isinstance(value, str):
-        raise _Invalid(f"expected a redis:// URL, got {_show(value)}")
+        raise _Invalid(f"expected a redis://, rediss:// or unix:// URL, got {_show(value)}")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise _Invalid(f"not a valid URL ({exc}): {_show(redact_url(value))}") from None
+    except ValueError:
+        raise _Invalid(f"not a valid URL: bad host or port {hidden}") from None
     if parts.scheme not in ("redis", "rediss", "unix"):
-        raise _Invalid(
-            f"expected a redis://, rediss:// or unix:// URL, got {_show(redact_url(value))}"
-        )
+        raise _Invalid(f"expected a redis://, rediss:// or unix:// URL {hidden}")
     if parts.scheme != "unix" and not parts.hostname:
-        raise _Invalid(f"the URL has no host: {_show(redact_url(value))}")
+        raise _Invalid(f"the URL has no host {hidden}")
+    if parts.scheme == "unix" and not parts.path:
+        raise _Invalid(
+            f"a unix:// URL needs the socket's path, e.g. unix:///run/redis.sock {hidden}"
+        )
+    return value
+
+
+def _token(value: Any) -> str:
+    """The HTTP bearer token: "" (none) or 16-256 printable ASCII characters, never echoed."""
+    if not isinstance(value, str) or (
+        value and not (16 <= len(value) <= 256 and value.isascii() and value.isprintable()
+                       and " " not in value)
+    ):  # fmt: skip
+        raise _Invalid(
+            'expected "" or 16-256 printable ASCII characters without spaces (value hidden)'
+        )
     return value
 
 

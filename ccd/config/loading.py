@@ -13,12 +13,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ccd.config.checks import _MASK, ConfigError, _Invalid, _name, _show, redact_url
-from ccd.config.schema import (
-    _SECTIONS,
-    _TABLES,
-    _TOP_LEVEL,
-    _Option,
-)
+from ccd.config.schema import _SECTIONS, _Option
+from ccd.config.schema_tables import _TABLES, _TOP_LEVEL
 from ccd.config.sections import (
     AgentConfig,
     CallbackConfig,
@@ -103,9 +99,14 @@ def _unknown(key_path: str, name: str, known: tuple[str, ...] | list[str], what:
 
 
 def _read_options(
-    path: str, table: Mapping[str, Any], options: tuple[_Option, ...], problems: list[str]
+    path: str,
+    table: Mapping[str, Any],
+    options: tuple[_Option, ...],
+    problems: list[str],
+    from_env: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Checked values of one table; unknown keys and bad values become problems."""
+    """Checked values of one table; unknown keys and bad values become problems. A bad value
+    that came from the environment (``from_env``: option names) is blamed on its variable."""
     known = [o.name for o in options]
     for key in table:
         if key not in known:
@@ -120,7 +121,10 @@ def _read_options(
             values[option.name] = option.check(raw)
         except _Invalid as exc:
             values[option.name] = None
-            problems.append(f"{path}.{option.name}: {exc}")
+            where = f"{path}.{option.name}"
+            if option.name in from_env:
+                where = f"environment variable {option.env} (overrides {where})"
+            problems.append(f"{where}: {exc}")
     return values
 
 
@@ -139,10 +143,11 @@ def _build(data: Mapping[str, Any], env: Mapping[str, str]) -> Config:
             problems.append(f"{section}: expected a table, got {_show(table)}")
             table = {}
         table = dict(table)
+        from_env = frozenset(o.name for o in options if o.env and env.get(o.env))
         for option in options:
-            if option.env and env.get(option.env):
-                table[option.name] = env[option.env]
-        sections[section] = _read_options(section, table, options, problems)
+            if option.name in from_env:
+                table[option.name] = env[option.env]  # type: ignore[index]
+        sections[section] = _read_options(section, table, options, problems, from_env)
 
     esl = sections["esl"]
     if esl["backoff_min"] and esl["backoff_max"] and esl["backoff_min"] > esl["backoff_max"]:

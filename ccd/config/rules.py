@@ -6,11 +6,27 @@ from collections.abc import Sequence
 
 from ccd.config.loading import Config
 from ccd.core.business_hours import parse_business_hours
-from ccd.core.callback import CallbackRules, NumberRules
+from ccd.core.callback import CallbackRules, NumberRules, OpenLimits
 from ccd.core.report import zone
 from ccd.core.stats import QueueStatsRules, StatsRules
 
-__all__ = ["number_rules_from_config", "rules_from_config", "stats_rules_from_config"]
+__all__ = [
+    "number_rules_from_config",
+    "open_limits_from_config",
+    "rules_from_config",
+    "stats_rules_from_config",
+]
+
+
+def open_limits_from_config(config: Config) -> OpenLimits:
+    """The caps on open callback requests ([callback] max_open_*)."""
+    cb = config.callback
+    return OpenLimits(
+        per_caller=cb.max_open_per_caller,
+        per_queue=cb.max_open_per_queue,
+        total=cb.max_open_total,
+        anonymous=cb.max_open_anonymous,
+    )
 
 
 def number_rules_from_config(config: Config) -> NumberRules:

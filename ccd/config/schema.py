@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-The schema below (``_SECTIONS``, ``_QUEUE_OPTIONS``, ``_AGENT_OPTIONS``) is the only place
-where a key, its default and its one-line doc are written; ``defaults_table()`` prints it
-(``ccd config defaults``, the README).
+The schema below (``_SECTIONS``) and its tables (``_QUEUE_OPTIONS``, ``_AGENT_OPTIONS`` in
+:mod:`ccd.config.schema_tables`) are the only place where a key, its default and its one-line
+doc are written; ``defaults_table()`` there prints it (``ccd config defaults``, the README).
 
 Layers, lowest first: schema defaults → the TOML file → environment (``CCD_ESL_PASSWORD``,
 ``CCD_REDIS_URL``; an empty variable counts as unset). The result is validated once into a
@@ -30,14 +30,12 @@ from ccd.config.checks import (
     _CONTEXT_RE,
     _HOST_RE,
     _PREFIX_RE,
-    EXTENSION_RE,
     Check,
     _boolean,
     _business_hours,
     _choice,
     _codes_table,
     _integer,
-    _name,
     _nonempty_line,
     _number,
     _password,
@@ -48,6 +46,7 @@ from ccd.config.checks import (
     _tags,
     _template,
     _timezone,
+    _token,
     _webhook_url,
     _windows,
 )
@@ -55,6 +54,7 @@ from ccd.core.sticky import StickyType
 
 ENV_ESL_PASSWORD = "CCD_ESL_PASSWORD"
 ENV_REDIS_URL = "CCD_REDIS_URL"
+ENV_HTTP_TOKEN = "CCD_HTTP_TOKEN"
 
 
 # --- the schema ---------------------------------------------------------------------------
@@ -155,6 +155,27 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
                 "HTTP listen address (health, metrics, JSON views)",
             ),
             _Option("port", 8086, _integer(0, 65535), "HTTP listen port; 0 picks a free port"),
+            _Option(
+                "token",
+                "",
+                _token,
+                f"bearer token of the endpoints with customer data or changes (environment "
+                f'{ENV_HTTP_TOKEN} overrides); "" = those endpoints answer 403',
+                secret=True,
+                env=ENV_HTTP_TOKEN,
+            ),
+            _Option(
+                "max_connections",
+                256,
+                _integer(1, 65536),
+                "open HTTP connections at most; past it the longest-idle one is closed",
+            ),
+            _Option(
+                "read_timeout",
+                5.0,
+                _seconds(positive=True),
+                "seconds a client may take to send a request (idle connections are closed)",
+            ),
         ),
     ),
     "log": (
@@ -306,6 +327,24 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
                 2,
                 _integer(1, 1000),
                 "open callback requests one number (calling or to call) may have",
+            ),
+            _Option(
+                "max_open_per_queue",
+                2000,
+                _integer(1, 1_000_000),
+                "open callback requests one queue may have (callers past it keep waiting)",
+            ),
+            _Option(
+                "max_open_total",
+                20000,
+                _integer(1, 10_000_000),
+                "open callback requests in all, every queue together",
+            ),
+            _Option(
+                "max_open_anonymous",
+                50,
+                _integer(0, 1_000_000),
+                "open requests per queue from callers without a usable number (typed numbers)",
             ),
             _Option(
                 "offer_retries",
@@ -480,103 +519,3 @@ _SECTIONS["stats"] = (
         _Option("windows", [15, 60], _windows, "sliding windows of the statistics, in minutes"),
     ),
 )
-
-_QUEUE_OPTIONS: tuple[_Option, ...] = (
-    _Option("tags", [], _tags, "agent tags required for this queue"),
-    _Option(
-        "ring_time",
-        None,
-        _seconds(positive=True),
-        "seconds each agent rings (default: routing.ring_time)",
-    ),
-    _Option("voicemail", None, _name, "voicemail box when no agent answers (default: queue name)"),
-    _Option(
-        "on_exhausted",
-        "voicemail",
-        _choice("voicemail", "hangup"),
-        "after the last candidate: voicemail or hangup",
-    ),
-    _Option("priority", 0, _integer(-1000, 1000), "higher priority queues are served first"),
-    _Option(
-        "overflow_time",
-        30.0,
-        _seconds(),
-        "seconds of waiting before the callback offer; 0 = off",
-    ),
-    _Option(
-        "callback_strategy",
-        "active",
-        _choice("active", "passive", "customer_first"),
-        "how callback requests of this queue are dialed",
-    ),
-    _Option(
-        "business_hours",
-        None,
-        _business_hours,
-        "callback dialing windows of this queue (default: callback.business_hours)",
-    ),
-    _Option(
-        "service_level_time",
-        None,
-        _seconds(positive=True),
-        "service level time of this queue (default: stats.service_level_time)",
-    ),
-    _Option(
-        "timezone", None, _timezone, "zone of this queue's days (default: disposition.timezone)"
-    ),
-)
-
-_AGENT_OPTIONS: tuple[_Option, ...] = (
-    _Option(
-        "extension",
-        None,
-        _string(EXTENSION_RE, "a string of 1-16 digits"),
-        "the agent's desk phone extension (required, unique)",
-    ),
-    _Option("tags", [], _tags, "the agent's tags (skills, departments, languages...)"),
-    _Option(
-        "sticky_type",
-        None,
-        _choice(*_STICKY_TYPES),
-        "this agent's direct callback type (default: sticky.default_type)",
-    ),
-    _Option(
-        "sticky_expiry",
-        None,
-        _seconds(),
-        "this agent's binding expiry in seconds (default: sticky.default_expiry)",
-    ),
-)
-
-_TABLES = {"queues": (_QUEUE_OPTIONS, "queue"), "agents": (_AGENT_OPTIONS, "agent")}
-_TOP_LEVEL = (*_SECTIONS, *_TABLES)
-
-
-def defaults_table() -> list[tuple[str, Any, str]]:
-    """Every key as (dotted key, default, one-line doc), in schema order."""
-    rows: list[tuple[str, Any, str]] = []
-    for section, (_, options) in _SECTIONS.items():
-        rows.extend(
-            (
-                f"{section}.{o.name}",
-                "(seed 001's 13 codes)" if (section, o.name) == ("disposition", "codes")
-                else o.default,
-                o.doc,
-            )
-            for o in options
-        )  # fmt: skip
-    for top, (options, what) in _TABLES.items():
-        for o in options:
-            default = o.default
-            if default is None:
-                default = {
-                    "ring_time": "routing.ring_time",
-                    "voicemail": "<queue name>",
-                    "sticky_type": "sticky.default_type",
-                    "sticky_expiry": "sticky.default_expiry",
-                    "business_hours": "callback.business_hours",
-                    "service_level_time": "stats.service_level_time",
-                    "timezone": "disposition.timezone",
-                }.get(o.name, "(required)")
-            rows.append((f"{top}.<{what}>.{o.name}", default, o.doc))
-    return rows

@@ -51,10 +51,15 @@ class RedisConfig:
     __repr__ = _masked_repr
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class HttpConfig:
     host: str
     port: int
+    token: str = _secret()
+    max_connections: int = 256
+    read_timeout: float = 5.0
+
+    __repr__ = _masked_repr
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class CallbackConfig:
     min_interval: float
     agent_poll_interval: float
     max_open_per_caller: int
+    max_open_per_queue: int
+    max_open_total: int
+    max_open_anonymous: int
     offer_retries: int
     lease_time: float
     timezone: str

@@ -78,6 +78,7 @@ __all__ = [
     "NumberRefused",
     "NumberRules",
     "OpenLimitReached",
+    "OpenLimits",
     "Outcome",
     "Status",
     "Strategy",
@@ -122,12 +123,38 @@ class NumberRefused(CallbackError):
 
 
 class OpenLimitReached(CallbackError):
-    """The caller already has ``limit`` open requests."""
+    """A limit on open requests is reached: ``scope`` names which (an :class:`OpenLimits`
+    field): the caller's, the queue's, the one in all, or the queue's anonymous callers'."""
 
-    def __init__(self, open_count: int, limit: int) -> None:
+    _WHOSE = {
+        "per_caller": "per caller",
+        "per_queue": "in this queue",
+        "total": "in all queues",
+        "anonymous": "from callers without a number in this queue",
+    }
+
+    def __init__(self, open_count: int, limit: int, scope: str = "per_caller") -> None:
         self.open_count = open_count
         self.limit = limit
-        super().__init__(f"{open_count} open callback request(s); at most {limit} per caller")
+        self.scope = scope
+        whose = self._WHOSE.get(scope, scope)
+        super().__init__(f"{open_count} open callback request(s); at most {limit} {whose}")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenLimits:
+    """Caps on OPEN (pending, working) callback requests, checked atomically when one is
+    stored; None: no cap. ``per_caller``: one number (the calling one or the one to call);
+    ``per_queue``; ``total``: every queue together; ``anonymous``: per queue, requests of callers
+    without a usable number of their own (they typed the number to call)."""
+
+    per_caller: int | None = None
+    per_queue: int | None = None
+    total: int | None = None
+    anonymous: int | None = None
+
+    def as_tuple(self) -> tuple[int | None, int | None, int | None, int | None]:
+        return self.per_caller, self.per_queue, self.total, self.anonymous
 
 
 class IllegalStatusChange(CallbackError):

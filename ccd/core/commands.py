@@ -25,6 +25,18 @@ other way is cut at the comma). Inside a quoted value a ``'``, ``\\``, ``{``,
 safely, so :func:`quote_var_value` refuses them; caller-controlled text (names,
 numbers) goes through :func:`sanitize_caller_name` / :func:`sanitize_number`
 first, which replace or drop such characters instead of failing the call.
+
+Caller-id names. ``origination_caller_id_name`` is written by :func:`sip_display_name`
+because of what mod_sofia (FreeSWITCH 1.10.12, seen on the real switch by
+tests/real/test_screenpop.py) does to it: creating the outbound leg it cuts the name at
+``/``, ``:`` and ``@`` (``switch_sanitize_number``: ``Doe: John`` shows `` John``), and
+writing the INVITE it URL-decodes a name that holds ``%`` and keeps only what stands
+between the first and the last ``"`` (``check_decode``), then puts the result between
+double quotes as it is. So those characters, and the ones a dial string cannot carry,
+travel percent-encoded and are decoded once, by mod_sofia, into the INVITE; ``\\`` is
+doubled (it is an escape inside the From header's quoted display name); ``"`` cannot
+reach a phone at all and becomes ``”``. Every other printable character, and any
+Unicode text, passes as it is.
 """
 
 from __future__ import annotations
@@ -56,6 +68,7 @@ __all__ = [
     "quote_var_value",
     "sanitize_caller_name",
     "sanitize_number",
+    "sip_display_name",
     "to_esl",
     "to_wire",
 ]
@@ -144,17 +157,20 @@ def quote_var_value(value: object) -> str:
     return "\\'" + text + "\\'"
 
 
-# Look-alikes for characters that cannot travel in a dial string, so that a
-# caller named O'Brien still shows with a typographic apostrophe on the phone.
-_NAME_REPLACEMENTS = {"'": "\u2019", "{": "(", "}": ")", "\\": "/", "$": "\uff04"}
+#: What a ``"`` shows as on a phone: mod_sofia cuts a caller-id name at a double quote.
+SIP_DQUOTE = "\u201d"
+# Travel percent-encoded in origination_caller_id_name (see the module docstring): cut by
+# mod_sofia ("/", ":", "@"), decoded by it ("%"), or not expressible in a dial string.
+_SIP_NAME_ESCAPES = {ch: "%%%02X" % ord(ch) for ch in "%/:@'{}$^"} | {"\\": "%5C%5C"}
 
 
 def sanitize_caller_name(text: object, max_len: int = 64) -> str:
-    """Caller-controlled display text made safe for :func:`quote_var_value`.
+    """Caller-controlled display text: one line a SIP phone can show.
 
-    Control characters (newlines too) become spaces, runs of spaces collapse,
-    unexpressible characters get look-alikes, and the result is cut to
-    ``max_len`` characters. Never raises; a non-string gives ``""``.
+    Control characters (newlines too) become spaces, runs of spaces collapse, a ``"``
+    becomes ``”`` (no SIP display name can carry it through FreeSWITCH) and the
+    result is cut to ``max_len`` characters. Never raises; a non-string gives ``""``.
+    The dial string encodes the rest (:func:`sip_display_name`).
     """
     if not isinstance(text, str):
         return ""
@@ -162,10 +178,19 @@ def sanitize_caller_name(text: object, max_len: int = 64) -> str:
     for ch in text:
         if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
             ch = " "
-        out.append(_NAME_REPLACEMENTS.get(ch, ch))
-    cleaned = " ".join("".join(out).split())
-    cleaned = cleaned.replace(":_:", ": :").lstrip("^")
-    return cleaned[:max_len].strip()
+        out.append(SIP_DQUOTE if ch == '"' else ch)
+    return " ".join("".join(out).split())[:max_len].strip()
+
+
+def sip_display_name(text: str) -> str:
+    """The ``origination_caller_id_name`` value that makes a SIP phone show ``text``.
+
+    mod_sofia decodes it once into the INVITE's From display name (module docstring).
+    Control characters are left for :func:`quote_var_value` to refuse: decoded into a
+    SIP header they would split it.
+    """
+    text = text.replace('"', SIP_DQUOTE)
+    return "".join(_SIP_NAME_ESCAPES.get(ch, ch) for ch in text)
 
 
 def sanitize_number(text: object, max_len: int = 32) -> str:
@@ -277,6 +302,8 @@ def dial_string(
         _check(_VAR_NAME_RE, name, "variable name")
         if name in ("origination_uuid", "originate_timeout"):
             raise UnsafeValue(f"variable {name} is set by the command itself")
+        if name == "origination_caller_id_name" and isinstance(value, str):
+            value = sip_display_name(value)
         pairs.append((name, value))
     inner = ",".join(f"{name}={quote_var_value(value)}" for name, value in pairs)
     return "'{" + inner + "}user/" + endpoint_ext + "'"

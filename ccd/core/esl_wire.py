@@ -50,6 +50,7 @@ __all__ = [
     "FrameParser",
     "PlainHeaders",
     "ProtocolError",
+    "content_length",
     "decode_event",
     "encode_command",
     "encode_event_plain",
@@ -180,13 +181,7 @@ class FrameParser:
             length_text = headers.get("Content-Length")
             if length_text is None:
                 return Frame(headers)
-            try:
-                length = int(length_text)
-            except ValueError:
-                raise ProtocolError("bad Content-Length %r" % length_text[:40]) from None
-            if length < 0 or length > MAX_BODY_BYTES:
-                raise ProtocolError("Content-Length %d out of range" % length)
-            self._pending, self._need = headers, length
+            self._pending, self._need = headers, content_length(length_text)
         need = self._need
         if len(buf) < need:
             return None
@@ -195,6 +190,20 @@ class FrameParser:
         del buf[:need]
         headers, self._pending, self._need = self._pending, None, 0
         return Frame(headers, body)
+
+
+def content_length(text: str, which: str = "") -> int:
+    """A ``Content-Length`` value: ASCII digits only (``int()`` would also take ``+5``, `` 5``,
+    ``5_0`` or other scripts' digits), at most ``MAX_BODY_BYTES``; else :class:`ProtocolError`."""
+    if not _DIGITS.fullmatch(text):
+        raise ProtocolError("bad %sContent-Length %r" % (which, text[:40]))
+    length = int(text)
+    if length > MAX_BODY_BYTES:
+        raise ProtocolError("%sContent-Length %d out of range" % (which, length))
+    return length
+
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
 
 
 def decode_event(frame: Frame) -> EslEvent:
@@ -282,11 +291,7 @@ def _decode_plain(body: bytes) -> EslEvent:
     inner: str | None = None
     length_text = headers.get("Content-Length")
     if length_text is not None:
-        try:
-            length = int(length_text)
-        except ValueError:
-            raise ProtocolError("bad inner Content-Length %r" % length_text[:40]) from None
-        inner = rest[:length].decode("utf-8", errors="replace")
+        inner = rest[: content_length(length_text, "inner ")].decode("utf-8", errors="replace")
     return EslEvent(headers, inner, len(body))
 
 
@@ -305,12 +310,26 @@ def _decode_json(body: bytes) -> EslEvent:
             data = json.loads(body)
         except ValueError:
             raise ProtocolError("bad event JSON: %s" % exc) from None
+        except RecursionError:
+            # json recurses once per nesting level: a deep frame is a bad frame, skipped.
+            raise ProtocolError("bad event JSON: nested too deeply") from None
+    except RecursionError:
+        raise ProtocolError("bad event JSON: nested too deeply") from None
     if not isinstance(data, dict) or "Event-Name" not in data:
         raise ProtocolError("event JSON without Event-Name")
     inner = data.pop("_body", None)
     if _NOT_A_STRING.search(body) is not None:
-        data = {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()}
+        # FreeSWITCH's event headers are strings; anything else is kept as short text only.
+        data = {str(k): v if isinstance(v, str) else _scalar_text(v) for k, v in data.items()}
     return EslEvent(data, inner if isinstance(inner, str) else None, len(body))
+
+
+def _scalar_text(value: object) -> str:
+    """A non-string JSON header value as text; a list or object (never sent by FreeSWITCH,
+    possibly nested deep) is not rendered, so its depth costs nothing."""
+    if isinstance(value, list | dict):
+        return ""
+    return str(value)
 
 
 # FreeSWITCH's URL encoder (used for event-plain values) leaves printable ASCII

@@ -462,7 +462,8 @@ class Hunt:
         self.phase = Phase.RINGING
         self.ring_deadline = now + self.rules.ring_time
         acc.facts.append(self._fact("agent.reserved"))
-        acc.facts.append(self._fact("agent.offered", extension=self.agent_ext))
+        waited = round(now - self.entered_at, 3)  # queue entry -> this offer (metrics)
+        acc.facts.append(self._fact("agent.offered", extension=self.agent_ext, waited=waited))
 
     def _overflow(self, acc: _Acc, now: float) -> None:
         """Nobody answered within the queue's overflow time: stop ringing, make the offer."""

@@ -20,10 +20,10 @@ Format specs such as ``{name:.20}`` are allowed. :func:`validate_template` refus
 placeholders, attribute or index access and conversions; config loading calls it, so a bad
 template stops the daemon at start, never a call. The rendered text then goes through
 :func:`ccd.core.commands.sanitize_caller_name`: no control characters (newlines become spaces), no
-character that cannot travel in a dial string, at most ``MAX_DISPLAY_LEN`` characters. SIP
-display names are quoted strings, so ``"`` becomes U+2019 (as ``'`` does) and ``<`` ``>``
-become U+2039 U+203A: look-alikes keep ``Doe, John "VIP"`` readable. Unicode is kept (NFC).
-Rendering never raises.
+double quote (it cannot reach a phone through FreeSWITCH: it becomes U+201D, so
+``Doe, John "VIP"`` still reads well), at most ``MAX_DISPLAY_LEN`` characters. Every other
+printable character and Unicode (NFC) is kept: the dial string carries it to the phone
+(:func:`ccd.core.commands.sip_display_name`). Rendering never raises.
 
 :func:`offer_payload` builds the JSON document of an offer, shown by ``/calls/<uuid>`` and
 POSTed to the CRM webhook. Pure: no I/O, no clock.
@@ -55,7 +55,6 @@ PLACEHOLDERS = ("name", "vip", "lang", "queue", "number", "last", "direct")
 #: History entries carried in an offer payload.
 PAYLOAD_HISTORY = 10
 
-_SIP_LOOKALIKES = str.maketrans({'"': "\u2019", "<": "\u2039", ">": "\u203a"})
 _SAMPLE = {name: "x" for name in PLACEHOLDERS}
 _CALL_KEYS = (
     "uuid",
@@ -100,7 +99,7 @@ def validate_template(template: str) -> str:
 def _clean(text: object) -> str:
     if not isinstance(text, str):
         return ""
-    return sanitize_caller_name(unicodedata.normalize("NFC", text).translate(_SIP_LOOKALIKES))
+    return sanitize_caller_name(unicodedata.normalize("NFC", text))
 
 
 def _last_outcome(history: Sequence[Mapping[str, Any]]) -> str:

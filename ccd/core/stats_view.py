@@ -1,10 +1,15 @@
-"""The statistics as people and programs see them: the "now" snapshot and the /stats JSON.
+"""The statistics as people and programs see them: the "now" snapshot, the /stats JSON and the
+figures of a metrics scrape.
 
 :class:`Snapshot` is what is true at one moment (calls waiting, the longest wait, agents by
 status) as ccd.store.stats reads it cheaply from Redis; :func:`stats_json` puts it together
 with the counters of today and of the sliding windows (:class:`ccd.core.stats.QueueCounts`)
 into the one JSON document ``GET /stats``, the ``stats`` event of ``GET /events``, the
 wallboard and ``ccd status --watch`` all read (shape: README, "Statistics").
+
+:class:`QueueFigures` is the part of the snapshot a Prometheus scrape shows per queue, and
+:class:`QueueGauges` the interface of what provides it (ccd.adapters.metrics asks it at scrape
+time, never on the dispatcher; ccd.store.stats.QueueStats implements it).
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ccd.core.stats import STATUSES, AgentDay, QueueCounts, StatsRules
 
 __all__ = [
     "STATS_JSON_VERSION",
     "AgentNow",
+    "QueueFigures",
+    "QueueGauges",
     "QueueNow",
     "Snapshot",
     "WaitingCaller",
@@ -155,3 +162,25 @@ def stats_json(
     if agents is not None:
         out["agents"] = [a.to_dict() for a in agents]
     return out
+
+
+# --- what a metrics scrape shows -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """Per queue name: calls waiting, seconds the longest-waiting call has waited (0: none),
+    and agents carrying the queue's tags by status (of :data:`ccd.core.stats.STATUSES`). A
+    status the provider does not count is absent, never reported as zero."""
+
+    waiting: Mapping[str, int] = field(default_factory=dict)
+    longest_wait: Mapping[str, float] = field(default_factory=dict)
+    agents: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+
+class QueueGauges(Protocol):
+    """Live per-queue figures for a scrape. Called from the HTTP greenlet at every scrape, so
+    it must be cheap at any size: a few Redis commands, counts kept by Redis, no decoding of
+    O(agents) records. It may raise (Redis down): the scrape then leaves the figures out."""
+
+    def figures(self, now: float) -> QueueFigures: ...

@@ -33,6 +33,7 @@ from typing import Any
 import structlog
 
 from ccd.config import Config
+from ccd.config.live import LiveConfig
 from ccd.core import events as ev
 from ccd.core import presence
 from ccd.core.esl_wire import EslEvent
@@ -44,6 +45,7 @@ from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
 from ccd.engine.overflow import Overflow
 from ccd.engine.presence import AgentPresence
+from ccd.engine.reconfigure import Reconfigure
 from ccd.engine.resync import LiveSnapshot, Resync
 from ccd.store.agent import AgentError, AgentRepository
 from ccd.store.call import CallRepository
@@ -75,7 +77,8 @@ class CallControl:
         webhook: Any = None,
         metrics: Any = None,
     ) -> None:
-        self.config = config
+        # One holder every part reads through; a reload swaps what it holds (reconfigure).
+        config = self.config = config if isinstance(config, LiveConfig) else LiveConfig(config)
         self.customers = customers
         self.sticky = sticky
         self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
@@ -136,6 +139,14 @@ class CallControl:
             hunting=self.hunting,
             on_parked=self.entry.on_parked,
             on_feature_code=self.feature_codes.on_feature_code,
+        )
+        self.reconfigurer = Reconfigure(
+            config=config,
+            io=self.io,
+            entry=self.entry,
+            hunting=self.hunting,
+            agents=self.agents,
+            derived=[self.overflow, disposition, sticky],
         )
         self._handlers: dict[type, Callable[[Any, float], None]] = {
             ev.CallParked: self.entry.on_parked,
@@ -201,6 +212,11 @@ class CallControl:
         if self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
             return  # a callback attempt: given back (not counted), dialled again later
         self.hunting.on_job_failed(job_uuid, now)
+
+    def reconfigure(self, config: Config, now: float) -> list[str]:
+        """A reload, on the dispatcher between two events: run with ``config`` from now on,
+        without dropping a call or a callback (ccd.engine.reconfigure); returns what it did."""
+        return self.reconfigurer.apply(config, now)
 
     def call_view(self, uuid: str) -> dict[str, Any] | None:
         record = self.hunting.records.get(uuid) or self.calls.get(uuid)

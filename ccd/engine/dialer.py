@@ -34,8 +34,8 @@ from ccd.config import Config
 from ccd.config.rules import rules_from_config
 from ccd.core import presence
 from ccd.core.business_hours import in_business_hours
-from ccd.core.callback import Attempt, CallbackRequest, Outcome
-from ccd.core.commands import Bridge, Kill, Originate, quote_var_value
+from ccd.core.callback import Attempt, CallbackRequest, Outcome, Status
+from ccd.core.commands import Bridge, Fact, Kill, Originate, quote_var_value
 from ccd.core.routing import candidates
 from ccd.engine.disposition import DispositionService
 from ccd.engine.io import CallIo
@@ -388,7 +388,12 @@ class CallbackDialer:
         if work is None or work.phase != "bridging":
             return False
         self._record(work, Outcome.CONNECTED, now, detail="bridged")
-        log.info("callback.connected", callback=work.request.id, agent=work.agent_id)
+        self.io.fact(
+            Fact(
+                "callback.connected",
+                {"callback": work.request.id, "agent": work.agent_id, "queue": work.request.queue},
+            )
+        )
         return True
 
     def _customer_missed(self, work: Work, outcome: Outcome, cause: str, now: float) -> None:
@@ -409,9 +414,19 @@ class CallbackDialer:
             self._coded(work, outcome, now, detail)
         rules = rules_from_config(self.config, work.request.queue)
         try:
-            self.callbacks.record_attempt(work.request.id, self.io.node_id, attempt, rules, now)
+            after = self.callbacks.record_attempt(
+                work.request.id, self.io.node_id, attempt, rules, now
+            )
         except (LeaseLost, RedisUnavailable) as exc:
             log.error("callback.record_failed", callback=work.request.id, error=str(exc))
+            return
+        if after.status is Status.UNREACHED:  # out of attempts: kept, visible, reported
+            self.io.fact(
+                Fact(
+                    "callback.unreached",
+                    {"callback": after.id, "number": after.number, "queue": after.queue},
+                )
+            )
 
     def _coded(self, work: Work, outcome: Outcome, now: float, detail: str) -> None:
         """The customer leg's outcome as a call: automatic codes and contact history.

@@ -160,6 +160,19 @@ class DispositionService:
         new_uuid: Callable[[], str] = _new_uuid,
         now: Callable[[], float],
     ) -> None:
+        self.store = store
+        self.customers = customers
+        self.callbacks = callbacks
+        self.webhook = webhook
+        self.new_uuid = new_uuid
+        self.dnc = DncList(store, time_scale=config.daemon.time_scale, clock=now)
+        self._calls = CallRepository(store)
+        self._keys = store.keys
+        self.apply_config(config)
+
+    def apply_config(self, config: Config) -> None:
+        """Codes, settings, report days and actions from ``config`` (at start and at a
+        reload: ccd.engine.reconfigure)."""
         section = config.disposition
         self.config = config
         self.codes = section.codes
@@ -169,26 +182,18 @@ class DispositionService:
             webhook_url=section.webhook_url or None,
         )
         self.refuse_dnc_outbound = section.refuse_dnc_outbound
-        self.store = store
-        self.customers = customers
-        self.callbacks = callbacks
-        self.webhook = webhook
-        self.new_uuid = new_uuid
         self.reports = ReportStore(
-            store, tz=zone(section.timezone), retention_days=section.retention_days
+            self.store, tz=zone(section.timezone), retention_days=section.retention_days
         )
-        self.dnc = DncList(store, time_scale=config.daemon.time_scale, clock=now)
-        self._calls = CallRepository(store)
-        self._keys = store.keys
         self.actions = DispositionActions(
             config=config,
             codes=self.codes,
             settings=self.settings,
-            store=store,
+            store=self.store,
             reports=self.reports,
             dnc=self.dnc,
-            callbacks=callbacks,
-            webhook=webhook,
+            callbacks=self.callbacks,
+            webhook=self.webhook,
             number_rules=number_rules_from_config(config),
         )
 

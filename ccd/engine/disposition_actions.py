@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from ccd.config import Config
+from ccd.config.rules import open_limits_from_config
 from ccd.core.callback import (
     CallbackError,
     NumberRefused,
@@ -179,7 +180,7 @@ class DispositionActions:
         )
         request = dataclasses.replace(request, next_due_at=due)
         try:
-            stored = self.callbacks.create(request, self.config.callback.max_open_per_caller)
+            stored = self.callbacks.create(request, limits=open_limits_from_config(self.config))
         except OpenLimitReached as exc:
             log.info("disposition.action_skipped", call=action.call_uuid, action="callback",
                      why="open_limit")  # fmt: skip

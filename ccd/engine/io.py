@@ -128,8 +128,8 @@ class CallIo:
     def fact(self, fact: Fact) -> None:
         data = dict(fact.data)
         log.info(fact.name, **data)
-        if self.metrics is not None:
-            self.metrics.inc('facts_total{name="%s"}' % fact.name)
+        if self.metrics is not None:  # counters and histograms (ccd.adapters.metrics)
+            self.metrics.fact(fact.name, data)
 
     def agent_for(self, extension: str) -> Agent | None:
         return self.agents.by_extension(extension) if extension else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import structlog
 
 from ccd.config import Config
-from ccd.config.rules import number_rules_from_config
+from ccd.config.rules import number_rules_from_config, open_limits_from_config
 from ccd.core import events as ev
 from ccd.core.callback import NumberRefused, OpenLimitReached, check_number, new_request
 from ccd.core.hunt import Hunt, Phase
@@ -37,6 +37,10 @@ class Overflow:
         self.io = io
         self.hunting = hunting
         self.callbacks = callbacks
+        self.number_rules = number_rules_from_config(config)
+
+    def apply_config(self, config: Config) -> None:
+        """A reload (ccd.engine.reconfigure): the callback number rules again."""
         self.number_rules = number_rules_from_config(config)
 
     def on_prompt(self, e: ev.PromptDone, now: float) -> None:
@@ -98,6 +102,7 @@ class Overflow:
     def _store_callback(self, hunt: Hunt, record: CallRecord, number: str, now: float) -> None:
         """Durable first: the caller hears the confirmation only once Redis has it."""
         q = self.config.queues.get(record.queue)
+        caller_number = try_normalize(record.caller_number, self.number_rules.default_country_code)
         request = new_request(
             self.io.new_uuid().replace("-", ""),
             number,
@@ -106,14 +111,19 @@ class Overflow:
             order_key=hunt.order_key,
             caller_uuid=record.uuid,
             strategy=q.callback_strategy if q else "active",
-            caller_number=try_normalize(
-                record.caller_number, self.number_rules.default_country_code
-            ),
+            caller_number=caller_number,
         )
         try:
-            stored = self.callbacks.create(request, self.config.callback.max_open_per_caller)
-        except OpenLimitReached:
-            return self._keep_waiting(hunt, now, "limit")
+            # A caller without a usable number of their own (withheld, anonymous) typed the
+            # number: it counts against that number's limit and the queue's anonymous cap.
+            stored = self.callbacks.create(
+                request, limits=open_limits_from_config(self.config), anonymous=not caller_number
+            )
+        except OpenLimitReached as exc:
+            # Never a silent caller: "please keep waiting", then back in the queue with their
+            # place (the prompt parks as if they pressed 2; see _offer_step's "offer" stage).
+            log.info("callback.refused_limit", call=record.uuid, scope=exc.scope)
+            return self._prompt(record.uuid, "ccd_cb_keep_waiting")
         except RedisUnavailable as exc:
             log.error("callback.store_failed", call=record.uuid, error=str(exc))
             return self._prompt(record.uuid, "ccd_cb_store_failed")

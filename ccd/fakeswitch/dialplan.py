@@ -4,9 +4,10 @@ Theory of operation
 -------------------
 `load_conf(dir)` reads the tree the way FreeSWITCH's own `freeswitch.xml` would:
 `ccd_vars.xml` first (pre-process variables), then `autoload_configs/*.xml`,
-`dialplan/*.xml` and the users in `directory/default/*.xml`, all through the
-pre-processor in `fsxml.py`. It then checks cross references (transfer targets,
-`ivr` and `menu-sub` names) and refuses a broken conf with `ConfError` naming the file.
+`dialplan/*.xml`, the users in `directory/default/*.xml` and the gateways in
+`sip_profiles/<profile>/*.xml`, all through the pre-processor in `fsxml.py`. It
+then checks cross references (transfer targets, `ivr` and `menu-sub` names) and
+refuses a broken conf with `ConfError` naming the file.
 
 `Dialplan.route()` is mod_dialplan_xml's hunt, sans-IO:
 
@@ -297,6 +298,8 @@ class Conf:
     voicemail_boxes: dict[str, dict[str, str]] = field(default_factory=dict)
     # Directory `<params>` (password, vm-password) by user id, phones and boxes.
     directory_params: dict[str, dict[str, str]] = field(default_factory=dict)
+    # SIP gateways (sip_profiles/<profile>/*.xml) by name: their params.
+    gateways: dict[str, dict[str, str]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
 
@@ -316,6 +319,7 @@ def load_conf(conf_dir: Path, overrides: Mapping[str, str] = {}) -> Conf:
             "configs": [],
             "dialplan": [],
             "directory": [],
+            "gateways": [],
         }
         if (conf_dir / "ccd_vars.xml").is_file():
             roots["vars"].append(pre.preprocess_file(conf_dir / "ccd_vars.xml"))
@@ -323,6 +327,7 @@ def load_conf(conf_dir: Path, overrides: Mapping[str, str] = {}) -> Conf:
             ("configs", "autoload_configs/*.xml"),
             ("dialplan", "dialplan/*.xml"),
             ("directory", "directory/default/*.xml"),
+            ("gateways", "sip_profiles/*/*.xml"),
         ):
             for path in sorted(conf_dir.glob(pattern)):
                 root = pre.preprocess_file(path)
@@ -339,6 +344,7 @@ def load_conf(conf_dir: Path, overrides: Mapping[str, str] = {}) -> Conf:
     for config in roots["configs"]:
         builder.config(config, conf)
     builder.users(roots["directory"], conf)
+    builder.gateways(roots["gateways"], conf)
     builder.problems.extend(check_references(conf, builder))
     if builder.problems:
         raise ConfError("\n".join(builder.problems))
@@ -490,6 +496,20 @@ class _Builder:
                     conf.voicemail_boxes[uid] = variables
                 else:
                     conf.directory[uid] = variables
+
+    # gateways -----------------------------------------------------------------
+    def gateways(self, elements: list[ET.Element], conf: Conf) -> None:
+        for element in elements:
+            if element.tag != "gateway":
+                self.problem(element, f"sip_profiles files hold <gateway>, not <{element.tag}>")
+                continue
+            name = element.get("name", "")
+            if not name or name in conf.gateways:
+                self.problem(element, f"gateway name {name!r} missing or defined twice")
+                continue
+            conf.gateways[name] = {
+                p.get("name", ""): p.get("value", "") for p in element.iter("param")
+            }
 
 
 # --- cross references --------------------------------------------------------------

@@ -102,7 +102,10 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
             load_conf(Path(conf_dir), conf_overrides or {}) if conf_dir is not None else None
         )
         if sessions_per_second is None:
-            configured = self._setting("switch.conf", "sessions-per-second")
+            # As FreeSWITCH: post_load_switch.conf is read after switch.conf and wins.
+            configured = self._setting(
+                "post_load_switch.conf", "sessions-per-second"
+            ) or self._setting("switch.conf", "sessions-per-second")
             sessions_per_second = int(configured) if configured else DEFAULT_SPS
         self.sessions_per_second = sessions_per_second
         self.factory = EventFactory(self.clock.now, hostname="fakeswitch")

@@ -366,6 +366,15 @@ class AgentRepository:
             agents = [a for a in agents if a.state.login is not Login.LOGGED_OUT]
         return agents
 
+    def count_free(self, tags: Iterable[str] = ()) -> int:
+        """Free agents carrying every tag, counted by Redis from the indexes (metrics, the
+        systemd status line): no agent record is read, whatever the number of agents."""
+        keys = [self._set(":available")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
+        with unavailable_as_domain_error("agents.count_free"):
+            if len(keys) == 1:
+                return int(self.store.client.zcard(keys[0]))
+            return int(self.store.client.execute_command("ZINTERCARD", len(keys), *keys))
+
     def any_free(self) -> bool:
         with unavailable_as_domain_error("agents.any_free"):
             return bool(self.store.client.zcard(self._set(":available")))

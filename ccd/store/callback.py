@@ -36,12 +36,14 @@ from collections.abc import Callable, Iterable, Sequence
 import structlog
 
 from ccd.core.callback import (
+    OPEN_STATUSES,
     Attempt,
     CallbackError,
     CallbackRequest,
     CallbackRules,
     IllegalStatusChange,
     OpenLimitReached,
+    OpenLimits,
     Status,
     after_attempt,
     is_due,
@@ -68,6 +70,9 @@ CALLBACK_SCHEMA_VERSION = 1
 _STATUSES = tuple(Status)
 _MAX_TRIES = 64
 _BATCH = 500
+_NO_LIMITS = OpenLimits()
+#: The write script's answer when a limit is reached → which limit (an OpenLimits field).
+_LIMIT_CODES = {-3: "per_caller", -5: "per_queue", -6: "total", -7: "anonymous"}
 
 
 class UnknownCallback(CallbackError):
@@ -81,15 +86,18 @@ class LeaseLost(CallbackError):
 
 _LUA_WRITE = r"""
 -- KEYS: 1 record, 2 lease, 3 due zset, 4 all zset, 5 open set of the number, 6 open set of
---       the caller number (may be KEYS[5]), 7.. one zset per status
---       (in ccd.core.callback.Status order)
+--       the caller number (may be KEYS[5]), 7 open set of the queue, 8 open set of the queue's
+--       anonymous callers, 9.. one zset per status (in ccd.core.callback.Status order: 9 is
+--       pending, 10 working, the open ones)
 -- ARGV: 1 expected record bytes ("" = there must be none), 2 new record bytes,
 --       3 lease mode: "none" | "hold" (ARGV[4] must hold it) | "take" (SET NX PX ARGV[5]),
 --       4 owner, 5 ttl ms, 6 "1" = drop the lease after writing, 7 id, 8 status index (1-based),
 --       9 order key, 10 next due at ("" = not due), 11 created at, 12 "1" = open,
---       13 per-caller limit ("" = none)
+--       13 per-caller limit, 14 per-queue limit, 15 limit in all, 16 anonymous limit per queue
+--       ("" = none, each), 17 "1" = the request is an anonymous caller's (create only)
 -- Returns {1} written, {2} a record exists already (create), {0} the record changed since it
--- was read, {-1} lease not held, {-4} lease held by another, {-3, open count} limit reached.
+-- was read, {-1} lease not held, {-4} lease held by another, {code, open count} a limit is
+-- reached: -3 the caller's, -5 the queue's, -6 the one in all, -7 the queue's anonymous one.
 local raw = redis.call("GET", KEYS[1])
 if ARGV[1] == "" then
   if raw then return {2} end
@@ -100,6 +108,18 @@ if ARGV[13] ~= "" then
   local open = #redis.call("SUNION", KEYS[5], KEYS[6])
   if open >= tonumber(ARGV[13]) then return {-3, open} end
 end
+if ARGV[15] ~= "" then
+  local open = redis.call("ZCARD", KEYS[9]) + redis.call("ZCARD", KEYS[10])
+  if open >= tonumber(ARGV[15]) then return {-6, open} end
+end
+if ARGV[14] ~= "" then
+  local open = redis.call("SCARD", KEYS[7])
+  if open >= tonumber(ARGV[14]) then return {-5, open} end
+end
+if ARGV[16] ~= "" and ARGV[17] == "1" then
+  local open = redis.call("SCARD", KEYS[8])
+  if open >= tonumber(ARGV[16]) then return {-7, open} end
+end
 if ARGV[3] == "hold" then
   if redis.call("GET", KEYS[2]) ~= ARGV[4] then return {-1} end
 elseif ARGV[3] == "take" then
@@ -108,8 +128,8 @@ end
 local id = ARGV[7]
 redis.call("SET", KEYS[1], ARGV[2])
 redis.call("ZADD", KEYS[4], ARGV[11], id)
-for i = 7, #KEYS do redis.call("ZREM", KEYS[i], id) end
-redis.call("ZADD", KEYS[6 + tonumber(ARGV[8])], ARGV[9], id)
+for i = 9, #KEYS do redis.call("ZREM", KEYS[i], id) end
+redis.call("ZADD", KEYS[8 + tonumber(ARGV[8])], ARGV[9], id)
 if ARGV[10] ~= "" then
   redis.call("ZADD", KEYS[3], ARGV[10], id)
 else
@@ -118,13 +138,19 @@ end
 if ARGV[12] == "1" then
   redis.call("SADD", KEYS[5], id)
   redis.call("SADD", KEYS[6], id)
+  redis.call("SADD", KEYS[7], id)
+  if ARGV[17] == "1" then redis.call("SADD", KEYS[8], id) end
 else
   redis.call("SREM", KEYS[5], id)
   redis.call("SREM", KEYS[6], id)
+  redis.call("SREM", KEYS[7], id)
+  redis.call("SREM", KEYS[8], id)
 end
 if ARGV[6] == "1" then redis.call("DEL", KEYS[2]) end
 return {1}
 """
+# The script counts the open requests in all from the first two status sets.
+assert _STATUSES[:2] == (Status.PENDING, Status.WORKING) and set(_STATUSES[:2]) == OPEN_STATUSES
 
 
 def _ttl(ttl_ms: float) -> int:
@@ -274,13 +300,15 @@ class CallbackStore:
         owner: str = "",
         ttl_ms: int = 0,
         drop_lease: bool = False,
-        limit: int | None = None,
+        limits: OpenLimits | None = None,
+        anonymous: bool = False,
     ) -> list[int]:
         keys = self._keys
         number_key = keys.callback_open(request.number)
         caller_key = (
             keys.callback_open(request.caller_number) if request.caller_number else number_key
         )
+        limits = limits or _NO_LIMITS
         result = self._store.scripts.call(
             "callback_write",
             keys=[
@@ -290,6 +318,8 @@ class CallbackStore:
                 keys.callback_all(),
                 number_key,
                 caller_key,
+                keys.callback_open_queue(request.queue),
+                keys.callback_open_anonymous(request.queue),
                 *(self._status_key(s) for s in _STATUSES),
             ],
             args=[
@@ -305,7 +335,8 @@ class CallbackStore:
                 "" if request.next_due_at is None else repr(request.next_due_at),
                 repr(request.created_at),
                 "1" if request.is_open else "0",
-                "" if limit is None else limit,
+                *("" if n is None else n for n in limits.as_tuple()),
+                "1" if anonymous else "0",
             ],
         )
         return [int(v) for v in result]
@@ -330,25 +361,43 @@ class CallbackStore:
                 raise LeaseLost(f"callback {request_id}: {owner!r} does not hold its lease")
         raise RuntimeError(f"callback {request_id}: changed by others {_MAX_TRIES} times running")
 
-    def create(self, request: CallbackRequest, per_caller_limit: int | None) -> CallbackRequest:
-        """Store a new request durably (pending, indexed), unless the caller's number or the
-        number to call already has ``per_caller_limit`` open requests (:class:`OpenLimitReached`,
-        nothing stored). Creating an id that exists returns the stored request (a retried
-        create is harmless). RedisUnavailable: NOT stored."""
+    def create(
+        self,
+        request: CallbackRequest,
+        per_caller_limit: int | None = None,
+        *,
+        limits: OpenLimits | None = None,
+        anonymous: bool = False,
+    ) -> CallbackRequest:
+        """Store a new request durably (pending, indexed), unless a limit on open requests is
+        reached (:class:`OpenLimitReached` naming it, nothing stored): the caller's number or the
+        number to call has ``per_caller_limit`` (or ``limits.per_caller``) open requests, the
+        queue ``limits.per_queue``, all queues ``limits.total``, or, for an ``anonymous``
+        caller (no usable number of their own), the queue's anonymous callers
+        ``limits.anonymous``. Checked and written in one script: two daemons never both pass a
+        limit with one place left. Creating an id that exists returns the stored request (a
+        retried create is harmless). RedisUnavailable: NOT stored."""
         if request.status is not Status.PENDING:
             raise ValueError("a new callback request is pending")
-        code = self._write(None, request, limit=per_caller_limit)
+        limits = limits or OpenLimits()
+        if per_caller_limit is not None:
+            limits = dataclasses.replace(limits, per_caller=per_caller_limit)
+        code = self._write(None, request, limits=limits, anonymous=anonymous)
         if code[0] == 2:
             return self.require(request.id)
-        if code[0] == -3:
+        if code[0] in _LIMIT_CODES:
+            scope = _LIMIT_CODES[code[0]]
+            limit = getattr(limits, scope) or 0
             log.info(
                 "callback.limit_reached",
                 callback=request.id,
                 number=request.number,
+                queue=request.queue,
+                scope=scope,
                 open=code[1],
-                limit=per_caller_limit,
+                limit=limit,
             )
-            raise OpenLimitReached(code[1], per_caller_limit or 0)
+            raise OpenLimitReached(code[1], limit, scope)
         log.info(
             "callback.stored",
             callback=request.id,
@@ -356,6 +405,7 @@ class CallbackStore:
             queue=request.queue,
             strategy=str(request.strategy),
             call_uuid=request.caller_uuid,
+            anonymous=anonymous,
         )
         return request
 
@@ -428,9 +478,7 @@ class CallbackStore:
             attempts=len(after.attempts),
             next_due_at=after.next_due_at,
         )
-        if after.status is Status.UNREACHED:
-            log.warning("callback.unreached", callback=request_id, number=after.number)
-        return after
+        return after  # an UNREACHED request is reported by the dialer (fact callback.unreached)
 
     def finish(
         self, request_id: str, owner: str, status: Status | str, now: float

@@ -77,6 +77,14 @@ class Keys:
         """SET of the open (pending, working) callback ids of a normalised number."""
         return self._key("callback_open", number)
 
+    def callback_open_queue(self, queue: str) -> str:
+        """SET of the open callback ids of a queue (its cap, callback.max_open_per_queue)."""
+        return self._key("callback_open_queue", queue or "_")
+
+    def callback_open_anonymous(self, queue: str) -> str:
+        """SET of the open callback ids of a queue's callers without a usable number."""
+        return self._key("callback_open_anonymous", queue or "_")
+
     def callback_lease(self, request_id: str) -> str:
         """The lease of the daemon working a callback request (value: its node id)."""
         return self.lease("callback." + request_id)

@@ -109,13 +109,17 @@ def unavailable_as_domain_error(operation: str) -> Iterator[None]:
 
 
 def connect_redis(url: str, socket_timeout: float = 2.0) -> redis.Redis:
-    """The raw client for ``url``; connects lazily (use ``Store.ping`` to check)."""
+    """The raw client for ``url``; connects lazily (use ``Store.ping`` to check).
+
+    ``unix:///path.sock`` works too: redis-py's Unix socket connections take no TCP options
+    (keepalive), so those are given to TCP URLs only."""
+    tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     return redis.Redis.from_url(
         url,
         decode_responses=False,
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
-        socket_keepalive=True,
+        **tcp,  # type: ignore[arg-type]
         # PING a connection idle this long before reusing it: finds sockets Redis closed.
         health_check_interval=15,
         # One immediate retry on a broken connection only. A timeout is not retried: the

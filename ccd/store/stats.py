@@ -29,15 +29,22 @@ Theory of operation
   gives the count; the longest wait is the oldest arrival, found by walking the priority bands
   of the order key (:func:`ccd.core.queue.queue_order_key`: a few ZRANGEBYSCORE .. LIMIT 0 1,
   whatever the number of waiting calls) in one Lua step for every queue at once.
+* :class:`QueueStats` is what a Prometheus scrape (:class:`ccd.core.stats_view.QueueGauges`)
+  and the systemd status line read: the same snapshot, per configured queue. Its agents by
+  status come from the ``stats:agents:<queue>`` counters once they are kept (``agent_counters``:
+  the engine applies the fold at every agent status change); until then only ``free`` is
+  reported, counted by Redis from the free-agent index, and the other statuses are absent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgpack
+import redis
 import structlog
 
 from ccd.core.queue import PRIORITY_STEP, order_key_parts
@@ -56,15 +63,17 @@ from ccd.core.stats import (
 )
 from ccd.core.stats_view import (
     AgentNow,
+    QueueFigures,
     QueueNow,
     Snapshot,
     WaitingCaller,
     agents_by_status,
     stats_json,
 )
+from ccd.store.agent import AgentRepository
 from ccd.store.redis_store import Store, unavailable_as_domain_error
 
-__all__ = ["StatsStore"]
+__all__ = ["QueueStats", "StatsStore"]
 
 log = structlog.get_logger()
 
@@ -179,10 +188,10 @@ def _text(value: Any) -> str:
 class StatsStore:
     """Statistics counters over one :class:`Store`; see the module docstring."""
 
-    def __init__(self, store: Store, rules: StatsRules) -> None:
+    def __init__(self, store: Store, rules: StatsRules | None = None) -> None:
         self._store = store
         self._keys = store.keys
-        self.rules = rules
+        self.rules = rules or StatsRules()  # the readers of now (snapshot) need none
         store.scripts.register("stats_agent_move", _LUA_AGENT_MOVE, prelude=False)
         store.scripts.register("stats_waiting", _LUA_WAITING, prelude=False)
         self._move_script = store.client.register_script(_LUA_AGENT_MOVE)
@@ -404,3 +413,53 @@ class StatsStore:
         """Agents by status of the whole centre."""
         with unavailable_as_domain_error("stats agents"):
             return agents_by_status(self._store.client.hgetall(self._keys.stats_agents()))
+
+
+class QueueStats:
+    """Live figures of the configured queues for metrics and the systemd status line: implements
+    :class:`ccd.core.stats_view.QueueGauges` (``figures``) and gives the status line its two
+    numbers (``totals``). A handful of Redis commands whatever the number of agents or calls.
+
+    ``agent_counters``: report every agent status from the ``stats:agents:<queue>`` counters.
+    Leave it off until the engine keeps them (StatsStore.apply at every agent status change,
+    every agent's status written once at start): until then only ``free`` is reported, from
+    the free-agent index (``ZINTERCARD`` with the queue's tag sets; Redis < 7 has none, and the
+    queue then has no agent figures)."""
+
+    def __init__(
+        self,
+        store: Store,
+        queues: Callable[[], Mapping[str, object]],
+        *,
+        agent_counters: bool = False,
+    ) -> None:
+        self.store = store
+        self.stats = StatsStore(store)
+        self.agents = AgentRepository(store)
+        self._queues = queues  # name -> its configuration (anything with .tags)
+        self.agent_counters = agent_counters
+
+    def figures(self, now: float) -> QueueFigures:
+        queues = self._queues()
+        snapshot = self.stats.snapshot(list(queues), now)
+        waiting = {q.queue: q.waiting for q in snapshot.queues}
+        longest = {q.queue: round(q.longest_wait(now) or 0.0, 3) for q in snapshot.queues}
+        agents: dict[str, dict[str, int]] = {}
+        if self.agent_counters:
+            agents = {q.queue: dict(q.agents) for q in snapshot.queues}
+        else:
+            for name, queue in queues.items():
+                with contextlib.suppress(redis.exceptions.ResponseError):
+                    agents[name] = {"free": self.agents.count_free(getattr(queue, "tags", ()))}
+        return QueueFigures(waiting, longest, agents)
+
+    def totals(self) -> tuple[int, int]:
+        """(calls waiting in all configured queues, free agents): the status line."""
+        with unavailable_as_domain_error("stats.totals"):
+            pipe = self.store.client.pipeline(transaction=False)
+            for name in self._queues():
+                pipe.zcard(self.store.keys.queue(name))
+            waiting = sum(int(n) for n in pipe.execute())
+        if self.agent_counters:
+            return waiting, self.stats.agent_counts()["free"]
+        return waiting, self.agents.count_free()

@@ -172,17 +172,19 @@ class StickyStore:
         cls, store: Store, config: Config, *, plan: NumberPlan | None = None
     ) -> StickyStore:
         """The store with ``config.sticky`` defaults, per-agent overrides and time scale."""
-        return cls(
-            store,
-            default=StickySetting(config.sticky.default_type, config.sticky.default_expiry),
-            per_agent={
-                agent_id: SettingOverride(agent.sticky_type, agent.sticky_expiry)
-                for agent_id, agent in config.agents.items()
-                if agent.sticky_type is not None or agent.sticky_expiry is not None
-            },
-            plan=plan,
-            time_scale=config.daemon.time_scale,
-        )
+        sticky = cls(store, plan=plan, time_scale=config.daemon.time_scale)
+        sticky.apply_config(config)
+        return sticky
+
+    def apply_config(self, config: Config) -> None:
+        """The configured default and per-agent settings (at start and at a reload; run-time
+        overrides in Redis are kept and still win)."""
+        self._default = StickySetting(config.sticky.default_type, config.sticky.default_expiry)
+        self._per_agent = {
+            agent_id: SettingOverride(agent.sticky_type, agent.sticky_expiry)
+            for agent_id, agent in config.agents.items()
+            if agent.sticky_type is not None or agent.sticky_expiry is not None
+        }
 
     # --- numbers and records ------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ events as a sequence over the whole capture when that matters.
 
 class:`FrameReader` reads frames from a live socket with a deadline, for
 replaying ``Exchange.command`` against the fake switch. The captures
-directory is ``$FS_CAPTURES`` or ``/work/shared/fs-captures``;
-:func:`captures_dir` returns None when it is absent (tests then skip).
+directory is ``$FS_CAPTURES`` or the repository's ``tests/data/fs-captures``
+(kept with the code, so every clone has them); :func:`captures_dir` returns
+None when it is absent (tests then skip, except under CI).
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ __all__ = [
     "split_sent",
 ]
 
-# CI clones the project with shared/ beside it: <checkout>/../shared/fs-captures.
-_DEFAULT_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "fs-captures"
+# Recorded from FreeSWITCH 1.10.12 (tests/data/README.md): part of the repository.
+_DEFAULT_DIR = Path(__file__).resolve().parents[1] / "data" / "fs-captures"
 
 
 def captures_dir() -> Path | None:
-    """The recordings: $FS_CAPTURES, else ../shared/fs-captures beside the checkout.
+    """The recordings: $FS_CAPTURES, else tests/data/fs-captures in the checkout.
 
     Under CI (CI=true) a missing directory is an error, not a skip: the suite
     must not pass vacuously on a machine where the recordings did not arrive.

@@ -21,6 +21,10 @@ from ccd.fakeswitch.switch import FakeSwitch
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRepository
 
+#: The daemons' HTTP token in tests (``/calls/...`` and POSTs need it: ccd.adapters.http).
+HTTP_TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {HTTP_TOKEN}"}
+
 # The shipped dialplan's queues. Overflow is off here; the overflow tests turn it on.
 QUEUES = {
     "sales": {"tags": ["sales"], "overflow_time": 0},
@@ -59,7 +63,7 @@ def daemon_config(switch: FakeSwitch, redis_url: str, **sections: Any) -> Config
             "command_timeout": 5,
         },
         "redis": {"url": redis_url},
-        "http": {"port": 0},
+        "http": {"port": 0, "token": HTTP_TOKEN},
         "daemon": {"time_scale": switch.clock.time_scale, "node_id": "test-node"},
         "voicemail": {"boxes": []},
         "queues": QUEUES,
