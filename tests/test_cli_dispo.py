@@ -112,7 +112,7 @@ def stored_call(store, uuid="call-1", **changes) -> CallRecord:
         **changes,
     )
     repo = CallRepository(store)
-    repo.create(record, 1.0)
+    store.client.set(store.keys.call(uuid), repo.encode(record))  # a finished call's record
     return record
 
 

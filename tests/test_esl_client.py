@@ -29,6 +29,7 @@ from ccd.adapters.esl import (
     subscription_command,
 )
 from ccd.adapters.esl_connection import EslAuthError, EslCommandError, EslDisconnected, EslTimeout
+from ccd.adapters.inbox import Inbox
 from ccd.core.esl_wire import EslEvent, Frame, FrameParser, decode_event, encode_frame
 from tests.support.captures import captures_dir
 
@@ -846,3 +847,27 @@ def test_jobs_sent_without_waiting_each_end_in_exactly_one_result(fakeswitch):
     finally:
         fakeswitch.start_esl()
         client.stop()
+
+
+def test_a_full_inbox_stops_the_reader_and_loses_nothing(switch, make_client):
+    """Back-pressure: past the limit the reader waits (FreeSWITCH's events stay in the
+    socket), the daemon's own items still go in, and every event arrives in order."""
+    client = connected_client(make_client, inbox=Inbox(limit=5))
+    plain = [
+        (frame, raw)
+        for frame, raw in capture_frames("18_one_call_event_count")
+        if frame.content_type == "text/event-plain"
+    ][:40]
+    for _ in range(5):
+        switch.last.push(b"".join(raw for _, raw in plain))
+    wait_for(lambda: client.inbox.stalls >= 1)
+    gevent.sleep(0.05)  # the reader had every chance to overfill the inbox
+    assert client.inbox.qsize() == 5
+    client.inbox.put("the daemon's own item")  # never waits, even when full
+    assert client.inbox.qsize() == 6
+    got = [next_item(client) for _ in range(6)]
+    got += [next_item(client) for _ in range(200 - 5)]
+    events = [item for item in got if item != "the daemon's own item"]
+    assert events == [decode_event(frame) for frame, _ in plain] * 5
+    assert client.inbox.empty() and client.inbox.stalled_seconds > 0
+    assert client.api("status") == "answer to status\n"  # the connection lives on

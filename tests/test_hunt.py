@@ -1,4 +1,8 @@
-"""ccd.core.hunt: one call's hunt for an agent, driven with a fake clock."""
+"""ccd.core.hunt: one call's hunt for an agent, driven with a fake clock.
+
+Routing's answers (an agent reserved for the call, or "nobody free") are given by hand here;
+the Redis side that produces them is tested in test_routing_store.py.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,11 @@ from ccd.core.routing import AgentView
 
 CALL = "c0000000-0000-0000-0000-000000000001"
 RULES = QueueRules("sales", ("sales",), ring_time=15.0, ring_margin=3)
+_uuids = itertools.count(1)
 
 
-def uuids():
-    counter = itertools.count(1)
-    return lambda: f"00000000-0000-0000-0000-{next(counter):012d}"
+def new_leg() -> str:
+    return f"00000000-0000-0000-0000-{next(_uuids):012d}"
 
 
 def agent(id: str, ext: str) -> AgentView:
@@ -29,14 +33,12 @@ A1, A2, A3 = agent("a1", "1001"), agent("a2", "1002"), agent("a3", "1003")
 
 
 def new_hunt(rules: QueueRules = RULES, **kw) -> Hunt:
-    return Hunt(CALL, rules, uuids(), caller_number="+36 1 234", caller_display="Doe, John", **kw)
+    return Hunt(CALL, rules, caller_number="+36 1 234", caller_display="Doe, John", **kw)
 
 
-def ring(hunt: Hunt, agents: list[AgentView], now: float):
-    """Offer ``agents``, reserve the first untried one; returns the Originate."""
-    step = hunt.on_candidates(agents, now)
-    assert step.reserve is not None
-    step = hunt.on_reserved(step.reserve, now)
+def ring(hunt: Hunt, agent: AgentView, now: float):
+    """Routing reserved ``agent`` for the call; returns the Originate and the step."""
+    step = hunt.on_matched(agent.id, agent.extension, new_leg(), new_leg(), now)
     (originate,) = [c for c in step.commands if isinstance(c, Originate)]
     return originate, step
 
@@ -45,18 +47,26 @@ def names(step) -> list[str]:
     return [f.name for f in step.facts]
 
 
-def test_start_plays_music_and_asks_for_candidates():
+def answer(hunt: Hunt, originate: Originate, now: float) -> Step:
+    """The agent answers and the leg parks: the bridge step."""
+    hunt.on_agent_answered(originate.leg_uuid, now)
+    return hunt.on_agent_parked(originate.leg_uuid, now)
+
+
+def test_start_plays_music_and_asks_routing():
     hunt = new_hunt()
     step = hunt.start(0.0)
     assert step.commands == (Broadcast(CALL, "local_stream://moh", "aleg"),)
-    assert step.wants_candidates and names(step) == ["call.queued"]
-    assert hunt.phase is Phase.WAITING
+    assert step.match and hunt.phase is Phase.WAITING
+    step = hunt.on_entered(7, ["sales", "lang_hu"])
+    assert names(step) == ["call.queued"] and step.facts[0].data["tags"] == ["lang_hu", "sales"]
+    assert hunt.priority == 7 and hunt.rules.required_tags == ("lang_hu", "sales")
 
 
 def test_originate_carries_call_agent_timeout_and_screen_pop():
     hunt = new_hunt()
     hunt.start(0.0)
-    originate, step = ring(hunt, [A1, A2], 1.0)
+    originate, step = ring(hunt, A1, 1.0)
     assert originate.endpoint_ext == "1001"
     assert originate.ring_timeout == 18  # 15 s ring + 3 s safety margin
     assert originate.variables == {
@@ -67,59 +77,85 @@ def test_originate_carries_call_agent_timeout_and_screen_pop():
         "origination_caller_id_number": "+361234",
     }
     assert originate.job_uuid is not None and originate.job_uuid != originate.leg_uuid
-    assert names(step) == ["agent.reserved", "agent.offered"]
+    assert names(step) == ["agent.offered"]
     assert hunt.next_deadline == 16.0
     kind, text = to_esl(originate)
     assert kind == "bgapi" and "origination_caller_id_name=\\'Doe, John\\'" in text
 
 
-def test_answer_bridges_after_stopping_music():
+def test_answered_leg_is_bridged_only_once_it_is_parked():
     hunt = new_hunt()
     hunt.start(0.0)
-    originate, _ = ring(hunt, [A1], 1.0)
+    originate, _ = ring(hunt, A1, 1.0)
     step = hunt.on_agent_answered(originate.leg_uuid, 5.0)
+    # FreeSWITCH runs the originate's &park() after the answer; a bridge before it is undone.
+    assert step.commands == () and names(step) == ["agent.answered"]
+    assert hunt.phase is Phase.ANSWERED and hunt.next_deadline is None
+    step = hunt.on_agent_parked(originate.leg_uuid, 5.2)
     assert step.commands == (Break(CALL), Bridge(CALL, originate.leg_uuid))
     # The +OK job result for the same answer does nothing more.
-    assert hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 5.1).commands == ()
-    step = hunt.on_bridged(5.2)
+    assert hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 5.3) == Step()
+    step = hunt.on_bridged(5.3)
     assert names(step) == ["call.bridged"] and hunt.phase is Phase.BRIDGED
     step = hunt.on_agent_leg_hangup(originate.leg_uuid, "NORMAL_CLEARING", 60.0)
     assert step.releases == (Release("a1", "completed", originate.leg_uuid),)
     assert hunt.done and hunt.result == "bridged"
 
 
-def test_ok_job_result_alone_also_bridges():
+def test_the_originates_ok_bridges_at_once_and_the_leg_park_after_it_adds_nothing():
+    # FreeSWITCH sends +OK once it set the leg to run &park(): a bridge from then on holds.
     hunt = new_hunt()
     hunt.start(0.0)
-    originate, _ = ring(hunt, [A1], 1.0)
+    originate, _ = ring(hunt, A1, 1.0)
+    hunt.on_agent_answered(originate.leg_uuid, 3.9)
     step = hunt.on_job_result(originate.job_uuid, True, originate.leg_uuid, 4.0)
-    assert Bridge(CALL, originate.leg_uuid) in step.commands
+    assert step.commands == (Break(CALL), Bridge(CALL, originate.leg_uuid))
+    assert hunt.on_agent_parked(originate.leg_uuid, 4.1) == Step()
+
+
+def test_a_park_before_the_answer_event_still_bridges_once():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    originate, _ = ring(hunt, A1, 1.0)
+    step = hunt.on_agent_parked(originate.leg_uuid, 4.0)
+    assert names(step) == ["agent.answered"] and Bridge(CALL, originate.leg_uuid) in step.commands
+    assert hunt.on_agent_answered(originate.leg_uuid, 4.1) == Step()
+    assert hunt.on_agent_parked(originate.leg_uuid, 4.2) == Step()
 
 
 def test_ring_timeout_moves_to_next_agent():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     assert hunt.on_tick(15.9).commands == ()  # not yet
     step = hunt.on_tick(16.0)
     assert step.commands == (Kill(first.leg_uuid, "ORIGINATOR_CANCEL"),)
-    assert step.releases == (Release("a1", "no_answer", first.leg_uuid),)
-    assert names(step) == ["agent.no_answer"] and step.wants_candidates
-    # a1 is still idle in the engine's fresh list, but is not rung again this pass.
-    second, _ = ring(hunt, [A1, A2], 16.0)
+    assert step.releases == (Release("a1", "no_answer", first.leg_uuid, tried=True),)
+    assert names(step) == ["agent.no_answer"] and step.match and hunt.tried == ["a1"]
+    second, _ = ring(hunt, A2, 16.0)
     assert second.endpoint_ext == "1002" and second.leg_uuid != first.leg_uuid
+
+
+def test_a_tried_agent_handed_back_by_routing_is_released_not_rung():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    ring(hunt, A1, 1.0)
+    hunt.on_tick(16.0)
+    leg = new_leg()
+    step = hunt.on_matched("a1", "1001", leg, new_leg(), 16.1)
+    assert step.commands == () and step.releases == (Release("a1", "cancelled", leg),)
 
 
 def test_normal_clearing_after_our_cancel_is_not_no_answer():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     hunt.on_tick(16.0)
-    second, _ = ring(hunt, [A2], 16.0)
+    second, _ = ring(hunt, A2, 16.0)
     # FreeSWITCH reports the leg we killed as NORMAL_CLEARING, job and hangup.
-    assert hunt.on_job_result(first.job_uuid, False, "NORMAL_CLEARING", 16.1) == hunt.on_tick(0)
+    assert hunt.on_job_result(first.job_uuid, False, "NORMAL_CLEARING", 16.1) == Step()
     step = hunt.on_agent_leg_hangup(first.leg_uuid, "NORMAL_CLEARING", 16.1)
-    assert step.releases == () and step.commands == () and step.facts == ()
+    assert step == Step()
     assert hunt.phase is Phase.RINGING and hunt.leg_uuid == second.leg_uuid
 
 
@@ -136,10 +172,10 @@ def test_normal_clearing_after_our_cancel_is_not_no_answer():
 def test_failed_offer_releases_with_outcome_and_tries_next(cause, outcome):
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     step = hunt.on_job_result(first.job_uuid, False, cause, 3.0)
-    assert step.releases == (Release("a1", outcome, first.leg_uuid),)
-    assert step.wants_candidates and hunt.tried == ["a1"]
+    assert step.releases == (Release("a1", outcome, first.leg_uuid, tried=True),)
+    assert step.match and hunt.tried == ["a1"]
     # The leg's own hangup arriving afterwards changes nothing.
     assert hunt.on_agent_leg_hangup(first.leg_uuid, cause, 3.1).releases == ()
 
@@ -147,22 +183,23 @@ def test_failed_offer_releases_with_outcome_and_tries_next(cause, outcome):
 def test_leg_hangup_before_job_result_counts_once():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     step = hunt.on_agent_leg_hangup(first.leg_uuid, "USER_BUSY", 3.0)
-    assert step.releases == (Release("a1", "busy", first.leg_uuid),)
+    assert step.releases == (Release("a1", "busy", first.leg_uuid, tried=True),)
     assert hunt.on_job_result(first.job_uuid, False, "USER_BUSY", 3.1).releases == ()
 
 
 def test_all_tried_goes_to_voicemail():
     hunt = new_hunt()
     hunt.start(0.0)
-    _first, _ = ring(hunt, [A1, A2], 1.0)
+    ring(hunt, A1, 1.0)
     hunt.on_tick(16.0)
-    second, _ = ring(hunt, [A1, A2], 16.0)
+    second, _ = ring(hunt, A2, 16.0)
     hunt.on_job_result(second.job_uuid, False, "USER_BUSY", 17.0)
-    step = hunt.on_candidates([A1, A2], 17.0)
+    # Routing: both agents logged in carrying the tags were offered the call already.
+    step = hunt.on_waiting(ready=2, untried=0, now=17.0)
     assert step.commands == (Break(CALL), Transfer(CALL, "ccd_voicemail_sales", "ccd"))
-    assert names(step) == ["call.voicemail"]
+    assert names(step) == ["call.voicemail"] and step.unlist
     assert step.facts[0].data["tried"] == ["a1", "a2"]
     assert hunt.done and hunt.result == "voicemail"
 
@@ -171,32 +208,32 @@ def test_exhausted_with_hangup_rule_and_named_box():
     rules = QueueRules("sales", ring_time=5, on_exhausted="hangup", moh="")
     hunt = new_hunt(rules)
     assert hunt.start(0.0).commands == ()  # no music configured
-    first, _ = ring(hunt, [A1], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     hunt.on_job_result(first.job_uuid, False, "NO_ANSWER", 6.0)
-    step = hunt.on_candidates([], 6.0)
+    step = hunt.on_waiting(1, 0, 6.0)
     assert step.commands == (Kill(CALL, "NORMAL_CLEARING"),)
     assert names(step) == ["call.unanswered"]
     box = QueueRules("support", voicemail_box="helpdesk")
-    h2 = Hunt(CALL, box, uuids())
+    h2 = Hunt(CALL, box)
     h2.start(0)
-    _o, _ = ring(h2, [A1], 0)
+    ring(h2, A1, 0)
     h2.on_tick(100)
-    assert Transfer(CALL, "ccd_voicemail_helpdesk", "ccd") in h2.on_candidates([], 100).commands
+    assert Transfer(CALL, "ccd_voicemail_helpdesk", "ccd") in h2.on_waiting(1, 0, 100).commands
 
 
-def test_nobody_available_yet_means_wait_not_voicemail():
+def test_nobody_free_yet_means_wait_not_voicemail():
     hunt = new_hunt()
     hunt.start(0.0)
-    step = hunt.on_candidates([], 1.0)
-    assert step.commands == () and not hunt.done and hunt.wants_candidates
-    originate, _ = ring(hunt, [A2], 30.0)
+    step = hunt.on_waiting(ready=3, untried=3, now=1.0)
+    assert step == Step() and not hunt.done and hunt.waiting
+    originate, _ = ring(hunt, A2, 30.0)
     assert originate.endpoint_ext == "1002"
 
 
 def test_caller_hangup_while_ringing_kills_leg_and_frees_agent():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     step = hunt.on_caller_hangup(4.0)
     assert step.commands == (Kill(first.leg_uuid, "ORIGINATOR_CANCEL"),)
     assert step.releases == (Release("a1", "cancelled", first.leg_uuid),)
@@ -207,20 +244,21 @@ def test_caller_hangup_while_ringing_kills_leg_and_frees_agent():
     assert hunt.on_tick(100.0).commands == ()
 
 
-def test_caller_hangup_while_reserving_releases_the_late_reservation():
+def test_a_reservation_arriving_after_the_caller_left_goes_back():
     hunt = new_hunt()
     hunt.start(0.0)
-    step = hunt.on_candidates([A1], 1.0)
-    assert step.reserve == "a1"
     assert hunt.on_caller_hangup(1.5).releases == ()
-    assert hunt.on_reserved("a1", 1.6).releases == (Release("a1", "cancelled"),)
+    leg = new_leg()
+    assert hunt.on_matched("a1", "1001", leg, new_leg(), 1.6).releases == (
+        Release("a1", "cancelled", leg),
+    )
 
 
 def test_caller_hangup_after_bridge_ends_call_and_frees_agent():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1], 1.0)
-    hunt.on_agent_answered(first.leg_uuid, 3.0)
+    first, _ = ring(hunt, A1, 1.0)
+    answer(hunt, first, 3.0)
     hunt.on_bridged(3.1)
     step = hunt.on_caller_hangup(90.0)
     assert step.releases == (Release("a1", "completed", first.leg_uuid),)
@@ -231,87 +269,69 @@ def test_caller_hangup_after_bridge_ends_call_and_frees_agent():
 def test_agent_hangs_up_before_the_bridge_caller_keeps_waiting_with_music():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
-    hunt.on_agent_answered(first.leg_uuid, 3.0)
+    first, _ = ring(hunt, A1, 1.0)
+    answer(hunt, first, 3.0)
     step = hunt.on_agent_leg_hangup(first.leg_uuid, "NORMAL_CLEARING", 3.05)
-    assert step.releases == (Release("a1", "hangup", first.leg_uuid),)
+    assert step.releases == (Release("a1", "hangup", first.leg_uuid, tried=True),)
     assert Broadcast(CALL, "local_stream://moh", "aleg") in step.commands
-    assert step.wants_candidates
-    second, _ = ring(hunt, [A1, A2], 3.1)
+    assert step.match
+    second, _ = ring(hunt, A2, 3.1)
     assert second.endpoint_ext == "1002"
 
 
-def test_out_of_order_retries_same_agent():
+def test_out_of_order_releases_without_blame_and_looks_again_after_the_delay():
     rules = QueueRules("sales", ring_time=15, retry_delay=0.5, max_retries=2)
     hunt = new_hunt(rules)
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     step = hunt.on_job_result(first.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 1.1)
     assert step.releases == (Release("a1", "out_of_order", first.leg_uuid),)
-    assert names(step) == ["agent.retry"] and not step.wants_candidates
+    assert names(step) == ["agent.retry"] and not step.match
     assert hunt.phase is Phase.RETRY and hunt.next_deadline == pytest.approx(1.6)
-    assert hunt.on_tick(1.5).reserve is None
-    step = hunt.on_tick(1.6)
-    assert step.reserve == "a1"
-    again = next(c for c in hunt.on_reserved("a1", 1.6).commands if isinstance(c, Originate))
+    assert not hunt.on_tick(1.5).match
+    assert hunt.on_tick(1.6).match and hunt.tried == []
+    again, _ = ring(hunt, A1, 1.6)  # routing may give the same agent: not its fault
     assert again.endpoint_ext == "1001" and again.leg_uuid != first.leg_uuid
-    assert hunt.tried == []
-    # Second refusal: one more retry; third: the limit is reached, next agent.
+    # Second refusal: one more retry; third: the limit is reached, the agent counts as tried.
     hunt.on_job_result(again.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 1.7)
     hunt.on_tick(2.2)
-    third = next(c for c in hunt.on_reserved("a1", 2.2).commands if isinstance(c, Originate))
+    third, _ = ring(hunt, A1, 2.2)
     step = hunt.on_job_result(third.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 2.3)
-    assert step.releases == (Release("a1", "failed", third.leg_uuid),)
-    assert step.wants_candidates and hunt.tried == ["a1"]
-
-
-def test_retry_reservation_lost_goes_back_to_candidates():
-    hunt = new_hunt()
-    hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
-    hunt.on_job_result(first.job_uuid, False, "DESTINATION_OUT_OF_ORDER", 1.1)
-    hunt.on_tick(10.0)
-    step = hunt.on_reserve_failed("a1", 10.0)
-    assert step.wants_candidates
-    second, _ = ring(hunt, [A1, A2], 10.0)
-    assert second.endpoint_ext == "1002"
-
-
-def test_reserve_race_lost_tries_next_and_does_not_spin():
-    hunt = new_hunt()
-    hunt.start(0.0)
-    assert hunt.on_candidates([A1, A2], 1.0).reserve == "a1"
-    assert hunt.on_reserve_failed("a1", 1.0).wants_candidates
-    assert hunt.on_candidates([A1, A2], 1.0).reserve == "a2"
-    assert hunt.on_reserve_failed("a2", 1.0).wants_candidates
-    # Only agents we just lost remain: wait for the next change instead of looping.
-    assert hunt.on_candidates([A1, A2], 1.0) == hunt.on_tick(0)
-    assert hunt.on_candidates([A1, A2], 2.0).reserve == "a1"
+    assert step.releases == (Release("a1", "failed", third.leg_uuid, tried=True),)
+    assert step.match and hunt.tried == ["a1"]
 
 
 def test_state_roundtrips_through_dict_midhunt():
     hunt = new_hunt(priority=5, entered_at=1000.0)
     hunt.start(1000.0)
-    _first, _ = ring(hunt, [A1, A2, A3], 1001.0)
+    ring(hunt, A1, 1001.0)
     hunt.on_tick(1016.0)
-    second, _ = ring(hunt, [A1, A2, A3], 1016.0)
+    second, _ = ring(hunt, A2, 1016.0)
     data = msgpack.unpackb(msgpack.packb(hunt.to_dict()))
     assert data == hunt.to_dict()
-    restored = Hunt.from_dict(data, uuids())
+    restored = Hunt.from_dict(data)
     assert restored.to_dict() == hunt.to_dict()
     # The restored hunt carries on: ring deadline, then the untried a3.
     assert restored.next_deadline == 1031.0
     step = restored.on_tick(1031.0)
-    assert step.releases == (Release("a2", "no_answer", second.leg_uuid),)
-    third, _ = ring(restored, [A1, A2, A3], 1031.0)
+    assert step.releases == (Release("a2", "no_answer", second.leg_uuid, tried=True),)
+    assert restored.tried == ["a1", "a2"]
+    third, _ = ring(restored, A3, 1031.0)
     assert third.endpoint_ext == "1003"
+
+
+def test_an_older_stored_hunt_is_refused_not_misread():
+    data = new_hunt().to_dict()
+    data["v"] = 1
+    with pytest.raises(ValueError, match="schema version"):
+        Hunt.from_dict(data)
 
 
 def test_resync_after_restart_caller_gone_kills_leg_and_frees_agent():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1], 1.0)
-    restored = Hunt.from_dict(hunt.to_dict(), uuids())
+    first, _ = ring(hunt, A1, 1.0)
+    restored = Hunt.from_dict(hunt.to_dict())
     step = restored.on_resync([first.leg_uuid], 5.0)
     assert Kill(first.leg_uuid, "ORIGINATOR_CANCEL") in step.commands
     assert step.releases == (Release("a1", "cancelled", first.leg_uuid),)
@@ -321,28 +341,41 @@ def test_resync_after_restart_caller_gone_kills_leg_and_frees_agent():
 def test_resync_after_restart_agent_leg_gone_tries_next():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A2], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     step = hunt.on_resync([CALL], 5.0)
-    assert step.releases == (Release("a1", "failed", first.leg_uuid),)
-    assert step.wants_candidates
+    assert step.releases == (Release("a1", "failed", first.leg_uuid, tried=True),)
+    assert step.match
 
 
 def test_resync_bridged_call_whose_agent_leg_is_gone_completes():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1], 1.0)
-    hunt.on_agent_answered(first.leg_uuid, 2.0)
+    first, _ = ring(hunt, A1, 1.0)
+    answer(hunt, first, 2.0)
     hunt.on_bridged(2.1)
     step = hunt.on_resync([CALL], 50.0)
     assert step.releases == (Release("a1", "completed", first.leg_uuid),)
     assert hunt.done
 
 
-def test_resync_while_reserving_asks_for_the_reservation_again():
+def test_resync_of_a_waiting_call_asks_routing_again():
     hunt = new_hunt()
     hunt.start(0.0)
-    hunt.on_candidates([A1], 1.0)
-    assert hunt.on_resync([CALL], 2.0).reserve == "a1"
+    assert hunt.on_resync([CALL], 2.0).match
+
+
+def test_resync_past_the_overflow_time_goes_to_the_offer_not_to_an_agent():
+    rules = QueueRules("sales", ("sales",), overflow_time=30.0)
+    hunt = Hunt(CALL, rules, entered_at=0.0)
+    hunt.start(0.0)
+    ring(hunt, A1, 20.0)
+    restored = Hunt.from_dict(hunt.to_dict())
+    # The daemon was away from 21 to 45 s; the agent's leg is gone by now.
+    step = restored.on_resync([CALL], 45.0)
+    assert Transfer(CALL, "ccd_cb_offer", "ccd") in step.commands
+    assert not step.match and restored.phase is Phase.OFFERING
+    assert not any(isinstance(c, Kill) for c in step.commands)
+    assert step.releases == (Release("a1", "cancelled", None),)
 
 
 def test_queue_order_key_priority_first_then_arrival():
@@ -365,81 +398,93 @@ def test_rules_validate_and_roundtrip():
         QueueRules("q", on_exhausted="explode")
     with pytest.raises(ValueError):
         QueueRules("q", ring_time=0)
+    with pytest.raises(ValueError):
+        QueueRules("q", no_agents="shrug")
     assert QueueRules.from_dict(RULES.to_dict()) == RULES
 
 
 def test_hunt_refuses_a_call_uuid_that_is_not_a_uuid():
     with pytest.raises(ValueError):
-        Hunt("x' &park()", RULES, uuids())
+        Hunt("x' &park()", RULES)
 
 
 def test_busy_untried_agent_keeps_the_caller_waiting():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     hunt.on_job_result(first.job_uuid, False, "NO_ANSWER", 6.0)
     # A2 carries the tags but is on another call: wait for A2, no voicemail.
-    step = hunt.on_candidates([], 6.0, busy=[A2.id])
-    assert step.commands == () and not hunt.done and hunt.wants_candidates
-    originate, _ = ring(hunt, [A2], 40.0)
+    step = hunt.on_waiting(ready=2, untried=1, now=6.0)
+    assert step == Step() and not hunt.done and hunt.waiting
+    originate, _ = ring(hunt, A2, 40.0)
     assert originate.endpoint_ext == A2.extension
 
 
-def test_nobody_who_could_ever_answer_goes_to_voicemail_at_once():
-    hunt = new_hunt()
+def test_nobody_logged_in_means_waiting_for_an_agent_or_the_offer():
+    rules = QueueRules("sales", ("sales",), overflow_time=30.0)
+    hunt = Hunt(CALL, rules, entered_at=0.0)
     hunt.start(0.0)
-    step = hunt.on_candidates([], 0.0, busy=[])
+    assert hunt.on_waiting(ready=0, untried=0, now=0.0) == Step()
+    assert not hunt.done and hunt.next_deadline == 30.0
+    assert Transfer(CALL, "ccd_cb_offer", "ccd") in hunt.on_tick(30.0).commands
+
+
+def test_a_queue_may_choose_voicemail_at_once_when_nobody_is_logged_in():
+    rules = QueueRules("sales", ("sales",), overflow_time=30.0, no_agents="voicemail")
+    hunt = Hunt(CALL, rules, entered_at=0.0)
+    hunt.start(0.0)
+    step = hunt.on_waiting(ready=0, untried=0, now=0.0)
     assert hunt.done and hunt.result == "voicemail"
+    assert step.facts[0].data["reason"] == "nobody_logged_in"
     assert any(isinstance(c, Transfer) for c in step.commands)
 
 
-def test_only_tried_agents_busy_means_exhausted():
+def test_only_tried_agents_logged_in_means_exhausted():
     hunt = new_hunt()
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1], 1.0)
+    first, _ = ring(hunt, A1, 1.0)
     hunt.on_job_result(first.job_uuid, False, "USER_BUSY", 2.0)
-    hunt.on_candidates([], 2.0, busy=[A1.id])
+    hunt.on_waiting(ready=1, untried=0, now=2.0)
     assert hunt.done and hunt.result == "voicemail"
 
 
 def test_bound_agent_is_offered_first_with_the_direct_screen_pop():
-    hunt = Hunt(
-        CALL, RULES, uuids(), caller_display="Doe", preferred=A3.id, preferred_display="DIRECT Doe"
-    )
+    hunt = Hunt(CALL, RULES, caller_display="Doe", preferred=A3.id, preferred_display="DIRECT Doe")
     hunt.start(0.0)
-    originate, step = ring(hunt, [A1, A2, A3], 1.0)
+    originate, step = ring(hunt, A3, 1.0)
     assert originate.endpoint_ext == A3.extension
     assert originate.variables["origination_caller_id_name"] == "DIRECT Doe"
     assert "sticky.routed" in names(step)
 
 
 def test_bound_agent_not_answering_falls_back_to_the_queue_order():
-    hunt = Hunt(CALL, RULES, uuids(), caller_display="Doe", preferred=A3.id)
+    hunt = Hunt(CALL, RULES, caller_display="Doe", preferred=A3.id)
     hunt.start(0.0)
-    first, _ = ring(hunt, [A1, A3], 1.0)
+    first, _ = ring(hunt, A3, 1.0)
     step = hunt.on_job_result(first.job_uuid, False, "NO_ANSWER", 20.0)
-    assert "sticky.fallback" in names(step)
-    second, _ = ring(hunt, [A1, A3], 20.0)
+    assert "sticky.fallback" in names(step) and step.match
+    second, _ = ring(hunt, A1, 20.0)
     assert second.endpoint_ext == A1.extension
     assert second.variables["origination_caller_id_name"] == "Doe"
 
 
 def test_bound_agent_busy_means_the_queue_at_once():
-    hunt = Hunt(CALL, RULES, uuids(), preferred=A3.id)
+    hunt = Hunt(CALL, RULES, preferred=A3.id)
     hunt.start(0.0)
-    step = hunt.on_candidates([A1, A2], 0.5)
-    assert "sticky.fallback" in names(step) and step.reserve == A1.id
-    restored = Hunt.from_dict(hunt.to_dict(), uuids())
+    step = hunt.on_sticky_fallback()
+    assert "sticky.fallback" in names(step)
+    restored = Hunt.from_dict(hunt.to_dict())
     assert restored.preferred is None
+    assert hunt.on_sticky_fallback() == Step()
 
 
 OVERFLOW = QueueRules("sales", ("sales",), ring_time=15.0, ring_margin=3, overflow_time=30.0)
 
 
 def test_overflow_exactly_at_the_configured_time_cancels_the_ring_and_offers():
-    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=100.0)
+    hunt = Hunt(CALL, OVERFLOW, entered_at=100.0)
     hunt.start(100.0)
-    originate, _ = ring(hunt, [A1], 115.5)  # second agent rings from 115.5
+    originate, _ = ring(hunt, A1, 115.5)  # second agent rings from 115.5
     assert hunt.next_deadline == 130.0  # the overflow comes before this ring's end (130.5)
     assert hunt.on_tick(129.99).commands == ()
     step = hunt.on_tick(130.0)
@@ -447,30 +492,30 @@ def test_overflow_exactly_at_the_configured_time_cancels_the_ring_and_offers():
     assert Transfer(CALL, "ccd_cb_offer", "ccd") in step.commands
     assert [r.outcome for r in step.releases] == ["cancelled"]  # not the agent's miss
     assert names(step)[-2:] == ["call.overflow", "callback.offered"]
-    assert hunt.phase is Phase.OFFERING and not hunt.wants_candidates
+    assert hunt.phase is Phase.OFFERING and not hunt.waiting and step.unlist
 
 
 def test_keep_waiting_returns_with_the_original_place_and_no_second_offer():
-    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=100.0, priority=5)
+    hunt = Hunt(CALL, OVERFLOW, entered_at=100.0, priority=5)
     hunt.start(100.0)
-    hunt.on_candidates([], 100.0)
+    hunt.on_waiting(2, 2, 100.0)
     hunt.on_tick(130.0)
     key = hunt.order_key
     step = hunt.on_offer_declined(140.0)
-    assert "callback.declined_offer" in names(step) and step.wants_candidates
+    assert "callback.declined_offer" in names(step) and step.match
     assert hunt.order_key == key  # same place: priority and original arrival
     assert hunt.overflow_at is None and hunt.on_tick(500.0).commands == ()
-    restored = Hunt.from_dict(hunt.to_dict(), uuids())
+    restored = Hunt.from_dict(hunt.to_dict())
     assert restored.offered and restored.overflow_at is None
 
 
 def test_stored_callback_ends_the_hunt_and_caller_hangup_during_the_offer_is_abandoned():
-    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=0.0)
+    hunt = Hunt(CALL, OVERFLOW, entered_at=0.0)
     hunt.start(0.0)
     hunt.on_tick(30.0)
     hunt.on_callback_stored("req-1", 40.0)
     assert hunt.done and hunt.result == "callback"
-    other = Hunt(CALL, OVERFLOW, uuids(), entered_at=0.0)
+    other = Hunt(CALL, OVERFLOW, entered_at=0.0)
     other.start(0.0)
     other.on_tick(30.0)
     step = other.on_caller_hangup(35.0)
@@ -478,16 +523,16 @@ def test_stored_callback_ends_the_hunt_and_caller_hangup_during_the_offer_is_aba
 
 
 def test_overflow_off_means_no_offer():
-    hunt = Hunt(CALL, RULES, uuids(), entered_at=0.0)
+    hunt = Hunt(CALL, RULES, entered_at=0.0)
     hunt.start(0.0)
-    hunt.on_candidates([], 0.0)
+    hunt.on_waiting(1, 1, 0.0)
     assert hunt.next_deadline is None and hunt.on_tick(10_000.0) == Step()
 
 
 def test_a_full_ring_at_the_overflow_instant_counts_as_no_answer_first():
-    hunt = Hunt(CALL, OVERFLOW, uuids(), entered_at=0.0)
+    hunt = Hunt(CALL, OVERFLOW, entered_at=0.0)
     hunt.start(0.0)
-    ring(hunt, [A1], 15.0)  # rings until exactly 30.0, the overflow time
+    ring(hunt, A1, 15.0)  # rings until exactly 30.0, the overflow time
     step = hunt.on_tick(30.0)
     assert [r.outcome for r in step.releases] == ["no_answer"]
-    assert hunt.phase is Phase.OFFERING and A1.id in hunt.tried
+    assert not step.match and hunt.phase is Phase.OFFERING

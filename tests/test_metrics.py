@@ -88,7 +88,11 @@ def test_queue_stats_count_waiting_calls_longest_wait_and_free_agents_in_redis(
     for uuid, priority, entered in (("a", 0, now - 50), ("b", 10, now - 5), ("c", 0, now - 20)):
         record = CallRecord(uuid=uuid, queue="support", caller_number="1", caller_name="x",
                             entered_at=entered, priority=priority)  # fmt: skip
-        calls.create(record, queue_order_key(priority, entered))
+        # What a daemon leaves in Redis for a call waiting with no agent free.
+        calls.store.client.set(calls.keys.call(uuid), calls.encode(record))
+        calls.store.client.zadd(
+            calls.keys.queue("support"), {uuid: queue_order_key(priority, entered)}
+        )
     stats = QueueStats(daemon.store, lambda: daemon.config.queues)
     figures = stats.figures(now)
     assert figures.waiting["support"] == 3 and figures.waiting["sales"] == 0
@@ -171,6 +175,9 @@ def test_metrics_of_a_routed_call_and_the_daemon_itself(fakeswitch, start_daemon
     eventually(lambda: scrape(daemon)[1].get(("ccd_dispatcher_lag_seconds_count", ())),
                what="a heartbeat")  # fmt: skip
     assert ("ccd_inbox_depth", ()) in samples and samples[("ccd_esl_connected", ())] == 1
+    assert samples[("ccd_inbox_limit", ())] == daemon.config.daemon.inbox_limit
+    assert samples[("ccd_inbox_stalls_total", ())] == 0
+    assert ("ccd_inbox_stalled_seconds_total", ()) in samples
     assert ("ccd_redis_errors_total", ()) in samples
     assert ("ccd_http_connections", ()) in samples
     assert daemon.config.http.token not in text and "ClueCon" not in text

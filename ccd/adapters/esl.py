@@ -53,13 +53,12 @@ from __future__ import annotations
 import random
 import time
 import uuid as uuidlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import gevent
 import gevent.event
 import gevent.lock
-import gevent.queue
 import gevent.socket
 import structlog
 
@@ -70,6 +69,7 @@ from ccd.adapters.esl_connection import (
     EslDisconnected,
     EslError,
 )
+from ccd.adapters.inbox import Inbox
 
 __all__ = [
     "Backoff",
@@ -177,7 +177,7 @@ class EslClient:
         command_timeout: float = 10.0,
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
-        inbox: gevent.queue.Queue | None = None,
+        inbox: Inbox | None = None,
         auth_retry_interval: float = 60.0,
         stable_after: float = 10.0,
         rng: random.Random | None = None,
@@ -202,7 +202,7 @@ class EslClient:
         self._auth_retry_interval = auth_retry_interval
         self._stable_after = stable_after
         self._backoff = Backoff(backoff_min, backoff_max, rng or random.Random())
-        self.inbox: gevent.queue.Queue = inbox if inbox is not None else gevent.queue.Queue()
+        self.inbox: Inbox = inbox if inbox is not None else Inbox()
         #: The error of the last failed connect attempt (None while connected):
         #: an EslAuthError here means an operator has to fix the password.
         self.last_error: EslError | None = None
@@ -267,7 +267,7 @@ class EslClient:
             self.port,
             self._password,
             connect_timeout=self._connect_timeout,
-            deliver=self.inbox.put,
+            deliver=self.inbox.put_event,
             log=log,
         )
         self._conn = conn
@@ -349,6 +349,24 @@ class EslClient:
         if body.startswith(("-ERR", "-USAGE")):
             raise EslCommandError(f"api {command.split(' ', 1)[0]}: {body.strip()}", body.strip())
         return body
+
+    def api_nowait(self, command: str, on_fail: Callable[[str], None]) -> None:
+        """``api <command>`` without waiting: for short commands whose answer only matters
+        when it is an error (``on_fail(text)``, also when the connection is lost first).
+        FreeSWITCH runs an api on the connection's own thread, in order, and sends no
+        BACKGROUND_JOB back: cheaper for both sides than bgapi."""
+        self._live().send_nowait(f"api {command}", self._command_timeout, on_fail)
+
+    def cork(self) -> None:
+        """Commands sent without waiting are written together at :meth:`uncork`."""
+        conn = self._conn
+        if conn is not None and conn.ready:
+            conn.cork()
+
+    def uncork(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            conn.uncork(self._command_timeout)
 
     def bgapi(self, command: str, job_uuid: str | None = None, *, wait: bool = True) -> str:
         """``bgapi <command>`` with a Job-UUID header; returns the Job-UUID.

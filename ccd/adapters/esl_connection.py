@@ -103,6 +103,9 @@ class EslConnection(InboundESL):
         self._commands_sent: deque[_Pending] = deque()  # type: ignore[assignment]
         self._parser = FrameParser()
         self._send_lock = gevent.lock.Semaphore()
+        # While corked (the dispatcher handling one item), commands sent without waiting are
+        # queued here and written in one sendall when it uncorks: one syscall per event.
+        self._corked: list[bytes] | None = None
         self._deliver = deliver
         self._log = log
         # Events that arrive before the supervisor announced the connection wait
@@ -238,6 +241,11 @@ class EslConnection(InboundESL):
             self._log.info("esl.late_reply", command=slot.summary)
             return
         if slot.on_fail is not None:
+            if frame.content_type == "api/response":
+                body = (frame.body or b"").decode("utf-8", "replace").strip()
+                if body.startswith("-"):  # -ERR ..., -USAGE: ...
+                    slot.on_fail(body[:200])
+                return
             reply = frame.headers.get("Reply-Text", "")
             if not reply.startswith("+OK"):
                 slot.on_fail(reply or frame.content_type)
@@ -283,6 +291,9 @@ class EslConnection(InboundESL):
                 if job_uuid is not None:
                     self.jobs[job_uuid] = False
                 writing = True
+                if self._corked:  # what was queued first goes first: replies come in order
+                    data = b"".join(self._corked) + data
+                    self._corked = []
                 self.sock.sendall(data)
                 writing = False
             return slot.result.get()
@@ -317,6 +328,12 @@ class EslConnection(InboundESL):
         the connection is lost first. The write itself is bounded by ``timeout``."""
         data = encode_command(line, headers)
         slot = _Pending(line, job_uuid=job_uuid, on_fail=on_fail)
+        if self._corked is not None and not self.closed.is_set():
+            self._commands_sent.append(slot)
+            if job_uuid is not None:
+                self.jobs[job_uuid] = False
+            self._corked.append(data)
+            return
         try:
             with gevent.Timeout(timeout), self._send_lock:
                 if self.closed.is_set():
@@ -336,6 +353,25 @@ class EslConnection(InboundESL):
             raise EslDisconnected(
                 f"connection lost sending {line.split(' ', 1)[0]}: {exc}"
             ) from None
+
+    def cork(self) -> None:
+        """Queue commands sent without waiting until :meth:`uncork`."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self, timeout: float) -> None:
+        """Write what was queued, in one go."""
+        queued, self._corked = self._corked, None
+        if not queued or self.closed.is_set():
+            return
+        try:
+            with gevent.Timeout(timeout), self._send_lock:
+                assert self.sock is not None
+                self.sock.sendall(b"".join(queued))
+        except gevent.Timeout:
+            self.close("command write timed out")
+        except OSError as exc:
+            self.close(f"socket error on send: {exc}")
 
     def close(self, reason: str) -> None:
         """Close once; every command still waiting fails with EslDisconnected now."""

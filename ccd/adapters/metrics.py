@@ -93,6 +93,9 @@ _NAMED = {
     "redis_errors_total": "Dispatcher steps that failed because Redis did not answer",
     "dispatch_errors_total": "Dispatcher steps that failed with an unexpected error",
     "resyncs_total": "Resynchronisations with FreeSWITCH (connect, reconnect, periodic)",
+    "resyncs_asked_total": "Resynchronisations asked of FreeSWITCH",
+    "redis_data_lost_total": "Times Redis came back without its data and the daemon rebuilt "
+    "what it knew (configure Redis with appendonly yes)",
 }
 
 

@@ -125,7 +125,7 @@ def cmd_agent_add(args: argparse.Namespace) -> int:
 
 def cmd_agent_remove(args: argparse.Namespace) -> int:
     with session(args) as s:
-        agent = s.agents.require(args.id)
+        agent = s.agents.require(args.id).at(clock())
         busy = agent.call is not None or agent.state.activity in (
             Activity.RINGING,
             Activity.ONCALL,
@@ -211,6 +211,10 @@ def cmd_agent_login(args: argparse.Namespace) -> int:
                 f"agent {before.id!r} is {_LOGIN_WORDS[current]}: cannot "
                 f"{action} ({hint.format(id=before.id)})"
             ) from None
+        if after.state.login is Login.READY:
+            # A caller may be waiting for just this agent: the best one is rung now (the
+            # daemon hunting it is told), not at the daemons' next look.
+            s.agents.hand_out(after.id, clock())
     state = after.state
     if state.logout_pending:
         print(
@@ -235,7 +239,7 @@ def cmd_agent_login(args: argparse.Namespace) -> int:
 
 
 def _agent_row(agent: Agent, now: float) -> list[str]:
-    st = agent.state
+    st = agent.at(now).state
     login = str(st.login) + (" (logout pending)" if st.logout_pending else "")
     return [
         agent.id,
@@ -265,9 +269,9 @@ def cmd_agent_list(args: argparse.Namespace) -> int:
 
 def cmd_agent_show(args: argparse.Namespace) -> int:
     with session(args) as s:
-        agent = s.agents.require(args.id)
-        call = s.calls.get(agent.call) if agent.call else None
         now = clock()
+        agent = s.agents.require(args.id).at(now)
+        call = s.calls.get(agent.call) if agent.call else None
         data = agent_dict(agent, now, s.config)
     if args.json:
         data["call_record"] = None if call is None else call_dict(call, now)

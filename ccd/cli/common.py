@@ -181,6 +181,7 @@ def session(args: argparse.Namespace) -> Iterator[Session]:
 
 
 def agent_dict(agent: Agent, now: float, config: Config) -> dict[str, Any]:
+    agent = agent.at(now)
     st = agent.state
     return {
         "id": agent.id,

@@ -27,6 +27,7 @@ RESTART_ONLY: tuple[str, ...] = (
     "log",
     "daemon.node_id",
     "daemon.time_scale",
+    "daemon.inbox_limit",
     "routing.webhook_url",
     "routing.webhook_timeout",
     "disposition.webhook_url",

@@ -204,7 +204,7 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
                 _string(
                     re.compile(r"^[A-Za-z0-9_.:\-]{0,64}$"), "letters, digits, _ . : - (up to 64)"
                 ),
-                'this daemon\'s name in leases; "" means hostname:pid at run time',
+                'this daemon\'s name in leases and heartbeats; "" means the host name',
             ),
             _Option(
                 "time_scale",
@@ -217,6 +217,12 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
                 "ccd",
                 _string(_CONTEXT_RE, "a dialplan context name"),
                 "dialplan context for transfers",
+            ),
+            _Option(
+                "inbox_limit",
+                10_000,
+                _integer(100, 1_000_000),
+                "events waiting for the dispatcher at most; then the event socket waits",
             ),
         ),
     ),
@@ -480,12 +486,7 @@ _SECTIONS["disposition"] = (
             _seconds(positive=True),
             "seconds per disposition webhook request (retried, never blocks calls)",
         ),
-        _Option(
-            "timezone",
-            "Europe/Budapest",
-            _timezone,
-            "time zone of the report days (IANA name)",
-        ),
+        _Option("timezone", "Europe/Budapest", _timezone, "report days' time zone (IANA name)"),
         _Option(
             "retention_days",
             400,

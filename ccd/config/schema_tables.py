@@ -40,13 +40,15 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
         _choice("voicemail", "hangup"),
         "after the last candidate: voicemail or hangup",
     ),
-    _Option("priority", 0, _integer(-1000, 1000), "higher priority queues are served first"),
     _Option(
-        "overflow_time",
-        30.0,
-        _seconds(),
-        "seconds of waiting before the callback offer; 0 = off",
+        "no_agents",
+        "wait",
+        _choice("wait", "voicemail"),
+        "nobody logged in who could answer: wait (for an agent or the callback offer) "
+        "or voicemail at once",
     ),
+    _Option("priority", 0, _integer(-1000, 1000), "higher priority queues are served first"),
+    _Option("overflow_time", 30.0, _seconds(), "seconds waited before the callback offer; 0 = off"),
     _Option(
         "callback_strategy",
         "active",

@@ -73,6 +73,7 @@ class DaemonConfig:
     node_id: str
     time_scale: float
     dialplan_context: str
+    inbox_limit: int
 
     def scale(self, seconds: float) -> float:
         """A configured duration in real seconds (configured / time_scale)."""
@@ -170,6 +171,7 @@ class QueueConfig:
     overflow_time: float
     callback_strategy: str
     business_hours: tuple[str, ...] | None = None  # None: callback.business_hours
+    no_agents: str = "wait"
     service_level_time: float | None = None  # None: stats.service_level_time
     timezone: str | None = None  # None: disposition.timezone
 

@@ -40,6 +40,11 @@ MAX_FIELDS = 50
 #: Row errors kept in an ImportReport (all are counted).
 MAX_REPORTED_ERRORS = 1000
 
+#: The agent tag a customer's language implies: ``lang_`` and the primary language.
+LANGUAGE_TAG_PREFIX = "lang_"
+#: Priority points a VIP customer's call gains in its queue.
+VIP_PRIORITY_BOOST = 10
+
 _LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8})*$")
 _VIP_WORDS = {
     "yes": True,
@@ -124,7 +129,7 @@ def implied_tags(customer: Customer | None) -> frozenset[str]:
     if customer is None or not customer.language:
         return frozenset()
     primary = customer.language.split("-", 1)[0]
-    return frozenset({f"lang_{primary}"})
+    return frozenset({LANGUAGE_TAG_PREFIX + primary})
 
 
 def validated(customer: Customer, plan: NumberPlan | None) -> Customer:

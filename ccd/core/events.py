@@ -16,6 +16,8 @@ Which FreeSWITCH event becomes what (see fs-captures SEQUENCES.md):
   carrying the same variables is accepted too.
 * CHANNEL_PARK with ``variable_ccd_direct_check=true`` -> :class:`EntryParked` (a
   caller to a main number, before the menu: the direct-callback look-up).
+* CHANNEL_PARK with ``variable_ccd_call`` -> :class:`LegParked`: an agent leg the
+  daemon originated runs its ``&park()`` (after the answer): it can be bridged now.
 * CHANNEL_PARK with ``variable_ccd_queue`` -> :class:`CallParked`. Both legs of
   a loopback call park, but only the leg the dialplan ran on carries
   ``ccd_queue`` (capture 14). A call parks again after a transfer or with
@@ -59,6 +61,7 @@ __all__ = [
     "ExecuteComplete",
     "FeatureCode",
     "JobResult",
+    "LegParked",
     "PhoneRegistered",
     "PhoneUnregistered",
     "PromptDone",
@@ -167,6 +170,14 @@ class ChannelCreated:
 
 
 @dataclass(frozen=True, slots=True)
+class LegParked:
+    """An agent leg the daemon originated (``ccd_call`` set) runs its ``&park()``."""
+
+    uuid: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelAnswered:
     uuid: str
     extension: str = ""
@@ -235,6 +246,7 @@ DomainEvent = (
     | FeatureCode
     | ChannelCreated
     | ChannelAnswered
+    | LegParked
     | ChannelBridged
     | ChannelUnbridged
     | ChannelHangup
@@ -408,6 +420,8 @@ def _from_esl(ev: EslEvent, profiles: tuple[str, ...]) -> DomainEvent | None:
     if not is_uuid(uuid):
         return None
     if name == "CHANNEL_PARK":
+        if ev.var("ccd_call"):
+            return LegParked(uuid, _kept_vars(ev))
         if ev.var("ccd_action"):
             return _feature_code(ev, uuid, profiles)
         if ev.var("ccd_stage"):  # a callback prompt finished (before the queue: still set)

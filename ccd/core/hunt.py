@@ -2,49 +2,51 @@
 
 Theory of operation
 -------------------
-A :class:`Hunt` is the state machine of one caller waiting in a queue. The
-engine feeds it what happened (with the time ``now`` from its clock) and gets
-back a :class:`Step`: ESL commands to send, facts to log, agents to release,
-and requests (reserve an agent, send a fresh candidate list). The hunt never
-reads a clock, opens a socket or talks to Redis; its whole state round-trips
-through :meth:`Hunt.to_dict` / :meth:`Hunt.from_dict` (plain msgpack-able
-values), so a restarted daemon resumes it from Redis.
+A :class:`Hunt` is the state machine of one caller waiting in a queue. The engine feeds it
+what happened (with the time ``now`` from its clock) and gets back a :class:`Step`: ESL
+commands to send, facts to log, offers to release, and whether to ask routing for an agent
+(``match``). The hunt never reads a clock, opens a socket or talks to Redis; its state
+round-trips through :meth:`Hunt.to_dict` / :meth:`Hunt.from_dict`, so a restarted daemon
+resumes it from Redis.
+
+Asking routing is one atomic step in Redis (:mod:`ccd.store.routing`): the first free agent
+carrying the call's tags, in routing order, is reserved for the call (:meth:`on_matched`),
+or the call waits in its list (:meth:`on_waiting`) until an agent becomes free and picks it
+(:meth:`on_matched` again, whenever that happens). Nothing polls.
 
 Phases::
 
-    NEW --start--> WAITING --on_candidates--> RESERVING --on_reserved--> RINGING
-    WAITING   (no untried candidate, someone tried)      -> DONE (on_exhausted)
-    RESERVING --on_reserve_failed--> WAITING
-    RINGING   --answer (CHANNEL_ANSWER or +OK job)-----> BRIDGING --on_bridged--> BRIDGED
-    RINGING   --no answer/busy/rejected/ring deadline--> WAITING (agent tried)
-    RINGING   --DESTINATION_OUT_OF_ORDER---------------> RETRY --deadline--> RESERVING
-    BRIDGING  --agent leg gone before the bridge-------> WAITING (agent tried)
-    BRIDGED   --either side hangs up-------------------> DONE
-    any       --caller hangs up------------------------> DONE (ringing leg killed)
+    NEW --start--> WAITING --on_matched--> RINGING --answer--> ANSWERED --parked--> BRIDGING
+    WAITING   --on_waiting: everyone who could answer was tried--> DONE (on_exhausted)
+    RINGING   --no answer/busy/rejected/ring deadline--> WAITING (agent tried, match again)
+    RINGING   --DESTINATION_OUT_OF_ORDER--> RETRY --retry_at--> WAITING (match again)
+    ANSWERED/BRIDGING --agent leg gone before the bridge--> WAITING (agent tried)
+    BRIDGING  --on_bridged--> BRIDGED --either side hangs up--> DONE
+    WAITING/RINGING/RETRY --overflow time--> OFFERING --kept waiting--> WAITING
+    OFFERING  --request stored--> DONE
+    any       --caller hangs up--> DONE (ringing leg killed, agent released)
 
 Rules worth knowing:
 
-* The daemon times the ring (``ring_time``) and kills the leg itself;
-  ``originate_timeout`` is only a safety net, a few seconds longer.
-* When the hunt kills a leg it forgets it at once (agent released, next step
-  taken), so the ``-ERR NORMAL_CLEARING`` job result and the hangup FreeSWITCH
-  reports afterwards no longer match the current leg and are ignored: they
-  are never mistaken for the agent's no-answer.
-* DESTINATION_OUT_OF_ORDER is FreeSWITCH's sessions-per-second limit, not the
-  agent: the agent is released without blame and reserved again for another
-  try after ``retry_delay`` (at most ``max_retries`` times).
-* An agent tried in this pass is not rung again; when no untried candidate is
-  left the queue's ``on_exhausted`` applies (voicemail or hangup). While
-  nobody has been tried and nobody is available, the caller keeps waiting
-  (with music) until the engine offers candidates again.
-* Every path that ends an offer releases the agent exactly once, with an
-  outcome (see ``OUTCOMES``) the engine hands to ccd.core.presence.
+* The daemon times the ring (``ring_time``) and kills the leg itself; ``originate_timeout``
+  is only a safety net, a few seconds longer.
+* An answered agent leg is bridged only once the originate's ``&park()`` runs (its ``+OK``
+  or the leg's CHANNEL_PARK, whichever comes first), never at CHANNEL_ANSWER: FreeSWITCH sets
+  the leg to run ``park`` after the answer, and a ``uuid_bridge`` sent before that is undone.
+* A leg the hunt killed is forgotten at once: its ``-ERR NORMAL_CLEARING`` and hangup no
+  longer match the current leg and are never mistaken for the agent's no-answer.
+* DESTINATION_OUT_OF_ORDER is FreeSWITCH's sessions-per-second limit, not the agent: released
+  without blame, the call looks again after ``retry_delay`` (``max_retries`` in a row).
+* An agent tried in this pass is not rung again. Nobody free: nobody logged in who could take
+  the call means waiting (for an agent or the overflow offer) unless the queue says
+  ``no_agents = "voicemail"``; everyone logged in tried means ``on_exhausted``.
+* Every path that ends an offer releases the agent once, with an outcome (ccd.core.queue).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -64,21 +66,18 @@ from ccd.core.commands import (
     sanitize_number,
 )
 from ccd.core.queue import QueueRules, outcome_for_cause, queue_order_key
-from ccd.core.routing import AgentView
 
-__all__ = [
-    "Hunt",
-    "Phase",
-    "Release",
-    "Step",
-]
+__all__ = ["Hunt", "Phase", "Release", "Step"]
+
+#: Version of the hunt's stored form (:meth:`Hunt.to_dict`).
+HUNT_VERSION = 2
 
 
 class Phase(StrEnum):
     NEW = "new"
-    WAITING = "waiting"
-    RESERVING = "reserving"
+    WAITING = "waiting"  # no agent: asking routing, or in the waiting list
     RINGING = "ringing"
+    ANSWERED = "answered"  # the agent answered; bridged once the leg is parked
     RETRY = "retry"
     OFFERING = "offering"  # overflow: the caller is in the callback offer / number capture
     BRIDGING = "bridging"
@@ -88,32 +87,36 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """The offer to ``agent_id`` is over: free the agent, tell presence ``outcome``."""
+    """The offer to ``agent_id`` is over: tell presence ``outcome``; ``tried``: not offered
+    this call again."""
 
     agent_id: str
     outcome: str
     leg_uuid: str | None = None
+    tried: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Step:
     """What the engine must do after feeding the hunt one input.
 
-    ``reserve``: reserve this agent atomically, then call ``on_reserved`` or
-    ``on_reserve_failed``. ``wants_candidates``: call ``on_candidates`` with a
-    fresh ordered list now. Commands are sent in order.
+    Commands are sent in order, releases written, facts logged. ``match``: ask routing for an
+    agent for this call (answered by :meth:`Hunt.on_matched` or :meth:`Hunt.on_waiting`).
+    ``unlist``: take the call out of its waiting list (it is in the callback offer).
     """
 
     commands: tuple[Command, ...] = ()
     facts: tuple[Fact, ...] = ()
     releases: tuple[Release, ...] = ()
-    reserve: str | None = None
-    wants_candidates: bool = False
+    match: bool = False
+    unlist: bool = False
 
 
 _EMPTY = Step()
 #: Phases in which the caller still waits for an agent, so the overflow clock runs.
-_OVERFLOW_PHASES = frozenset({Phase.WAITING, Phase.RESERVING, Phase.RINGING, Phase.RETRY})
+_OVERFLOW_PHASES = frozenset({Phase.WAITING, Phase.RINGING, Phase.RETRY})
+#: Phases with an agent's leg on its way.
+_OFFER_PHASES = frozenset({Phase.RINGING, Phase.ANSWERED, Phase.BRIDGING})
 
 
 @dataclass
@@ -123,27 +126,29 @@ class _Acc:
     commands: list[Command] = field(default_factory=list)
     facts: list[Fact] = field(default_factory=list)
     releases: list[Release] = field(default_factory=list)
-    reserve: str | None = None
-    wants_candidates: bool = False
+    match: bool = False
+    unlist: bool = False
 
     def step(self) -> Step:
         return Step(
-            tuple(self.commands),
-            tuple(self.facts),
-            tuple(self.releases),
-            self.reserve,
-            self.wants_candidates,
+            tuple(self.commands), tuple(self.facts), tuple(self.releases), self.match, self.unlist
         )
 
 
 class Hunt:
     """One queued call's hunt for an agent; see the module docstring."""
 
+    __slots__ = (
+        "agent_ext", "agent_id", "answered", "call_uuid", "caller_display", "caller_number",
+        "entered_at", "job_uuid", "leg_uuid", "moh_on", "offered", "phase", "preferred",
+        "preferred_display", "priority", "result", "retries", "retry_at", "ring_deadline",
+        "rules", "tried",
+    )  # fmt: skip
+
     def __init__(
         self,
         call_uuid: str,
         rules: QueueRules,
-        new_uuid: Callable[[], str],
         *,
         caller_number: str = "",
         caller_display: str = "",
@@ -156,7 +161,6 @@ class Hunt:
             raise UnsafeValue(f"bad call uuid: {call_uuid!r:.80}")
         self.call_uuid = call_uuid
         self.rules = rules
-        self._new_uuid = new_uuid
         self.caller_number = sanitize_number(caller_number)
         self.caller_display = sanitize_caller_name(caller_display)
         self.priority = priority
@@ -168,11 +172,11 @@ class Hunt:
         self.offered = False  # the callback offer is made once per call
         self.phase = Phase.NEW
         self.tried: list[str] = []
-        self.passed: list[str] = []  # lost a reservation race; skipped until the list drains
         self.agent_id: str | None = None
         self.agent_ext: str | None = None
         self.leg_uuid: str | None = None
         self.job_uuid: str | None = None
+        self.answered = False  # the current leg answered (CHANNEL_ANSWER or +OK)
         self.ring_deadline: float | None = None
         self.retry_at: float | None = None
         self.retries = 0
@@ -186,7 +190,8 @@ class Hunt:
         return self.phase is Phase.DONE
 
     @property
-    def wants_candidates(self) -> bool:
+    def waiting(self) -> bool:
+        """No agent yet: routing may hand this call one at any moment."""
         return self.phase is Phase.WAITING
 
     @property
@@ -216,80 +221,78 @@ class Hunt:
     # -- inputs --------------------------------------------------------------
 
     def start(self, now: float) -> Step:
+        """The call entered its queue: music, and ask routing (the entry step itself)."""
         if self.phase is not Phase.NEW:
             return _EMPTY
         acc = _Acc()
-        acc.facts.append(self._fact("call.queued", priority=self.priority))
         self._moh(acc)
         self.phase = Phase.WAITING
-        acc.wants_candidates = True
+        acc.match = True
         return acc.step()
 
-    def on_candidates(
-        self, agents: Iterable[AgentView], now: float, *, busy: Iterable[str] | None = None
+    def on_entered(self, priority: int, tags: Iterable[str]) -> Step:
+        """Routing placed the call: its priority and tags after the customer's (VIP, language)."""
+        self.priority = priority
+        wanted = tuple(sorted(set(tags)))
+        if wanted != self.rules.required_tags:
+            self.rules = QueueRules.from_dict({**self.rules.to_dict(), "required_tags": wanted})
+        return Step(facts=(self._fact("call.queued", priority=priority, tags=list(wanted)),))
+
+    def on_matched(
+        self, agent_id: str, extension: str, leg_uuid: str, job_uuid: str, now: float
     ) -> Step:
-        """``agents``: the agents free now, best first (ccd.core.routing.candidates).
-
-        ``busy``: ids of the other agents who could take the call once free
-        (logged in, ready, carrying the tags, but ringing or on a call). While
-        one of them is untried the caller keeps waiting; when nobody is left
-        to try, the queue's ``on_exhausted`` applies. ``None`` (unknown) keeps
-        the caller waiting until someone has been tried.
-        """
-        if self.phase is not Phase.WAITING:
-            return _EMPTY
-        untried = [a for a in agents if a.id not in self.tried]
-        fresh = [a for a in untried if a.id not in self.passed]
+        """Routing reserved ``agent_id`` for this call, to be rung on ``leg_uuid``."""
+        if self.phase is not Phase.WAITING or agent_id in self.tried:
+            # The call moved on (caller left, offer under way): the reservation goes back.
+            return Step(releases=(Release(agent_id, "cancelled", leg_uuid),))
         acc = _Acc()
-        if self.preferred is not None:
-            bound = [a for a in fresh if a.id == self.preferred]
-            if bound:
-                fresh = bound  # the bound agent first
-            else:
-                acc.facts.append(self._fact("sticky.fallback", bound_agent=self.preferred))
-                self.preferred = None
-        if fresh:
-            agent = fresh[0]
-            self.phase = Phase.RESERVING
-            self.agent_id, self.agent_ext = agent.id, agent.extension
-            self.retries = 0
-            acc.reserve = agent.id
-        elif untried:
-            # Only agents that just lost us a reservation race: wait for the
-            # next change instead of spinning on them.
-            self.passed.clear()
-        elif busy is None:
-            if self.tried:
-                self._exhausted(acc)
-        elif not any(agent_id not in self.tried for agent_id in busy):
-            self._exhausted(acc)
-        return acc.step()
-
-    def on_reserved(self, agent_id: str, now: float) -> Step:
-        if self.phase is not Phase.RESERVING or agent_id != self.agent_id:
-            # The call moved on (caller left) while the reservation was made.
-            return Step(releases=(Release(agent_id, "cancelled"),))
-        self.passed.clear()
-        acc = _Acc()
+        self.agent_id, self.agent_ext = agent_id, extension
+        self.leg_uuid, self.job_uuid = leg_uuid, job_uuid
         self._ring(acc, now)
         return acc.step()
 
-    def on_reserve_failed(self, agent_id: str, now: float) -> Step:
-        if self.phase is not Phase.RESERVING or agent_id != self.agent_id:
+    def on_offer_resumed(
+        self, agent_id: str, extension: str, leg_uuid: str, job_uuid: str, offered_at: float
+    ) -> Step:
+        """After a restart: routing had reserved this agent (the offer Redis kept), so the
+        ring goes on from when it began; :meth:`on_resync` then sees if the leg still lives."""
+        if self.phase is not Phase.WAITING:
             return _EMPTY
-        self.passed.append(agent_id)
-        self._clear_offer()
-        self.phase = Phase.WAITING
-        return Step(wants_candidates=True)
+        self.agent_id, self.agent_ext = agent_id, extension
+        self.leg_uuid, self.job_uuid = leg_uuid, job_uuid
+        self.phase, self.answered = Phase.RINGING, False
+        self.ring_deadline = offered_at + self.rules.ring_time
+        return _EMPTY
+
+    def on_waiting(self, ready: int, untried: int, now: float) -> Step:
+        """Routing found nobody free. ``ready``: agents logged in (ready, registered) carrying
+        the tags, busy or not; ``untried``: those this call has not been offered to."""
+        if self.phase is not Phase.WAITING:
+            return _EMPTY
+        acc = _Acc()
+        if ready == 0:
+            if self.rules.no_agents == "voicemail":
+                self._exhausted(acc, reason="nobody_logged_in")
+        elif untried == 0:
+            self._exhausted(acc, reason="all_tried")
+        return acc.step()
+
+    def on_sticky_fallback(self) -> Step:
+        """The bound agent (direct callback) cannot take the call: the queue's order."""
+        bound, self.preferred = self.preferred, None
+        if bound is None:
+            return _EMPTY
+        return Step(facts=(self._fact("sticky.fallback", bound_agent=bound),))
 
     def on_job_result(self, job_uuid: str, ok: bool, cause: str, now: float) -> Step:
         """The BACKGROUND_JOB of an originate: ``+OK`` = answered, else ``cause``."""
-        if self.phase is not Phase.RINGING or job_uuid != self.job_uuid:
+        if job_uuid != self.job_uuid or self.phase not in (Phase.RINGING, Phase.ANSWERED):
             return _EMPTY
         acc = _Acc()
-        if ok:
+        if ok:  # sent once the leg runs its &park(): bridgeable (see the module doc)
             self._answered(acc)
-        else:
+            self._bridge(acc)
+        elif self.phase is Phase.RINGING:
             self._offer_failed(acc, cause, now)
         return acc.step()
 
@@ -298,6 +301,15 @@ class Hunt:
             return _EMPTY
         acc = _Acc()
         self._answered(acc)
+        return acc.step()
+
+    def on_agent_parked(self, leg_uuid: str, now: float) -> Step:
+        """The answered agent leg runs its ``&park()``: now it can be bridged."""
+        if leg_uuid != self.leg_uuid or self.phase not in (Phase.RINGING, Phase.ANSWERED):
+            return _EMPTY
+        acc = _Acc()
+        self._answered(acc)
+        self._bridge(acc)
         return acc.step()
 
     def on_bridged(self, now: float) -> Step:
@@ -312,7 +324,7 @@ class Hunt:
         acc = _Acc()
         if self.phase is Phase.RINGING:
             self._offer_failed(acc, cause, now)
-        elif self.phase is Phase.BRIDGING:
+        elif self.phase in (Phase.ANSWERED, Phase.BRIDGING):
             # Answered, then gone before the bridge: the caller keeps waiting.
             acc.facts.append(self._fact("agent.hangup_before_bridge", cause=cause))
             self._release(acc, "hangup", tried=True)
@@ -337,13 +349,13 @@ class Hunt:
             self._release(acc, "completed", tried=False)
             self._finish("bridged")
             return acc.step()
-        waited = round(now - self.entered_at, 3)
-        acc.facts.append(self._fact("call.abandoned", phase=str(phase), waited=waited))
-        if phase in (Phase.RINGING, Phase.BRIDGING) and self.leg_uuid:
+        acc.facts.append(
+            self._fact("call.abandoned", phase=str(phase), waited=round(now - self.entered_at, 3))
+        )
+        if phase in _OFFER_PHASES and self.leg_uuid:
             acc.commands.append(Kill(self.leg_uuid, "ORIGINATOR_CANCEL"))
-        if phase in (Phase.RINGING, Phase.BRIDGING, Phase.RETRY):
+        if phase in _OFFER_PHASES:
             self._release(acc, "cancelled", tried=False)
-        # RESERVING: the reservation may still succeed; on_reserved releases it.
         self._finish("abandoned")
         return acc.step()
 
@@ -353,7 +365,7 @@ class Hunt:
         overflow = self.overflow_at
         if self.phase in _OVERFLOW_PHASES and overflow is not None and now >= overflow:
             # After the ring deadline: an agent who rang the full ring time did not answer.
-            acc.wants_candidates, acc.reserve = False, None
+            acc.match = False
             self._overflow(acc, now)
         return acc.step()
 
@@ -369,9 +381,8 @@ class Hunt:
             self._release(acc, "no_answer", tried=True)
             self._next(acc)
         elif self.phase is Phase.RETRY and self.retry_at is not None and now >= self.retry_at:
-            self.phase = Phase.RESERVING
             self.retry_at = None
-            acc.reserve = self.agent_id
+            self._next(acc)
 
     def on_offer_declined(self, now: float, reason: str = "keep_waiting") -> Step:
         """The caller keeps waiting (pressed 2, nothing, a wrong key, or the request could
@@ -392,22 +403,28 @@ class Hunt:
         return Step(facts=(self._fact("call.callback_requested", request=request_id),))
 
     def on_resync(self, live_uuids: Iterable[str], now: float) -> Step:
-        """After a restart or reconnect: ``live_uuids`` from ``show channels``.
+        """After a restart or reconnect: ``live_uuids`` FreeSWITCH confirmed live (a uuid
+        missing from a snapshot is confirmed gone before it gets here, see ccd.engine.resync).
 
-        A caller that is gone is an abandoned call; an agent leg that is gone
-        ends its offer (not the agent's fault) or the bridged call; a hunt that
-        was reserving asks for the reservation again (the store's reserve must
-        succeed when this call already holds the agent).
+        A caller that is gone is an abandoned call; an agent leg that is gone ends its offer
+        (not the agent's fault) or the bridged call; a waiting call asks routing again; one
+        past its overflow time goes to the offer at once.
         """
         live = frozenset(live_uuids)
         if self.phase in (Phase.NEW, Phase.DONE):
             return _EMPTY
         if self.call_uuid not in live:
             return self.on_caller_hangup(now)
-        if self.phase is Phase.RESERVING:
-            return Step(reserve=self.agent_id)
+        overflow = self.overflow_at
+        if self.phase in _OVERFLOW_PHASES and overflow is not None and now >= overflow:
+            # Straight to the offer: nobody knows how a ring nobody watched went.
+            if self.leg_uuid is not None and self.leg_uuid not in live:
+                self.leg_uuid = None
+            acc = _Acc()
+            self._overflow(acc, now)
+            return acc.step()
         if self.phase is Phase.WAITING:
-            return Step(wants_candidates=True)
+            return Step(match=True)
         if self.leg_uuid is not None and self.leg_uuid not in live:
             if self.phase is Phase.RINGING:
                 acc = _Acc()
@@ -441,7 +458,7 @@ class Hunt:
 
     def _ring(self, acc: _Acc, now: float) -> None:
         assert self.agent_id is not None and self.agent_ext is not None
-        self.leg_uuid, self.job_uuid = self._new_uuid(), self._new_uuid()
+        assert self.leg_uuid is not None and self.job_uuid is not None
         variables: dict[str, Any] = {
             "ccd_call": self.call_uuid,
             "ccd_agent": self.agent_id,
@@ -460,8 +477,8 @@ class Hunt:
             Originate(self.leg_uuid, self.agent_ext, variables, timeout, self.job_uuid)
         )
         self.phase = Phase.RINGING
+        self.answered = False
         self.ring_deadline = now + self.rules.ring_time
-        acc.facts.append(self._fact("agent.reserved"))
         waited = round(now - self.entered_at, 3)  # queue entry -> this offer (metrics)
         acc.facts.append(self._fact("agent.offered", extension=self.agent_ext, waited=waited))
 
@@ -469,20 +486,28 @@ class Hunt:
         """Nobody answered within the queue's overflow time: stop ringing, make the offer."""
         if self.phase is Phase.RINGING and self.leg_uuid:
             acc.commands.append(Kill(self.leg_uuid, "ORIGINATOR_CANCEL"))
-        if self.phase in (Phase.RINGING, Phase.RETRY, Phase.RESERVING):
+        if self.phase is Phase.RINGING:
             self._release(acc, "cancelled", tried=False)  # not the agent's fault
         self.offered = True
         self._stop_moh(acc)
         self.phase = Phase.OFFERING
+        self.retry_at = None
+        acc.unlist = True
         acc.facts.append(self._fact("call.overflow", waited=round(now - self.entered_at, 3)))
         acc.facts.append(self._fact("callback.offered"))
         acc.commands.append(Transfer(self.call_uuid, "ccd_cb_offer", self.rules.context))
 
     def _answered(self, acc: _Acc) -> None:
-        assert self.leg_uuid is not None
-        self.phase = Phase.BRIDGING
+        if self.answered:
+            return
+        self.answered = True
+        self.phase = Phase.ANSWERED
         self.ring_deadline = None
         acc.facts.append(self._fact("agent.answered"))
+
+    def _bridge(self, acc: _Acc) -> None:
+        assert self.leg_uuid is not None
+        self.phase = Phase.BRIDGING
         self._stop_moh(acc)
         acc.commands.append(Bridge(self.call_uuid, self.leg_uuid))
 
@@ -490,9 +515,9 @@ class Hunt:
         outcome = outcome_for_cause(cause)
         if outcome == "out_of_order" and self.retries < self.rules.max_retries:
             acc.facts.append(self._fact("agent.retry", cause=cause, attempt=self.retries + 1))
-            agent_id, agent_ext, retries = self.agent_id, self.agent_ext, self.retries + 1
+            retries = self.retries + 1
             self._release(acc, outcome, tried=False)
-            self.agent_id, self.agent_ext, self.retries = agent_id, agent_ext, retries
+            self.retries = retries
             self.phase = Phase.RETRY
             self.retry_at = now + self.rules.retry_delay
             return
@@ -508,7 +533,7 @@ class Hunt:
             acc.facts.append(self._fact("sticky.fallback", bound_agent=self.preferred))
             self.preferred = None
         if self.agent_id is not None:
-            acc.releases.append(Release(self.agent_id, outcome, self.leg_uuid))
+            acc.releases.append(Release(self.agent_id, outcome, self.leg_uuid, tried))
             if tried and self.agent_id not in self.tried:
                 self.tried.append(self.agent_id)
         self._clear_offer()
@@ -516,24 +541,29 @@ class Hunt:
     def _clear_offer(self) -> None:
         self.agent_id = self.agent_ext = self.leg_uuid = self.job_uuid = None
         self.ring_deadline = self.retry_at = None
-        self.retries = 0
+        self.answered = False
+        if self.phase is not Phase.RETRY:
+            self.retries = 0
 
     def _next(self, acc: _Acc) -> None:
         self.phase = Phase.WAITING
-        acc.wants_candidates = True
+        acc.match = True
 
-    def _exhausted(self, acc: _Acc) -> None:
+    def _exhausted(self, acc: _Acc, reason: str) -> None:
         self._stop_moh(acc)
+        acc.unlist = True
         if self.rules.on_exhausted == "voicemail":
             box = self.rules.voicemail_box or self.rules.name
             acc.commands.append(
                 Transfer(self.call_uuid, f"ccd_voicemail_{box}", self.rules.context)
             )
-            acc.facts.append(self._fact("call.voicemail", box=box, tried=list(self.tried)))
+            acc.facts.append(
+                self._fact("call.voicemail", box=box, tried=list(self.tried), reason=reason)
+            )
             self._finish("voicemail")
         else:
             acc.commands.append(Kill(self.call_uuid, "NORMAL_CLEARING"))
-            acc.facts.append(self._fact("call.unanswered", tried=list(self.tried)))
+            acc.facts.append(self._fact("call.unanswered", tried=list(self.tried), reason=reason))
             self._finish("hangup")
 
     def _finish(self, result: str) -> None:
@@ -544,57 +574,19 @@ class Hunt:
     # -- persistence -----------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": 1,
-            "call_uuid": self.call_uuid,
-            "rules": self.rules.to_dict(),
-            "caller_number": self.caller_number,
-            "caller_display": self.caller_display,
-            "priority": self.priority,
-            "entered_at": self.entered_at,
-            "phase": str(self.phase),
-            "tried": list(self.tried),
-            "passed": list(self.passed),
-            "agent_id": self.agent_id,
-            "agent_ext": self.agent_ext,
-            "leg_uuid": self.leg_uuid,
-            "job_uuid": self.job_uuid,
-            "ring_deadline": self.ring_deadline,
-            "retry_at": self.retry_at,
-            "retries": self.retries,
-            "moh_on": self.moh_on,
-            "result": self.result,
-            "preferred": self.preferred,
-            "preferred_display": self.preferred_display,
-            "offered": self.offered,
-        }
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data.update(v=HUNT_VERSION, phase=str(self.phase), rules=self.rules.to_dict())
+        data["tried"] = list(self.tried)
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], new_uuid: Callable[[], str]) -> Hunt:
-        if data.get("v") != 1:
+    def from_dict(cls, data: Mapping[str, Any]) -> Hunt:
+        if data.get("v") != HUNT_VERSION:
             raise ValueError(f"unknown hunt schema version {data.get('v')!r}")
-        hunt = cls(
-            data["call_uuid"],
-            QueueRules.from_dict(data["rules"]),
-            new_uuid,
-            caller_number=data.get("caller_number", ""),
-            caller_display=data.get("caller_display", ""),
-            priority=int(data.get("priority", 0)),
-            entered_at=float(data.get("entered_at", 0.0)),
-            preferred=data.get("preferred"),
-            preferred_display=data.get("preferred_display", ""),
-        )
+        hunt = cls(data["call_uuid"], QueueRules.from_dict(data["rules"]))
+        for name in cls.__slots__:
+            if name in data and name not in ("call_uuid", "rules"):
+                setattr(hunt, name, data[name])
         hunt.phase = Phase(data["phase"])
-        hunt.tried = list(data.get("tried", ()))
-        hunt.passed = list(data.get("passed", ()))
-        hunt.agent_id = data.get("agent_id")
-        hunt.agent_ext = data.get("agent_ext")
-        hunt.leg_uuid = data.get("leg_uuid")
-        hunt.job_uuid = data.get("job_uuid")
-        hunt.ring_deadline = data.get("ring_deadline")
-        hunt.retry_at = data.get("retry_at")
-        hunt.retries = int(data.get("retries", 0))
-        hunt.moh_on = bool(data.get("moh_on", False))
-        hunt.result = data.get("result")
-        hunt.offered = bool(data.get("offered", False))
+        hunt.tried = list(data.get("tried") or ())
         return hunt

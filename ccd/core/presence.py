@@ -29,8 +29,13 @@ rules that depend on what else is live on the phone, so no state can stick:
 
 The state keeps the uuids of the live channels (the queue leg apart from the
 personal ones), so :func:`reconcile` can rebuild the right activity from what
-FreeSWITCH says is live after a restart or reconnect. Wrapup ends by
-:func:`tick` when the engine's clock reaches :attr:`AgentState.wrapup_until`.
+FreeSWITCH says is live after a restart or reconnect.
+
+A wrap-up ends by itself: no one needs to write that it did. :func:`current` gives the state
+as it stands at a time (a wrap-up whose time is up is idle since its end), every transition
+starts from it, and Redis's free-agent index ranks such an agent by the same end time. The
+engine calls :func:`tick` when the clock reaches :attr:`AgentState.wrapup_until` only to log
+the change (and look for a waiting call).
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ __all__ = [
     "PresenceRules",
     "answered",
     "call_ended",
+    "current",
+    "is_free",
     "offer",
     "offer_failed",
     "personal_call",
@@ -225,6 +232,7 @@ def _settle(
 
 def set_login(state: AgentState, action: str, now: float) -> Outcome:
     """``action``: login, logout, break or ready (feature code or CLI)."""
+    state = current(state, now)
     try:
         target = LOGIN_TRANSITIONS[(state.login, action)]
     except KeyError:
@@ -242,12 +250,14 @@ def set_login(state: AgentState, action: str, now: float) -> Outcome:
 
 
 def set_registered(state: AgentState, registered: bool, now: float) -> Outcome:
+    state = current(state, now)
     new = dataclasses.replace(state, registered=registered)
     return _settle(state, new, now, "registered" if registered else "unregistered")
 
 
 def offer(state: AgentState, leg_uuid: str, now: float) -> Outcome:
     """The hunt rings the agent on ``leg_uuid``."""
+    state = current(state, now)
     if state.offer_leg is not None:
         raise IllegalTransition(f"agent {state.agent_id}: offer while {state.offer_leg} is live")
     target = _activity(state, "offer")
@@ -256,6 +266,7 @@ def offer(state: AgentState, leg_uuid: str, now: float) -> Outcome:
 
 
 def answered(state: AgentState, leg_uuid: str, now: float) -> Outcome:
+    state = current(state, now)
     if leg_uuid != state.offer_leg or state.activity is Activity.ONCALL:
         return Outcome(state, [])  # stale or duplicate (CHANNEL_ANSWER and +OK both report it)
     target = _activity(state, "answer")
@@ -268,6 +279,7 @@ def offer_failed(
     state: AgentState, leg_uuid: str, outcome: str, now: float, rules: PresenceRules
 ) -> Outcome:
     """The offer on ``leg_uuid`` ended unanswered; ``outcome`` as in ccd.core.queue."""
+    state = current(state, now)
     if leg_uuid != state.offer_leg or state.activity is not Activity.RINGING:
         return Outcome(state, [])
     target = _activity(state, "offer_failed")
@@ -285,6 +297,7 @@ def offer_failed(
 
 def call_ended(state: AgentState, leg_uuid: str, now: float, rules: PresenceRules) -> Outcome:
     """A channel on the agent's phone hung up (queue leg or personal call)."""
+    state = current(state, now)
     if leg_uuid in state.personal:
         target = _activity(state, "personal_ended")
         personal = tuple(u for u in state.personal if u != leg_uuid)
@@ -305,6 +318,7 @@ def call_ended(state: AgentState, leg_uuid: str, now: float, rules: PresenceRule
 
 def personal_call(state: AgentState, uuid: str, now: float) -> Outcome:
     """A call on the agent's phone that is not a queue offer (made or received)."""
+    state = current(state, now)
     if uuid in state.personal or uuid == state.offer_leg:
         return Outcome(state, [])
     target = _activity(state, "personal_call")
@@ -313,14 +327,39 @@ def personal_call(state: AgentState, uuid: str, now: float) -> Outcome:
 
 
 def tick(state: AgentState, now: float) -> Outcome:
-    """Ends wrapup once ``now`` reaches ``wrapup_until``."""
-    if state.activity is not Activity.WRAPUP or state.wrapup_until is None:
+    """Ends wrapup once ``now`` reaches ``wrapup_until`` (idle since that moment)."""
+    new = current(state, now)
+    if new is state:
         return Outcome(state, [])
-    if now < state.wrapup_until:
-        return Outcome(state, [])
-    target = _activity(state, "wrapup_done")
-    new = dataclasses.replace(state, activity=target, wrapup_until=None)
-    return _settle(state, new, now, "wrapup_done")
+    return Outcome(new, _state_fact(state, new, "wrapup_done"))
+
+
+def current(state: AgentState, now: float) -> AgentState:
+    """The state at ``now``: a wrap-up whose time is up has ended, idle since its end."""
+    until = state.wrapup_until
+    if (
+        state.activity is Activity.WRAPUP
+        and until is not None
+        and now >= until
+        and state.offer_leg is None
+        and not state.personal
+    ):
+        return dataclasses.replace(
+            state, activity=Activity.IDLE, since=until, idle_since=until, wrapup_until=None
+        )
+    return state
+
+
+def is_free(state: AgentState, now: float) -> bool:
+    """Could be offered a call at ``now``: ready, registered, nothing on the phone."""
+    state = current(state, now)
+    return (
+        state.login is Login.READY
+        and state.registered
+        and state.activity is Activity.IDLE
+        and state.offer_leg is None
+        and not state.personal
+    )
 
 
 def reconcile(
@@ -332,6 +371,7 @@ def reconcile(
     queue leg that is gone ends (wrapup if it was answered); a live channel
     the state did not know becomes a personal call.
     """
+    state = current(state, now)
     live = list(dict.fromkeys(live_channels))
     offer_leg = state.offer_leg if state.offer_leg in live else None
     personal = tuple(u for u in live if u != offer_leg)

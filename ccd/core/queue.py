@@ -96,10 +96,13 @@ class QueueRules:
     moh: str = "local_stream://moh"  # "" = no music
     context: str = "ccd"
     overflow_time: float = 0.0  # seconds from queue entry to the callback offer; 0 = never
+    no_agents: str = "wait"  # nobody logged in who could answer: "wait" | "voicemail"
 
     def __post_init__(self) -> None:
         if self.on_exhausted not in ("voicemail", "hangup"):
             raise ValueError(f"on_exhausted must be voicemail or hangup: {self.on_exhausted!r}")
+        if self.no_agents not in ("wait", "voicemail"):
+            raise ValueError(f"no_agents must be wait or voicemail: {self.no_agents!r}")
         if self.ring_time <= 0 or self.ring_margin < 1:
             raise ValueError("ring_time must be > 0 and ring_margin >= 1")
 
@@ -116,6 +119,7 @@ class QueueRules:
             "moh": self.moh,
             "context": self.context,
             "overflow_time": self.overflow_time,
+            "no_agents": self.no_agents,
         }
 
     @classmethod

@@ -12,12 +12,14 @@ The dispatcher greenlet calls :meth:`CallControl.on_event`, :meth:`on_tick`,
    (desk phones' codes), :mod:`~ccd.engine.presence` (registrations, agents' own calls),
    :mod:`~ccd.engine.dialer` (callback attempts); after a (re)connect
    :mod:`~ccd.engine.resync` reconciles;
-2. the part loads what it needs from Redis (the agent, the call and its hunt),
-3. asks the pure core what to do (:mod:`ccd.core.hunt`, :mod:`ccd.core.presence`,
-   :mod:`ccd.core.routing`, ...),
-4. writes the new state to Redis atomically (agent reservation and presence writes are Lua;
-   the call record is rewritten after every hunt step), and
-5. sends the commands to FreeSWITCH and logs the facts, through the one
+2. the part asks the pure core what to do (:mod:`ccd.core.hunt`, :mod:`ccd.core.presence`,
+   ...) from the daemon's copy of the state (Redis holds the truth; a copy that lost a race
+   is read again),
+3. every Redis read and write the step needs joins the event's unit of work (one round trip,
+   sent once the event is handled, :mod:`ccd.store.batch`; agent reservations, presence
+   compare-and-sets and the matching of calls and agents are one Lua script,
+   :mod:`ccd.store.routing`), and
+4. the commands go to FreeSWITCH and the facts to the log, through the one
    :class:`~ccd.engine.io.CallIo` all parts share.
 
 An event several parts may own (a job result, an answer, a bridge, a hangup) is offered to
@@ -41,17 +43,19 @@ from ccd.engine.dialer import CallbackDialer
 from ccd.engine.disposition import DispositionService
 from ccd.engine.entry import Entry
 from ccd.engine.feature_codes import FeatureCodes
+from ccd.engine.freshness import Freshness
 from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
 from ccd.engine.overflow import Overflow
 from ccd.engine.presence import AgentPresence
 from ccd.engine.reconfigure import Reconfigure
-from ccd.engine.resync import LiveSnapshot, Resync
+from ccd.engine.resync import Resync
 from ccd.store.agent import AgentError, AgentRepository
 from ccd.store.call import CallRepository
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
 from ccd.store.redis_store import RedisUnavailable, Store
+from ccd.store.routing import Routing
 from ccd.store.sticky import StickyStore
 
 log = structlog.get_logger()
@@ -83,7 +87,10 @@ class CallControl:
         self.sticky = sticky
         self.callbacks = callbacks if callbacks is not None else CallbackStore(store)
         self.disposition = disposition
-        self.agents = AgentRepository(store)
+        self.routing = Routing(store, node_id)
+        self.fresh = Freshness()
+        self._parked: list[ev.CallParked] = []  # callers entering in the unit of work
+        self.agents = AgentRepository(store, self.routing)
         self.calls = CallRepository(store)
         routing = config.routing
         self.io = CallIo(
@@ -91,6 +98,7 @@ class CallControl:
             store=store,
             esl=esl,
             agents=self.agents,
+            routing=self.routing,
             node_id=node_id,
             new_uuid=new_uuid,
             rules=presence.PresenceRules(
@@ -99,12 +107,12 @@ class CallControl:
             customers=customers,
             sticky=sticky,
             metrics=metrics,
+            fresh=self.fresh,
         )
         self.hunting = Hunting(
             io=self.io,
             agents=self.agents,
             calls=self.calls,
-            customers=customers,
             disposition=disposition,
             webhook=webhook,
         )
@@ -114,6 +122,7 @@ class CallControl:
             agents=self.agents,
             calls=self.calls,
             hunting=self.hunting,
+            customers=customers,
             sticky=sticky,
             dnc=disposition.dnc if disposition is not None else None,
         )
@@ -123,6 +132,7 @@ class CallControl:
             agents=self.agents,
             callbacks=self.callbacks,
             enqueue=self.entry.enqueue_callback,
+            agent_matched=self.hunting.agent_matched,
             disposition=disposition,
         )
         self.overflow = Overflow(
@@ -137,8 +147,10 @@ class CallControl:
             agents=self.agents,
             calls=self.calls,
             hunting=self.hunting,
+            fresh=self.fresh,
             on_parked=self.entry.on_parked,
             on_feature_code=self.feature_codes.on_feature_code,
+            seed_agents=self.seed_agents,
         )
         self.reconfigurer = Reconfigure(
             config=config,
@@ -154,6 +166,7 @@ class CallControl:
             ev.PromptDone: self._on_prompt,
             ev.JobResult: self._on_job,
             ev.ChannelAnswered: self._on_answered,
+            ev.LegParked: self._on_leg_parked,
             ev.ChannelBridged: self._on_bridged,
             ev.ChannelHangup: self._on_hangup,
             ev.ChannelCreated: self.presence.on_created,
@@ -173,12 +186,24 @@ class CallControl:
 
     # ------------------------------------------------------------------ the dispatcher's calls
     def on_event(self, event: EslEvent, now: float) -> None:
+        """One event; its Redis work joins the unit of work the dispatcher sends with
+        :meth:`flush` once it has handled the events waiting together (one round trip for
+        all of them under load), or sooner when this event needs an earlier one's answer."""
+        if event.name == "BACKGROUND_JOB":
+            job = event.get("Job-UUID")
+            if job and self.resync.on_job(job, event.body or "", now):
+                return
         decoded = ev.from_esl(event)
         if decoded is None:
             return
         handler = self._handlers.get(type(decoded))
         if handler is None:
             return
+        uuid = getattr(decoded, "uuid", None)
+        self.fresh.touch(uuid)
+        entering = self.entry.entering
+        if entering and (uuid in entering or _call_of(decoded) in entering):
+            self.flush()  # the call's entry must be answered before this event is decided
         try:
             handler(decoded, now)
         except RedisUnavailable:
@@ -187,43 +212,92 @@ class CallControl:
             elif isinstance(decoded, ev.ChannelHangup):
                 self.entry.forget(decoded.uuid)
             raise
+        if isinstance(decoded, ev.CallParked):
+            self._parked.append(decoded)
+
+    def flush(self) -> None:
+        """Send the unit of work: everything the events since the last flush wrote and
+        asked. If Redis failed, what they asked is decided again: a caller who was entering
+        their queue gets music now and is queued when Redis answers (Entry.defer)."""
+        parked, self._parked = self._parked, []
+        try:
+            self.io.flush()
+        except RedisUnavailable:
+            self.io.discard()
+            self.entry.entering.clear()
+            for event in parked:
+                self.entry.defer(event)
+            raise
+
+    def on_notified(self, call: str, agent: dict[str, Any], leg: str, job: str, now: float) -> None:
+        """Another daemon reserved an agent for one of this daemon's calls."""
+        self.hunting.on_notified(call, agent, leg, job, now)
+        self.flush()
+
+    def on_redis_lost(self, now: float) -> None:
+        """Redis came back without its data (ccd.store.node): what this daemon knows goes
+        back, agents first (their login, tags and calls), then the calls it hunts, then the
+        configuration's agents; the resync that follows adds the phones' registrations."""
+        agents = self.agents.restore_op(self.io.batch, now)
+        self.flush()
+        self.hunting.rebuild(now)
+        self.flush()
+        self.seed_agents(now)
+        self.dialer.rebuild(now)
+        log.warning("agent.rebuilt", agents=agents)
+
+    def on_notify_gap(self, now: float) -> None:
+        """The notification channel was (re)subscribed: reservations made for our calls
+        while we were not listening are read from Redis instead."""
+        self.hunting.recheck_offers(now)
+        self.flush()
 
     def on_tick(self, now: float) -> None:
-        self.entry.retry_deferred(now)
+        """Deadlines and the periodic work; sent with the events' unit of work."""
+        for parked in self.entry.take_deferred():
+            self._parked.append(parked)  # deferred again if Redis still fails (flush)
+            self.entry.on_parked(parked, now)
         self.dialer.tick(now)
-        self.hunting.on_deadlines(now)
-        self.presence.tick(now)
         self.hunting.tick(now)
 
-    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None:
-        """After (re)connecting: registrations, agents' live channels, orphaned hunts."""
-        self.seed_agents(now)
-        self.resync.on_resync(snapshot, now)
+    def resync_request(self) -> bool:
+        """Ask FreeSWITCH what is live (ccd.engine.resync); False if a resync is under way."""
+        return self.resync.request()
+
+    @property
+    def resync_has_work(self) -> bool:
+        return self.resync.has_work
+
+    def resync_step(self, now: float) -> bool:
+        """The next slice of the reconciliation; False when it is done."""
+        more = self.resync.step(now)
+        self.flush()
+        return more
 
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None:
-        """A bgapi lost with the connection: the originate's fate is unknown.
-
-        Treated like FreeSWITCH refusing the session: the agent is released
-        without blame and tried again shortly; the resync after the reconnect
-        tells whether a leg was left behind.
-        """
+        """A bgapi whose result will never come: FreeSWITCH refused it (``reason`` is its
+        ``-ERR`` reply), or the connection went with it and its fate is unknown."""
         if self.io.fire_job_done(job_uuid, False, reason):
             return
-        if self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
-            return  # a callback attempt: given back (not counted), dialled again later
-        self.hunting.on_job_failed(job_uuid, now)
+        if not self.dialer.on_job(job_uuid, False, "DESTINATION_OUT_OF_ORDER", now):
+            self.hunting.on_job_lost(job_uuid, reason, now)
+        self.flush()
 
     def reconfigure(self, config: Config, now: float) -> list[str]:
         """A reload, on the dispatcher between two events: run with ``config`` from now on,
         without dropping a call or a callback (ccd.engine.reconfigure); returns what it did."""
-        return self.reconfigurer.apply(config, now)
+        done = self.reconfigurer.apply(config, now)
+        self.flush()
+        return done
 
     def call_view(self, uuid: str) -> dict[str, Any] | None:
         record = self.hunting.records.get(uuid) or self.calls.get(uuid)
         if record is None:
             return None
         view = record.to_dict()
-        hunt = view.pop("hunt", {}) or {}
+        live = self.hunting.hunts.get(uuid)
+        hunt = live.to_dict() if live is not None else view.get("hunt") or {}
+        view.pop("hunt", None)
         view["phase"] = hunt.get("phase")
         view["tried"] = hunt.get("tried", [])
         view["ringing_agent"] = hunt.get("agent_id")
@@ -251,6 +325,9 @@ class CallControl:
         if not self.dialer.on_agent_answered(e.uuid, now):
             self.hunting.on_answered(e.uuid, e.variables, now)
 
+    def _on_leg_parked(self, e: ev.LegParked, now: float) -> None:
+        self.hunting.on_leg_parked(e.uuid, e.variables, now)
+
     def _on_bridged(self, e: ev.ChannelBridged, now: float) -> None:
         if not self.dialer.on_bridged(e.uuid, e.other_uuid, now):
             self.hunting.on_bridged(e.uuid, e.other_uuid, now)
@@ -260,3 +337,9 @@ class CallControl:
         self.dialer.on_hangup(e.uuid, now)
         if not self.hunting.on_hangup(e.uuid, e.cause, e.variables, now):
             self.presence.on_hangup(e, now)
+
+
+def _call_of(decoded: Any) -> str | None:
+    """The queue call an event of an agent's leg belongs to (``ccd_call``), if any."""
+    variables = getattr(decoded, "variables", None)
+    return variables.get("ccd_call") if variables else None

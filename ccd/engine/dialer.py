@@ -34,7 +34,7 @@ from ccd.config import Config
 from ccd.config.rules import rules_from_config
 from ccd.core import presence
 from ccd.core.business_hours import in_business_hours
-from ccd.core.callback import Attempt, CallbackRequest, Outcome, Status
+from ccd.core.callback import Attempt, CallbackError, CallbackRequest, Outcome, Status
 from ccd.core.commands import Bridge, Fact, Kill, Originate, quote_var_value
 from ccd.core.routing import candidates
 from ccd.engine.disposition import DispositionService
@@ -42,6 +42,7 @@ from ccd.engine.io import CallIo
 from ccd.store.agent import AgentRepository
 from ccd.store.callback import CallbackStore, LeaseLost
 from ccd.store.redis_store import RedisUnavailable
+from ccd.store.routing import Routing
 
 log = structlog.get_logger()
 
@@ -83,6 +84,7 @@ class CallbackDialer:
         agents: AgentRepository,
         callbacks: CallbackStore,
         enqueue: Callable[[str, CallbackRequest, int, float], None],
+        agent_matched: Callable[[str, Any, str, str, float], None],
         disposition: DispositionService | None = None,
     ) -> None:
         self.config = config
@@ -90,6 +92,8 @@ class CallbackDialer:
         self.agents = agents
         self.callbacks = callbacks
         self.enqueue = enqueue  # a customer who pressed 1 joins the queue (ccd.engine.entry)
+        # An agent routing gave to a waiting caller instead (ccd.engine.hunting).
+        self.agent_matched = agent_matched
         self.disposition = disposition
         self.work: dict[str, Work] = {}  # request id -> attempt in progress
         self.by_job: dict[str, str] = {}
@@ -98,6 +102,18 @@ class CallbackDialer:
         self._last_renew = 0.0
         self._orphans: list[CallbackRequest] | None = None
         self._adopting: dict[str, tuple[str, dict[str, str]]] = {}  # request -> (leg, keys)
+
+    def rebuild(self, now: float) -> None:
+        """Redis lost its data: the requests this daemon is working on are stored again
+        (the others are gone with it: run Redis with appendonly yes)."""
+        kept = 0
+        for work in self.work.values():
+            try:
+                self.callbacks.restore(work.request, self.io.node_id, self.lease_ms)
+                kept += 1
+            except (CallbackError, RedisUnavailable) as exc:
+                log.error("callback.rebuild_failed", callback=work.request.id, error=str(exc))
+        log.warning("callback.rebuilt", requests=kept)
 
     # -- time ----------------------------------------------------------------------------
     @property
@@ -169,12 +185,16 @@ class CallbackDialer:
 
     # -- customer first ------------------------------------------------------------------
     def _customer_first(self, queue: str, now: float) -> None:
-        free = len(self.agents.available_with(self._tags(queue)))
+        free = len(self.agents.available_with(self._tags(queue), now=now))
         slots = free - self._in_progress(queue)
         if slots <= 0 or not self._open(queue, now):
             return
         for request in self._due(queue, now, slots):
-            if request.id in self.work or not self._take(request):
+            if request.id in self.work:
+                continue
+            if self.io.routing.one(Routing.ahead(request.order_key, self._tags(queue)), now):
+                return  # a caller waiting ahead of it by queue order gets the free agent first
+            if not self._take(request):
                 continue
             work = Work(request, "customer_first", "dialing_customer", started=now)
             self.work[request.id] = work
@@ -223,24 +243,31 @@ class CallbackDialer:
         if self._in_progress(queue) or not self._open(queue, now):
             return
         due = self._due(queue, now, 1)
-        free = candidates(self.agents.available_with(self._tags(queue), limit=4), ())
+        free = candidates(self.agents.available_with(self._tags(queue), limit=4, now=now), ())
         if not due or not free:
             return
         request = due[0]
         for agent in free:
-            if not self.agents.reserve(agent.id, request.id, now):
-                continue
+            leg, job = self.io.new_uuid(), self.io.new_uuid()
+            op = Routing.claim(agent.id, request.id, request.order_key, leg, job)
+            result = self.io.routing.one(op, now)
+            if not result:
+                continue  # no longer free
+            if not result.get("request"):
+                # A caller waiting ahead of the request by queue order got the agent.
+                self.agent_matched(agent.id, result, leg, job, now)
+                return
+            self.agents.remember(result["agent"])
             if not self._take(request):
-                self.io.presence(agent.id, lambda s: presence.offer_failed(
-                    s, None, "cancelled", now, self.io.rules))  # fmt: skip
+                self.io.presence(agent.id, lambda s, lg=leg: presence.offer_failed(
+                    s, lg, "cancelled", now, self.io.rules), now)  # fmt: skip
                 return
             work = Work(request, "active", "ringing_agent", agent_id=agent.id, started=now)
             self.work[request.id] = work
-            self._ring_agent(work, agent.extension, now)
+            self._ring_agent(work, agent.extension, now, leg, job)
             return
 
-    def _ring_agent(self, work: Work, extension: str, now: float) -> None:
-        leg, job = self.io.new_uuid(), self.io.new_uuid()
+    def _ring_agent(self, work: Work, extension: str, now: float, leg: str, job: str) -> None:
         work.agent_leg = leg
         work.jobs[job] = "agent"
         self.by_job[job], self.by_leg[leg] = work.request.id, work.request.id
@@ -254,7 +281,6 @@ class CallbackDialer:
         }
         margin = int(self.config.routing.originate_timeout_margin)
         command = Originate(leg, extension, variables, int(ring) + max(1, margin), job)
-        self.io.offer_leg_of(work.agent_id, work.request.id, leg)
         if not self.io.send(command):
             self._agent_missed(work, "not sent", now)  # frees the agent, gives the request back
             return
@@ -363,7 +389,7 @@ class CallbackDialer:
         work.phase = "dialing_customer"
         if work.agent_id and work.agent_leg:
             leg = work.agent_leg
-            self.io.presence(work.agent_id, lambda s: presence.answered(s, leg, now))
+            self.io.presence(work.agent_id, lambda s: presence.answered(s, leg, now), now)
         self._dial_customer(work, "&park()", now)
 
     def _agent_missed(self, work: Work, cause: str, now: float) -> None:
@@ -371,7 +397,7 @@ class CallbackDialer:
         if work.agent_id:
             leg = work.agent_leg
             self.io.presence(work.agent_id, lambda s: presence.offer_failed(
-                s, leg, "no_answer", now, self.io.rules))  # fmt: skip
+                s, leg, "no_answer", now, self.io.rules), now)  # fmt: skip
         log.info("callback.agent_no_answer", callback=work.request.id, cause=cause)
         self._give_back(work, now)
 

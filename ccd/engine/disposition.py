@@ -69,6 +69,7 @@ from ccd.core.disposition_actions import DispositionSettings
 from ccd.core.numbers import try_normalize
 from ccd.core.report import zone
 from ccd.engine.disposition_actions import Applied, DispositionActions
+from ccd.store.batch import Batch
 from ccd.store.call import FINISHED_TTL_MS, CallRecord, CallRepository
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
@@ -82,6 +83,21 @@ log = structlog.get_logger()
 
 #: How long a finished call can still be given codes by its agent (as the call records).
 CALL_INFO_TTL_MS = FINISHED_TTL_MS
+
+
+_LUA_REMEMBER = r"""
+-- KEYS[1] the call's info, KEYS[2] its agent's last-call pointer ("" none),
+-- KEYS[3] the number's contact history ("" none).
+-- ARGV[1] info bytes, ARGV[2] ttl ms, ARGV[3] call uuid, ARGV[4] history entry bytes,
+-- ARGV[5] history length kept. 1 the first time (the entry was added), else 0.
+if not redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2]) then return 0 end
+if KEYS[2] ~= "" then redis.call("SET", KEYS[2], ARGV[3], "PX", ARGV[2]) end
+if KEYS[3] ~= "" and ARGV[4] ~= "" then
+  redis.call("LPUSH", KEYS[3], ARGV[4])
+  redis.call("LTRIM", KEYS[3], 0, tonumber(ARGV[5]) - 1)
+end
+return 1
+"""
 
 
 class NoCall(DispositionError):
@@ -168,6 +184,7 @@ class DispositionService:
         self.dnc = DncList(store, time_scale=config.daemon.time_scale, clock=now)
         self._calls = CallRepository(store)
         self._keys = store.keys
+        store.scripts.register("disposition_remember", _LUA_REMEMBER, prelude=False)
         self.apply_config(config)
 
     def apply_config(self, config: Config) -> None:
@@ -198,10 +215,18 @@ class DispositionService:
         )
 
     # ------------------------------------------------------------------ finished calls
-    def call_finished(self, record: CallRecord, facts: Sequence[Fact], now: float) -> None:
+    def call_finished(
+        self, record: CallRecord, facts: Sequence[Fact], now: float, batch: Batch | None = None
+    ) -> None:
         """A queue call ended (``ccd.engine.hunting``). ``facts``: the hunt's facts of the
         call (agent.no_answer, call.abandoned, call.voicemail...), as many as the caller kept;
-        ``record.status`` is the hunt's result."""
+        ``record.status`` is the hunt's result. Everything joins ``batch``, the hangup's
+        unit of work (no round trip of its own); without one it is written at once."""
+        if batch is None:
+            own = self.store_batch()
+            self.call_finished(record, facts, now, own)
+            self._guard("write", record.uuid, own.execute)
+            return
         result = _result(record.status, facts)
         number = try_normalize(record.caller_number)
         agent = record.agent if result == "bridged" else None  # a ringing offer is not a talk
@@ -210,7 +235,6 @@ class DispositionService:
         if result == "abandoned" and record.entered_at:
             wait = max(0.0, (record.ended_at or now) - record.entered_at)
         info = CallInfo(record.uuid, number, agent, queue, "inbound", now)
-        first = self._guard("remember", record.uuid, self._remember, info)
         auto = automatic_disposition(
             CallFacts(result=result, agent_outcomes=_agent_outcomes(facts), wait=wait),
             self.codes,
@@ -220,10 +244,9 @@ class DispositionService:
             queue=queue,
             number=number,
         )
-        if auto is not None:
-            self._guard("record", record.uuid, self.actions.apply, auto, now)
-        if number is not None and first is not False:
-            entry: dict[str, Any] = {
+        entry: dict[str, Any] | None = None
+        if number is not None:
+            entry = {
                 "at": record.entered_at or now,
                 "ended_at": now,
                 "direction": "inbound",
@@ -235,7 +258,9 @@ class DispositionService:
             }
             if wait is not None:
                 entry["wait"] = round(wait, 3)
-            self._guard("history", record.uuid, self._add_contact, number, entry)
+        self._guard("remember", record.uuid, self._remember_op, batch, info, entry)
+        if auto is not None:
+            self._guard("record", record.uuid, self.actions.apply_op, batch, auto, now)
 
     def outside_call_finished(
         self,
@@ -258,7 +283,6 @@ class DispositionService:
         if not answered:
             customer_cause = cause if cause and cause.upper() != "SUCCESS" else "NO_ANSWER"
         info = CallInfo(uuid, normalized, agent_id, None, "outbound", now)
-        first = self._guard("remember", uuid, self._remember, info)
         auto = automatic_disposition(
             CallFacts(
                 result="bridged" if answered else "unanswered", customer_cause=customer_cause
@@ -269,9 +293,8 @@ class DispositionService:
             agent=agent_id,
             number=normalized,
         )
-        if auto is not None:
-            self._guard("record", uuid, self.actions.apply, auto, now)
-        if normalized is not None and first is not False:
+        entry: dict[str, Any] | None = None
+        if normalized is not None:
             outcome = "answered" if answered else (auto.codes[0] if auto else "unanswered")
             entry = {
                 "at": now - max(0, int(billsec or 0)),
@@ -284,7 +307,11 @@ class DispositionService:
                 "codes": list(auto.codes) if auto else [],
                 "billsec": max(0, int(billsec or 0)),
             }
-            self._guard("history", uuid, self._add_contact, normalized, entry)
+        batch = self.store_batch()
+        self._guard("remember", uuid, self._remember_op, batch, info, entry)
+        if auto is not None:
+            self._guard("record", uuid, self.actions.apply_op, batch, auto, now)
+        self._guard("write", uuid, batch.execute)
 
     # ------------------------------------------------------------------ codes from people
     def agent_code(
@@ -440,22 +467,42 @@ class DispositionService:
             return info
         raise NoCall("no call named")
 
-    def _remember(self, info: CallInfo) -> bool:
-        """Store the call's info (once) and point its agent at it; True the first time."""
-        with unavailable_as_domain_error("disposition remember"):
-            pipe = self.store.client.pipeline(transaction=True)
-            pipe.set(
-                self._keys.disposition_info(info.call_uuid),
-                self.store.codec.encode(info.to_dict()),
-                nx=True,
-                px=CALL_INFO_TTL_MS,
-            )
-            if info.agent:
-                pipe.set(
-                    self._keys.disposition_last(info.agent), info.call_uuid, px=CALL_INFO_TTL_MS
-                )
-            first = pipe.execute()[0]
-        return bool(first)
+    def store_batch(self) -> Batch:
+        """A unit of work of this service's own (a code set from the CLI, the API, a phone)."""
+        return Batch(self.store.client, self.store.scripts, None)
+
+    def _remember_op(
+        self,
+        batch: Batch,
+        info: CallInfo,
+        entry: dict[str, Any] | None,
+        then: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Store the call's info once, point its agent at it and, the first time only, add
+        ``entry`` to the number's contact history (a call finished twice, by a daemon
+        resuming a half-finished one, is one contact)."""
+        contacts, data = "", b""
+        if entry is not None and info.number is not None and self.customers is not None:
+            contacts = self._keys.contacts(info.number)
+            data = self.customers.contact_bytes(entry)
+        keys = [
+            self._keys.disposition_info(info.call_uuid),
+            self._keys.disposition_last(info.agent) if info.agent else "",
+            contacts,
+        ]
+        args = [
+            self.store.codec.encode(info.to_dict()),
+            CALL_INFO_TTL_MS,
+            info.call_uuid,
+            data,
+            self.customers.history_max if self.customers is not None else 1,
+        ]
+
+        def done(first: int) -> None:
+            if then is not None:
+                then(bool(first))
+
+        batch.script("disposition_remember", keys, args, done)
 
     def _add_contact(self, number: str, entry: dict[str, Any]) -> None:
         if self.customers is not None:

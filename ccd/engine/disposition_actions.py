@@ -46,6 +46,7 @@ from ccd.core.disposition_actions import (
     plan_actions,
 )
 from ccd.core.queue import queue_order_key
+from ccd.store.batch import Batch
 from ccd.store.callback import CallbackStore
 from ccd.store.dnc import DncList
 from ccd.store.redis_store import RedisUnavailable, Store, unavailable_as_domain_error
@@ -96,10 +97,24 @@ class DispositionActions:
     def apply(self, disposition: Disposition, now: float) -> Applied:
         """Record the codes (idempotent) and run the actions of those that are new."""
         new = self.reports.record(disposition)
-        if not new:
-            carried = self.reports.codes_of(disposition.call_uuid)
-            return Applied(disposition.call_uuid, disposition.codes, (), carried, ())
         carried = self.reports.codes_of(disposition.call_uuid)
+        return self.act(disposition, new, carried, now)
+
+    def apply_op(self, batch: Batch, disposition: Disposition, now: float) -> None:
+        """:meth:`apply` for a call that just ended, its record in ``batch`` (the hangup's
+        unit of work): it carries no other code yet, so the new ones are all it carries."""
+
+        def recorded(new: tuple[str, ...]) -> None:
+            self.act(disposition, new, new, now)
+
+        self.reports.record_op(batch, disposition, recorded)
+
+    def act(
+        self, disposition: Disposition, new: tuple[str, ...], carried: tuple[str, ...], now: float
+    ) -> Applied:
+        """Run the actions of the codes ``new`` to the call (``carried``: all it has)."""
+        if not new:
+            return Applied(disposition.call_uuid, disposition.codes, (), carried, ())
         planned = plan_actions(disposition, self.codes, self.settings, new=new, all_codes=carried)
         lines = []
         for action in planned:

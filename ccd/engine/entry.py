@@ -2,22 +2,26 @@
 
 The main number parks a moment for the direct-callback look-up (R-STICKY): a caller an agent
 recently called goes to that agent first, everyone else on to the IVR menu. A call parked by
-a queue extension then becomes a call record in Redis (the customer looked up for the
-screen-pop, the queue's and the customer's tags, VIP priority) and its hunt starts. With
-Redis down a caller gets music at once and is queued as soon as Redis answers again.
+a queue extension gets music at once and enters its queue in ONE round trip: the customer and
+the contact history (the screen-pop) are read, and the routing script takes the call's lease,
+stores its record, applies the customer's VIP priority and language tag, and reserves the
+first free agent or puts the call in its waiting list (:mod:`ccd.store.routing`). The
+originate follows as soon as the answer comes. With Redis down a caller gets music at once
+and is queued as soon as Redis answers again.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import structlog
 
 from ccd.config import Config
 from ccd.core import events as ev
 from ccd.core.callback import CallbackRequest
-from ccd.core.customer import Customer, implied_tags
+from ccd.core.commands import sanitize_caller_name
+from ccd.core.customer import LANGUAGE_TAG_PREFIX, VIP_PRIORITY_BOOST, Customer, implied_tags
 from ccd.core.hunt import Hunt
 from ccd.core.queue import QueueRules
 from ccd.core.screenpop import caller_id_name
@@ -26,14 +30,13 @@ from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRecord, CallRepository
+from ccd.store.customer import CustomerStore
 from ccd.store.dnc import DncList
 from ccd.store.redis_store import RedisUnavailable
+from ccd.store.routing import Routing
 from ccd.store.sticky import StickyStore
 
 log = structlog.get_logger()
-
-#: Priority points a VIP customer's call gains in its queue.
-VIP_PRIORITY_BOOST = 10
 
 
 class Entry:
@@ -45,6 +48,7 @@ class Entry:
         agents: AgentRepository,
         calls: CallRepository,
         hunting: Hunting,
+        customers: CustomerStore | None = None,
         sticky: StickyStore | None = None,
         dnc: DncList | None = None,
     ) -> None:
@@ -53,9 +57,14 @@ class Entry:
         self.agents = agents
         self.calls = calls
         self.hunting = hunting
+        self.customers = customers
         self.sticky = sticky
         self.dnc = dnc
         self._deferred: dict[str, ev.CallParked] = {}  # callers parked while Redis was down
+        #: Calls whose entry waits for Redis's answer in the unit of work: an event about one
+        #: of them has the unit of work sent first (ccd.engine.control).
+        self.entering: set[str] = set()
+        self._music: set[str] = set()  # deferred callers who already hear music
 
     def queue_rules(self, queue: str, channel_tags: Iterable[str]) -> QueueRules:
         routing = self.config.routing
@@ -71,6 +80,7 @@ class Entry:
             moh=routing.moh,
             context=self.config.daemon.dialplan_context,
             overflow_time=q.overflow_time if q else 0.0,
+            no_agents=q.no_agents if q else "wait",
         )
 
     # ------------------------------------------------------------------ Redis down
@@ -83,18 +93,21 @@ class Entry:
         if parked.uuid in self._deferred:
             return
         self._deferred[parked.uuid] = parked
-        if self.config.routing.moh:
+        if parked.uuid not in self._music and self.config.routing.moh:
+            self._music.add(parked.uuid)
             self.io.send_api(f"uuid_broadcast {parked.uuid} {self.config.routing.moh} aleg")
         log.warning("call.queue_deferred", call=parked.uuid, queue=parked.queue)
 
     def forget(self, uuid: str) -> None:
         """The caller hung up: a deferred entry is dropped."""
         self._deferred.pop(uuid, None)
+        self._music.discard(uuid)
 
-    def retry_deferred(self, now: float) -> None:
-        for uuid, parked in list(self._deferred.items()):
-            self.on_parked(parked, now)  # RedisUnavailable propagates: try next tick
-            self._deferred.pop(uuid, None)
+    def take_deferred(self) -> list[ev.CallParked]:
+        """The callers deferred so far, to enter again (deferred anew if Redis still fails)."""
+        waiting = list(self._deferred.values())
+        self._deferred.clear()
+        return waiting
 
     # ------------------------------------------------------------------ the main number
     def on_entry(self, e: ev.EntryParked, now: float) -> None:
@@ -169,17 +182,18 @@ class Entry:
     ) -> None:
         if uuid in self.hunting.hunts:
             return  # parked again (after a bridge ended, a transfer): already ours
-        if not self.io.lease(f"call.{uuid}"):
-            return  # another daemon took this caller
-        customer = self.io.customer(caller_number)
-        # Contacts are recorded for known customers only (see Hunting._finish).
-        history = self.io.history(caller_number) if customer is not None else []
-        rules = self._with_implied_tags(self.queue_rules(queue, tags), customer)
-        priority = self._priority(queue, customer) + boost
-        template = self.config.routing.caller_id_template
-        args = (template, customer, caller_name, caller_number, queue)
-        display = caller_id_name(*args, history=history)
+        rules = self.queue_rules(queue, tags)
+        q = self.config.queues.get(queue)
+        priority = (q.priority if q else 0) + boost
         entered = now if entered_at is None else entered_at
+        hunt = Hunt(
+            uuid,
+            rules,
+            caller_number=caller_number,
+            priority=priority,
+            entered_at=entered,
+            preferred=preferred,
+        )
         record = CallRecord(
             uuid=uuid,
             queue=queue,
@@ -189,47 +203,99 @@ class Entry:
             tags=list(rules.required_tags),
             entered_at=entered,
             priority=priority,
-            customer=None if customer is None else customer.to_dict(),
             node=self.io.node_id,
         )
-        hunt = Hunt(
-            uuid,
-            rules,
-            self.io.new_uuid,
-            caller_number=caller_number,
-            caller_display=display,
-            priority=priority,
-            entered_at=entered,
-            preferred=preferred,
-            preferred_display=caller_id_name(*args, direct=True, history=history)
-            if preferred
-            else "",
-        )
+        start = hunt.start(now)
+        for command in start.commands:  # music at once, before Redis answers
+            self.io.send(command)
         record.hunt = hunt.to_dict()
-        if not self.calls.create(record, hunt.order_key):
-            return  # known already (a second park of the same caller)
-        self.hunting.start(hunt, record, now)
+        batch = self.io.batch
+        screen = _ScreenPop()
+        number = self.customers.normalize(caller_number) if self.customers else None
+        if number is not None:
+            self.customers.lookup_op(batch, number, screen.found)
+            if self.sticky is not None:
+                batch.command("EXISTS", self.sticky_key(number), then=screen.bound)
+        leg, job = self.io.new_uuid(), self.io.new_uuid()
+        op = Routing.enter(
+            uuid,
+            self.calls.encode(record),
+            queue,
+            priority,
+            entered,
+            vip_boost=VIP_PRIORITY_BOOST,
+            language_prefix=LANGUAGE_TAG_PREFIX,
+            number=number or "",
+            leg=leg,
+            job=job,
+            preferred=preferred or "",
+            tags=rules.required_tags,
+        )
 
-    def _priority(self, queue: str, customer: Customer | None) -> int:
-        """VIP customers wait ahead of others (DESIGN: priority first, then arrival)."""
-        q = self.config.queues.get(queue)
-        base = q.priority if q else 0
-        return base + (VIP_PRIORITY_BOOST if customer is not None and customer.vip else 0)
+        def entered_queue(result: Mapping[str, Any]) -> None:
+            self.entering.discard(uuid)
+            self._entered(hunt, record, screen, result, leg, job, now)
 
-    def _with_implied_tags(self, rules: QueueRules, customer: Customer | None) -> QueueRules:
-        """Add the tags the customer implies (a language) when some agent carries them.
+        self.entering.add(uuid)
+        batch.route(op, now, entered_queue)
 
-        Nobody carrying them would send the caller to voicemail at once; routing on
-        the queue's own tags is the better service then, and it is logged.
-        """
-        extra = implied_tags(customer) - set(rules.required_tags)
-        if not extra:
-            return rules
-        wanted = tuple(sorted({*rules.required_tags, *extra}))
-        if not self.agents.count_with(wanted, logged_in=False):
-            log.info("call.implied_tags_ignored", queue=rules.name, tags=sorted(extra))
-            return rules
-        return dataclasses.replace(rules, required_tags=wanted)
+    def sticky_key(self, number: str) -> str:
+        return self.calls.keys.sticky(number)
+
+    def _entered(
+        self,
+        hunt: Hunt,
+        record: CallRecord,
+        screen: _ScreenPop,
+        result: Mapping[str, Any],
+        leg: str,
+        job: str,
+        now: float,
+    ) -> None:
+        state = result.get("s")
+        if state == "taken":
+            log.info("call.taken_elsewhere", call=record.uuid, queue=record.queue)
+            return
+        if state == "known":
+            return  # a second park of a call already recorded: resync resumes it
+        self._music.discard(record.uuid)
+        customer, history = screen.customer, screen.history
+        tags = list(result.get("tags") or ())
+        wanted = implied_tags(customer) - set(record.tags)
+        if wanted and not wanted <= set(tags):
+            log.info("call.implied_tags_ignored", call=record.uuid, queue=record.queue,
+                     tags=sorted(wanted))  # fmt: skip
+        template = self.config.routing.caller_id_template
+        args = (template, customer, record.caller_name, record.caller_number, record.queue)
+        hunt.caller_display = sanitize_caller_name(caller_id_name(*args, history=history))
+        if hunt.preferred:
+            hunt.preferred_display = sanitize_caller_name(
+                caller_id_name(*args, direct=True, history=history)
+            )
+        record.customer = None if customer is None else customer.to_dict()
+        record.priority, record.tags, record.sticky = int(result["prio"]), tags, screen.sticky
+        self.hunting.adopt(hunt, record, history)
+        self.hunting.drive(hunt, hunt.on_entered(record.priority, tags), now)
+        if result.get("fallback"):
+            self.hunting.drive(hunt, hunt.on_sticky_fallback(), now)
+        self.hunting.matched(hunt, leg, job, result, now)
+
+
+class _ScreenPop:
+    """What the entry step read about the caller, filled in as the batch answers."""
+
+    __slots__ = ("customer", "history", "sticky")
+
+    def __init__(self) -> None:
+        self.customer: Customer | None = None
+        self.history: list[dict[str, Any]] = []
+        self.sticky = False
+
+    def found(self, customer: Customer | None, history: list[dict[str, Any]]) -> None:
+        self.customer, self.history = customer, history
+
+    def bound(self, exists: int) -> None:
+        self.sticky = bool(exists)
 
 
 def _arrival(value: str | None, now: float) -> float:

@@ -61,7 +61,7 @@ class FeatureCodes:
             log.info(event, agent=agent.id, action=e.action, result=said)
         elif e.action in ("login", "logout", "break", "ready"):
             try:
-                self.io.presence(agent.id, lambda s: presence.set_login(s, e.action, now))
+                self.io.presence(agent.id, lambda s: presence.set_login(s, e.action, now), now)
                 ok = True
             except presence.IllegalTransition as exc:
                 log.info(

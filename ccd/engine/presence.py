@@ -4,7 +4,7 @@ Queue calls change an agent's presence in :mod:`ccd.engine.hunting`; everything 
 desk phone does is followed here: a phone registering or not, a personal call starting or
 ending (the agent is busy meanwhile), and the end of an agent's own call to a customer
 (marked ``ccd_outbound`` by the dialplan), which feeds sticky bindings (R-STICKY) and
-dispositions (R-DISPO). Wrap-up ends when its deadline passes, checked on every tick.
+dispositions (R-DISPO).
 """
 
 from __future__ import annotations
@@ -29,25 +29,27 @@ class AgentPresence:
     def on_registered(self, e: ev.PhoneRegistered, now: float) -> None:
         agent = self.io.agent_for(e.extension)
         if agent is not None and not agent.state.registered:
-            self.io.presence(agent.id, lambda s: presence.set_registered(s, True, now))
+            self.io.presence(agent.id, lambda s: presence.set_registered(s, True, now), now)
 
     def on_unregistered(self, e: ev.PhoneUnregistered, now: float) -> None:
         agent = self.io.agent_for(e.extension)
         if agent is not None and agent.state.registered:
-            self.io.presence(agent.id, lambda s: presence.set_registered(s, False, now))
+            self.io.presence(agent.id, lambda s: presence.set_registered(s, False, now), now)
 
     def on_created(self, e: ev.ChannelCreated, now: float) -> None:
         if e.variables.get("ccd_call"):
             return  # our own offer leg; presence already knows it
         agent = self.io.agent_for(e.extension)
         if agent is not None:
-            self.io.presence(agent.id, lambda s: presence.personal_call(s, e.uuid, now))
+            self.io.presence(agent.id, lambda s: presence.personal_call(s, e.uuid, now), now)
 
     def on_hangup(self, e: ev.ChannelHangup, now: float) -> None:
         """A call on an agent's phone that was no queue call ended."""
         agent = self.io.agent_for(e.extension)
         if agent is not None:
-            self.io.presence(agent.id, lambda s: presence.call_ended(s, e.uuid, now, self.io.rules))
+            self.io.presence(
+                agent.id, lambda s: presence.call_ended(s, e.uuid, now, self.io.rules), now
+            )
             if e.variables.get("ccd_outbound") == "true":
                 self._outside_call_ended(agent, e, now)
 
@@ -72,9 +74,3 @@ class AgentPresence:
                 agent.id, number, answered, billsec, now, call_uuid=e.uuid,
                 cause=disposition or None,
             )  # fmt: skip
-
-    def tick(self, now: float) -> None:
-        for agent_id, until in list(self.io.wrapups.items()):
-            if now >= until:
-                self.io.wrapups.pop(agent_id, None)
-                self.io.presence(agent_id, lambda s: presence.tick(s, now))

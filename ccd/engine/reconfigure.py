@@ -20,7 +20,6 @@ configuration to run with (already checked, restart-only settings already kept: 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from typing import Any
 
@@ -75,7 +74,6 @@ class Reconfigure:
         except RedisUnavailable as exc:  # the next resync seeds them (ccd.engine.control)
             log.warning("config.agents_not_synced", error=str(exc))
             done.append("agents: not synced yet (Redis unavailable), at the next resync")
-        self.io.dirty = True  # new agents or tags may take waiting calls now
         return done
 
     def _hunts(self, config: Config) -> int:
@@ -98,9 +96,7 @@ class Reconfigure:
             hunt.rules = rules
             record = self.hunting.records.get(hunt.call_uuid)
             if record is not None:
-                record.hunt = hunt.to_dict()
-                with contextlib.suppress(RedisUnavailable):  # saved again at its next step
-                    self.hunting.calls.save(record)
+                self.hunting.save(record, hunt)  # in the reload's unit of work
             updated += 1
         if kept:
             log.warning("config.queue_removed_with_calls", calls=kept)
@@ -120,6 +116,11 @@ class Reconfigure:
                     retagged.append(agent_id)
             except AgentError as exc:
                 log.error("agent.config_conflict", agent=agent_id, error=str(exc))
+        for agent_id in (*added, *retagged):
+            # New agents or tags may take waiting calls now (routing checks they are free).
+            agent = self.agents.cached(agent_id)
+            if agent is not None:
+                self.hunting.agent_free(agent, now)
         lines = []
         if added:
             lines.append(f"agents created: {', '.join(added)}")

@@ -1,41 +1,88 @@
 """Resync: after every (re)connect, and periodically, reconcile with what FreeSWITCH has live.
 
-The daemon reads ``show channels as json`` and the registrations into a
-:class:`LiveSnapshot`. Agents' registrations and calls are reconciled with it (a call that
-ended while nobody listened frees its agent); every live call record in Redis whose lease is
-free is resumed (a crashed daemon's calls are taken over once their leases expire); and a
-channel parked while no daemon listened, a caller or a desk phone's feature code, is adopted
-as if its event had just come.
+Theory of operation
+-------------------
+FreeSWITCH's ``show channels`` and ``show registrations`` come from its core database, written
+100-300 ms after the events (measured on a real 1.10.12): a snapshot is always older than the
+freshest events. So a resync never overrules what events said more recently (issue 9,
+defect 2):
+
+* the snapshot is asked for with ``bgapi`` (the dispatcher never waits for it), and the
+  moment it was asked is kept;
+* anything events touched within ``FRESH`` seconds before that moment (a call, a leg, an
+  agent: :class:`Freshness`) is left out of the comparison: its events are newer;
+* a disagreement left over is confirmed with FreeSWITCH's live session table
+  (``uuid_exists``, no database lag) before it is acted on, and acted on only if no event
+  touched the thing meanwhile.
+
+The work is cut in slices (``SLICE`` agents or calls at a time) that the dispatcher runs
+between events, so 20,000 agents never stall it. What is reconciled:
+
+* agents: the phone registered or not; a queue leg or personal call the agent record holds
+  that FreeSWITCH no longer has (the call ended while nobody listened); a channel on the
+  phone nobody knew of (a personal call);
+* calls: every call this daemon hunts, and every live call record in Redis whose daemon has
+  stopped beating (taken over: ccd.store.node), checked against the live channels; a call
+  parked while no daemon listened (a caller, or a desk phone's feature code) is adopted, its
+  variables read with ``eval``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
-from ccd.adapters.esl_connection import EslError
 from ccd.core import events as ev
 from ccd.core import presence
 from ccd.core.commands import is_uuid
-from ccd.core.hunt import Hunt, Phase
+from ccd.core.hunt import Hunt, Phase, Step
+from ccd.engine.freshness import FRESH, Freshness
 from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
-from ccd.store.agent import AgentRepository
+from ccd.store.agent import AgentPhone, AgentRepository
 from ccd.store.call import CallRepository
+from ccd.store.routing import Routing
 
 log = structlog.get_logger()
+
+#: Agents, calls or channels reconciled per dispatcher step.
+SLICE = 256
+#: A snapshot whose answer has not come after this many real seconds is asked again.
+STALE_REQUEST = 30.0
+#: Channel variables read from a channel parked while nobody listened.
+_ADOPT_VARS = ("ccd_call", "ccd_queue", "ccd_tags", "ccd_action", "ccd_agent_ext",
+               "ccd_digits", "ccd_dialed", "ccd_arrived", "ccd_direct_agent")  # fmt: skip
 
 
 @dataclass(slots=True)
 class LiveSnapshot:
-    """What FreeSWITCH said was live at the last resync."""
+    """What FreeSWITCH said was live, and when it was asked (monotonic)."""
 
     channels: list[dict[str, Any]] = field(default_factory=list)
     registrations: list[dict[str, str]] = field(default_factory=list)
-    at: float = 0.0
+    asked: float = 0.0
+
+    @property
+    def live(self) -> set[str]:
+        return {str(row.get("uuid", "")) for row in self.channels}
+
+
+def parse_rows(body: str) -> list[dict[str, Any]] | None:
+    """``show ... as json`` -> rows; FreeSWITCH omits "rows" when there are none. None when
+    the answer is not such a document (an -ERR, a truncated body)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    rows = data.get("rows", [])
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else None
 
 
 class Resync:
@@ -46,110 +93,313 @@ class Resync:
         agents: AgentRepository,
         calls: CallRepository,
         hunting: Hunting,
+        fresh: Freshness,
         on_parked: Callable[[ev.CallParked, float], None],
         on_feature_code: Callable[[ev.FeatureCode, float], None],
+        seed_agents: Callable[[float], None],
     ) -> None:
         self.io = io
         self.agents = agents
         self.calls = calls
         self.hunting = hunting
+        self.fresh = fresh
         self.on_parked = on_parked
         self.on_feature_code = on_feature_code
+        self.seed_agents = seed_agents
+        self._asked: dict[str, str] = {}  # job -> "channels" | "registrations"
+        self._answers: dict[str, list[dict[str, Any]]] = {}
+        self._asked_at = 0.0
+        self._work: Iterator[None] | None = None
+        self._checks: dict[str, Callable[[str], None]] = {}  # job -> what its answer decides
+        self._resumed: set[str] = set()  # calls taken over in this reconciliation
+        self._now = 0.0
+        self._steps, self._longest = 0, 0.0  # of the reconciliation under way
+        self.last: LiveSnapshot | None = None
+        #: Called with the snapshot once a reconciliation is complete (the daemon is synced).
+        self.on_done: Callable[[LiveSnapshot], None] | None = None
 
-    def on_resync(self, snapshot: LiveSnapshot, now: float) -> None:
-        """Registrations, agents' live channels, orphaned hunts, channels left parked."""
-        registered = {str(r.get("reg_user", "")) for r in snapshot.registrations}
-        live = {str(row.get("uuid", "")) for row in snapshot.channels}
+    # ------------------------------------------------------------------ asking
+    @property
+    def busy(self) -> bool:
+        return bool(self._asked) or self._work is not None
+
+    @property
+    def has_work(self) -> bool:
+        """A reconciliation is under way: the dispatcher runs its next slice soon."""
+        return self._work is not None
+
+    def request(self) -> bool:
+        """Ask FreeSWITCH what is live (answers come as jobs); False if one is under way."""
+        if self.busy and time.monotonic() - self._asked_at < STALE_REQUEST:
+            return False
+        self._asked, self._answers, self._work = {}, {}, None
+        self._asked_at = time.monotonic()
+        self.fresh.prune(self._asked_at - 10 * FRESH)
+        for what in ("channels", "registrations"):
+            job = self.io.new_uuid()
+            self._asked[job] = what
+            if not self.io.bgapi(f"show {what} as json", job, track=False):
+                self._asked = {}
+                return False
+        return True
+
+    def on_job(self, job: str, body: str, now: float) -> bool:
+        """A BACKGROUND_JOB: True if it answered one of the resync's questions."""
+        what = self._asked.pop(job, None)
+        if what is not None:
+            rows = parse_rows(body)
+            if rows is None:
+                log.warning("daemon.resync_failed", error=f"show {what}: {body[:120]!r}")
+                self._asked, self._answers = {}, {}
+                return True
+            self._answers[what] = rows
+            if not self._asked:
+                snapshot = LiveSnapshot(
+                    self._answers["channels"], self._answers["registrations"], self._asked_at
+                )
+                self._answers = {}
+                self.last = snapshot
+                self._work = self._reconcile(snapshot, now)
+            return True
+        check = self._checks.pop(job, None)
+        if check is not None:
+            check(body.strip())
+            return True
+        return False
+
+    def step(self, now: float) -> bool:
+        """Run the next slice of the reconciliation; False when it is done (or none)."""
+        if self._work is None:
+            return False
+        self._now = now
+        started = time.perf_counter()
+        try:
+            next(self._work)
+        except StopIteration:
+            self._work = None
+            return False
+        finally:
+            self._steps += 1
+            self._longest = max(self._longest, time.perf_counter() - started)
+        return True
+
+    # ------------------------------------------------------------------ reconciling
+    def _reconcile(self, snap: LiveSnapshot, now: float) -> Iterator[None]:
+        self._now = now
+        self._steps, self._longest = 0, 0.0
+        self.seed_agents(now)
+        yield
+        registered = {str(r.get("reg_user", "")) for r in snap.registrations}
         per_ext: dict[str, list[str]] = {}
-        for row in snapshot.channels:
+        for row in snap.channels:
             ext = ev.extension_of_channel_name(str(row.get("name", "")))
             if ext:
                 per_ext.setdefault(ext, []).append(str(row.get("uuid", "")))
-        for agent in self.agents.all():
-            if agent.state.registered != (agent.extension in registered):
-                self.io.presence(
-                    agent.id,
-                    lambda s, a=agent: presence.set_registered(s, a.extension in registered, now),
-                )
-            self.io.presence(
-                agent.id,
-                lambda s, a=agent: presence.reconcile(
-                    s, per_ext.get(a.extension, []), now, self.io.rules
-                ),
-            )
-        for call_uuid in self.calls.live():
-            self._resume(call_uuid, live, now)
-        for row in snapshot.channels:
-            if row.get("application") == "park" and str(row.get("uuid")) not in self.hunting.hunts:
-                self._adopt_parked(row, now)
-        self.io.dirty = True
+        live = snap.live
+        ids = self.agents.ids()
+        for start in range(0, len(ids), SLICE):
+            ours = self.hunting.legs.keys() | self.hunting.hunts.keys()
+            for phone in self.agents.phones(ids[start : start + SLICE]):
+                on_phone = per_ext.get(phone.extension, ())
+                if phone.calls or on_phone or phone.registered != (phone.extension in registered):
+                    self._agent(phone, registered, on_phone, snap, ours)
+            yield
+        known = set(self.hunting.hunts)
+        orphans = [c for c in self.calls.live() if c not in known]
+        for start in range(0, len(orphans), SLICE):
+            for call in orphans[start : start + SLICE]:
+                self._take_over(call)
+            yield
+        hunts = list(self.hunting.hunts.values())
+        for start in range(0, len(hunts), SLICE):
+            for hunt in hunts[start : start + SLICE]:
+                self._call(hunt, live, snap)
+            yield
+        parked = [row for row in snap.channels if row.get("application") == "park"]
+        for start in range(0, len(parked), SLICE):
+            for row in parked[start : start + SLICE]:
+                self._parked(row, snap)
+            yield
+        self._resumed.clear()
+        # The longest step is how long this resync held the dispatcher at once (the
+        # last one is still running: it is counted when the next reconciliation starts).
+        log.info("daemon.resynced", channels=len(snap.channels),
+                 registrations=len(snap.registrations), agents=len(ids), steps=self._steps,
+                 longest_step_ms=round(self._longest * 1000, 2))  # fmt: skip
+        if self.on_done is not None:
+            self.on_done(snap)
 
-    def _adopt_parked(self, row: dict[str, Any], now: float) -> None:
-        """A channel parked while no daemon listened (down, or FreeSWITCH reconnecting):
-        a caller waiting for a queue, or a desk phone waiting for a feature code's answer.
-        Its variables tell which; without this it would wait for the dialplan's timeouts."""
-        uuid = str(row.get("uuid", ""))
-        if not is_uuid(uuid) or self.calls.get(uuid) is not None:
+    def _agent(
+        self,
+        phone: AgentPhone,
+        registered: set[str],
+        on_phone: Sequence[str],
+        snap: LiveSnapshot,
+        ours: Set[str],
+    ) -> None:
+        """One agent whose record and FreeSWITCH may disagree (most agents are skipped
+        before this: nothing on the phone either way, registration as recorded)."""
+        if self.fresh.fresh(phone.id, snap.asked):
             return
-        if self._getvar(uuid, "ccd_call"):
-            return  # one of our offer legs; its hunt (if any) was resumed from Redis
-        queue, action = self._getvar(uuid, "ccd_queue"), self._getvar(uuid, "ccd_action")
+        now = self._now
+        if phone.registered != (phone.extension in registered):
+            is_on = phone.extension in registered
+            self.io.presence(phone.id, lambda s: presence.set_registered(s, is_on, now), now)
+        known = set(phone.calls)
+        for uuid in known - set(on_phone):
+            if uuid in ours or self.fresh.fresh(uuid, snap.asked):
+                continue  # a hunt's leg: the hunt decides (below)
+            self._confirm(uuid, False, phone.id, snap, lambda a, u=uuid: self._ended(a, u))
+        for uuid in set(on_phone) - known:
+            if uuid in ours or self.fresh.fresh(uuid, snap.asked):
+                continue
+            self._confirm(uuid, True, phone.id, snap, lambda a, u=uuid: self._personal(a, u))
+
+    def _ended(self, agent_id: str, uuid: str) -> None:
+        now = self._now
+        log.info("agent.call_gone", agent=agent_id, leg=uuid)
+        self.io.presence(agent_id, lambda s: presence.call_ended(s, uuid, now, self.io.rules), now)
+
+    def _personal(self, agent_id: str, uuid: str) -> None:
+        now = self._now
+        self.io.presence(agent_id, lambda s: presence.personal_call(s, uuid, now), now)
+
+    def _confirm(
+        self,
+        uuid: str,
+        exists: bool,
+        owner: str,
+        snap: LiveSnapshot,
+        then: Callable[[str], None],
+    ) -> None:
+        """Ask FreeSWITCH's session table whether ``uuid`` lives; act (``then(owner)``) only
+        if it says what the snapshot said and no event touched the owner meanwhile."""
+        if not is_uuid(uuid):
+            return
+        job = self.io.new_uuid()
+
+        def answered(text: str) -> None:
+            if text not in ("true", "false") or (text == "true") != exists:
+                return
+            asked = time.monotonic()
+            if self.fresh.fresh(owner, asked) or self.fresh.fresh(uuid, asked):
+                return
+            then(owner)
+
+        if self.io.bgapi(f"uuid_exists {uuid}", job, track=False):
+            self._checks[job] = answered
+
+    def _take_over(self, call: str) -> None:
+        """A live call record no daemon hunts: ours if its daemon stopped beating."""
+        if not self.io.routing.one(Routing.lease(call), self._now):
+            return
+        record = self.calls.get(call)
+        if record is None or not record.hunt:
+            return
+        try:
+            hunt = Hunt.from_dict(record.hunt)
+        except (KeyError, ValueError) as exc:
+            log.error("call.resume_failed", call=call, error=str(exc))
+            return
+        record.node = self.io.node_id
+        self.hunting.adopt(hunt, record)
+        log.info("call.resumed", call=call, queue=record.queue, phase=str(hunt.phase))
+        self._resumed.add(call)
+        if hunt.done:
+            self.hunting.drive(hunt, Step(), self._now)
+        elif hunt.waiting:
+            self._resume_offer(hunt)
+
+    def _resume_offer(self, hunt: Hunt) -> None:
+        """The record says waiting, but routing may have reserved an agent and the ring
+        begun (a ring is not saved: the offer routing keeps tells): it goes on."""
+        offer = self.calls.offer(hunt.call_uuid)
+        if not offer:
+            return
+        agent = self.agents.get(str(offer.get("agent", "")))
+        leg = str(offer.get("leg", ""))
+        if agent is None or agent.call != hunt.call_uuid or agent.state.offer_leg != leg:
+            return
+        at = float(offer.get("at") or 0.0)
+        hunt.on_offer_resumed(agent.id, agent.extension, leg, str(offer.get("job", "")), at)
+        self.hunting.adopt(hunt, self.hunting.records[hunt.call_uuid])
+
+    def _call(self, hunt: Hunt, live: set[str], snap: LiveSnapshot) -> None:
+        call = hunt.call_uuid
+        if self.fresh.fresh(call, snap.asked) or self.fresh.fresh(hunt.leg_uuid, snap.asked):
+            return
+        if hunt.phase is Phase.OFFERING and call in live:
+            # The caller's answer to a callback prompt may have come while no daemon followed
+            # the call: rather than leave them parked in silence, they wait in the queue
+            # again (music, same place); the offer is not made twice.
+            if call in self._resumed:
+                self.hunting.drive(hunt, hunt.on_offer_declined(self._now, "resumed"), self._now)
+            return
+        missing = [u for u in (call, hunt.leg_uuid) if u and u not in live]
+        if not missing:
+            self.hunting.drive(hunt, hunt.on_resync(live, self._now), self._now)
+            return
+        gone: set[str] = set()
+
+        def confirmed(uuid: str) -> Callable[[str], None]:
+            def apply(_owner: str) -> None:
+                gone.add(uuid)
+                if hunt.done or self.hunting.hunts.get(call) is not hunt:
+                    return
+                still = (live | {call, *(u for u in (hunt.leg_uuid,) if u)}) - gone
+                self.hunting.drive(hunt, hunt.on_resync(still, self._now), self._now)
+
+            return apply
+
+        for uuid in missing:
+            self._confirm(uuid, False, call, snap, confirmed(uuid))
+
+    def _parked(self, row: dict[str, Any], snap: LiveSnapshot) -> None:
+        """A channel parked while no daemon listened: a caller waiting for a queue, or a
+        desk phone waiting for a feature code's answer. Its variables tell which; without
+        this it would wait for the dialplan's timeouts."""
+        uuid = str(row.get("uuid", ""))
+        if not is_uuid(uuid) or uuid in self.hunting.hunts or uuid in self.hunting.legs:
+            return
+        if self.fresh.fresh(uuid, snap.asked):
+            return  # its CHANNEL_PARK is being handled
+        job = self.io.new_uuid()
+        expression = "|".join("${%s}" % name for name in _ADOPT_VARS)
+        if self.io.bgapi(f"eval uuid:{uuid} {expression}", job, track=False):
+            self._checks[job] = lambda text, r=row: self._adopt(r, text)
+
+    def _adopt(self, row: dict[str, Any], text: str) -> None:
+        uuid = str(row.get("uuid", ""))
+        values = dict(zip(_ADOPT_VARS, text.split("|"), strict=False))
+        if (
+            values.get("ccd_call")
+            or uuid in self.hunting.hunts
+            or self.fresh.fresh(uuid, time.monotonic())
+        ):
+            return  # one of our offer legs, or its events came meanwhile
+        if self.calls.get(uuid) is not None:
+            return  # recorded already: resumed above
+        queue, action = values.get("ccd_queue", ""), values.get("ccd_action", "")
+        now = self._now
         if action:
-            ext = self._getvar(uuid, "ccd_agent_ext")
             decoded: Any = ev.FeatureCode(
-                uuid,
-                ext,
-                action,
-                self._getvar(uuid, "ccd_digits"),
-                self._getvar(uuid, "ccd_dialed"),
-            )
-            handler = self.on_feature_code
+                uuid, values.get("ccd_agent_ext", ""), action, values.get("ccd_digits", ""),
+                values.get("ccd_dialed", ""),
+            )  # fmt: skip
+            handler: Callable[[Any, float], None] = self.on_feature_code
         elif queue:
+            variables = {k: v for k in ("ccd_arrived", "ccd_direct_agent") if (v := values.get(k))}
             decoded = ev.CallParked(
                 uuid=uuid,
                 caller_number=str(row.get("cid_num", "")),
                 caller_name=str(row.get("cid_name", "")),
                 destination=str(row.get("dest", "")),
                 queue=queue,
-                tags=ev.parse_tags(self._getvar(uuid, "ccd_tags")),
+                tags=ev.parse_tags(values.get("ccd_tags", "")),
+                variables=variables,
             )
             handler = self.on_parked
         else:
             return
         log.info("call.adopted", call=uuid, queue=queue or None, action=action or None)
         handler(decoded, now)
-
-    def _getvar(self, uuid: str, name: str) -> str:
-        """A channel variable, "" when unset (FreeSWITCH answers ``_undef_``) or unknown."""
-        try:
-            value = self.io.esl.api(f"uuid_getvar {uuid} {name}").strip()
-        except EslError:
-            return ""
-        return "" if value == "_undef_" else value
-
-    def _resume(self, call_uuid: str, live: set[str], now: float) -> None:
-        hunt = self.hunting.hunts.get(call_uuid)
-        if hunt is None:
-            if not self.io.lease(f"call.{call_uuid}"):
-                return
-            record = self.calls.get(call_uuid)
-            if record is None or not record.hunt:
-                return
-            try:
-                hunt = Hunt.from_dict(record.hunt, self.io.new_uuid)
-            except (KeyError, ValueError) as exc:
-                log.error("call.resume_failed", call=call_uuid, error=str(exc))
-                return
-            if hunt.done:
-                self.calls.finish(record)
-                return
-            record.node = self.io.node_id
-            self.hunting.resume(hunt, record)
-            log.info("call.resumed", call=call_uuid, queue=record.queue, phase=str(hunt.phase))
-            if hunt.phase is Phase.OFFERING and call_uuid in live:
-                # The caller's answer to a callback prompt may have come while no daemon
-                # followed the call: rather than leave them parked in silence, they wait
-                # in the queue again (music, same place); the offer is not made twice.
-                self.hunting.drive(hunt, hunt.on_offer_declined(now, "resumed"), now)
-                return
-        self.hunting.drive(hunt, hunt.on_resync(live, now), now)

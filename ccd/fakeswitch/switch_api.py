@@ -12,6 +12,7 @@ import structlog
 
 from ccd.fakeswitch.api import SofiaRegistration, format_sofia_registrations
 from ccd.fakeswitch.channels import Channel, HangupSignal, Interrupt
+from ccd.fakeswitch.dialplan import expand_vars
 from ccd.fakeswitch.dialstring import (
     OriginateError,
     number_or,
@@ -39,6 +40,7 @@ class SwitchApi:
         r("uuid_setvar", self.api_uuid_setvar)
         r("uuid_getvar", self.api_uuid_getvar)
         r("uuid_exists", self.api_uuid_exists)
+        r("eval", self.api_eval)
         r("uuid_answer", self.api_uuid_answer)
         r("hupall", self.api_hupall)
         r("show channels", lambda a: self.show_channels(a, calls=False))
@@ -195,6 +197,18 @@ class SwitchApi:
     def api_uuid_exists(self, args: str) -> str:
         ch, _ = self._channel_arg(args)
         return "true" if ch is not None and not ch.is_hungup else "false"
+
+    def api_eval(self, args: str) -> str:
+        """``eval [uuid:<uuid> ]<expression>``: the expression with ``${var}`` expanded, in
+        the channel's variables when one is named (unknown or gone: none), like FreeSWITCH
+        (no +OK, nothing appended)."""
+        if args.startswith("uuid:"):
+            ident, _, expression = args[5:].partition(" ")
+            ch = self.channels.get(ident)
+            if ch is not None and not ch.is_hungup:
+                return expand_vars(expression, self._lookup(ch))
+            return expand_vars(expression, lambda _name: None)
+        return expand_vars(args, lambda _name: None)
 
     def api_uuid_answer(self, args: str) -> str:
         ch, _ = self._channel_arg(args)

@@ -7,27 +7,27 @@ the presence state of :mod:`ccd.core.presence` (login, registered, activity, the
 live legs on the phone, wrap-up deadline), plus ``call`` (the caller uuid it
 is reserved for) and ``rev``, a revision bumped by every write.
 
-Every write is a Lua script, so several daemons sharing one Redis stay right:
+Every write goes through the routing script (:mod:`ccd.store.routing`), so several daemons
+sharing one Redis stay right:
 
-* ``reserve``: a ready, registered, idle agent becomes ``ringing`` for one call
-  (the fence against two calls or two daemons ringing one agent);
-* ``write``: compare-and-set of a whole record on ``rev`` — presence
-  transitions are computed in Python by the pure functions of
-  :mod:`ccd.core.presence` and written only if nobody wrote in between (else the
-  caller re-reads and recomputes).
+* a reservation makes a free agent ``ringing`` for one call (the fence against two calls or
+  two daemons ringing one agent);
+* a write is a compare-and-set of the whole record on ``rev``: presence transitions are
+  computed in Python by the pure functions of :mod:`ccd.core.presence` and written only if
+  nobody wrote in between (else the writer re-reads and recomputes).
 
-Both scripts keep the index sets in step with the records: ``agents:available``
-(a sorted set of who can be offered a call now, scored in routing order: fewest
-tags, then longest idle), ``agents:ready`` and ``agents:tag:<tag>``. The
-candidates for a call are then the first few members of the sorted set that
-carry the tags (one Lua call), so routing decodes a handful of records however
-many agents there are. ``agents`` lists every id and ``agents:ext`` maps
-extensions to ids.
+Both keep the indexes in step with the records (the free-agent index in routing order,
+``agents:ready``, ``agents:tag:<tag>``, ``agents`` and the extension map ``agents:ext``), so
+the candidates for a call are the first members of one sorted set, however many agents there
+are. ``call`` is set while the agent is reserved for or talking to a queue call and cleared
+when that leg is gone; a wrap-up then ends by itself (:func:`ccd.core.presence.current`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid as uuidlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,9 +35,11 @@ from typing import Any
 import structlog
 
 from ccd.config import EXTENSION_RE, NAME_RE
-from ccd.core.presence import Activity, AgentState, Login, Outcome
+from ccd.core.presence import AgentState, Login, Outcome, current
 from ccd.core.routing import AgentView, normalize_tags
+from ccd.store.batch import Batch, Then
 from ccd.store.redis_store import Store, unavailable_as_domain_error
+from ccd.store.routing import Routing
 
 log = structlog.get_logger()
 
@@ -47,150 +49,15 @@ AGENT_ID_RE = TAG_RE = NAME_RE
 #: Fields of the record that may be nil; Lua's cmsgpack would drop them otherwise.
 _NULLABLE = ("call", "offer_leg", "wrapup_until")
 
-_LUA_INDEX = r"""
--- Keeps the index sets in step with one agent's record (old may be nil).
--- agents:available        sorted set of agents free now, scored in routing order:
---                         fewest tags first, then longest idle (ties: by id, Redis's order)
--- agents:available:<tag>  the same, per tag, so a search walks only agents with the tag
--- agents:ready            set of agents logged in (ready) with a registered phone
--- agents:tag:<tag>        set of agents carrying the tag
-local function index(prefix, id, old, new)
-  local avail = prefix .. "agents:available"
-  local ready = prefix .. "agents:ready"
-  local tags = new.tags or {}
-  local free = new.login == "ready" and new.registered == true and new.activity == "idle"
-  local score = #tags * 1e10 + (tonumber(new.idle_since) or 0)
-  if new.login == "ready" and new.registered == true then
-    redis.call("SADD", ready, id)
-  else
-    redis.call("SREM", ready, id)
-  end
-  if free then redis.call("ZADD", avail, score, id) else redis.call("ZREM", avail, id) end
-  local keep = {}
-  for _, t in ipairs(tags) do keep[t] = true end
-  if old then
-    for _, t in ipairs(old.tags or {}) do
-      if not keep[t] then
-        redis.call("SREM", prefix .. "agents:tag:" .. t, id)
-        redis.call("ZREM", avail .. ":" .. t, id)
-      end
-    end
-  end
-  for t, _ in pairs(keep) do
-    redis.call("SADD", prefix .. "agents:tag:" .. t, id)
-    if free then
-      redis.call("ZADD", avail .. ":" .. t, score, id)
-    else
-      redis.call("ZREM", avail .. ":" .. t, id)
-    end
-  end
-end
-"""
 
-_LUA_CANDIDATES = r"""
--- ARGV prefix, k, number of tags, tags..., excluded ids...
--- The first k free agents (routing order) carrying every tag and not excluded. It walks
--- the free list of the rarest required tag and checks the others, so the work follows
--- the agents who could take the call, not all agents.
-local prefix, k, ntags = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local avail = prefix .. "agents:available"
-local walk, best = avail, nil
-local tags, skip = {}, {}
-for i = 1, ntags do
-  local t = ARGV[3 + i]
-  local size = redis.call("ZCARD", avail .. ":" .. t)
-  if best == nil or size < best then best, walk = size, avail .. ":" .. t end
-  tags[i] = prefix .. "agents:tag:" .. t
-end
-for i = 4 + ntags, #ARGV do skip[ARGV[i]] = true end
-local found, start, chunk = {}, 0, 200
-while #found < k do
-  local ids = redis.call("ZRANGE", walk, start, start + chunk - 1)
-  if #ids == 0 then break end
-  for _, id in ipairs(ids) do
-    if not skip[id] then
-      local ok = true
-      for _, t in ipairs(tags) do
-        if redis.call("SISMEMBER", t, id) == 0 then ok = false break end
-      end
-      if ok then
-        found[#found + 1] = id
-        if #found >= k then break end
-      end
-    end
-  end
-  start = start + chunk
-end
-return found
-"""
+@dataclass(frozen=True, slots=True)
+class AgentPhone:
+    """What a resync compares with FreeSWITCH for one agent."""
 
-_LUA_WRITE = r"""
--- KEYS[1] agent record; ARGV version, prefix, id, expected rev (-1: must not exist), record.
--- 1 written, 0 rev changed (or exists), -2 foreign schema, -3 extension owned by another agent.
-local old = nil
-local raw = redis.call("GET", KEYS[1])
-if raw then
-  local ok, rec = pcall(cmsgpack.unpack, raw)
-  if not ok or type(rec) ~= "table" or rec["_v"] ~= tonumber(ARGV[1]) then return -2 end
-  old = rec
-end
-local expected = tonumber(ARGV[4])
-if expected < 0 then
-  if old then return 0 end
-elseif not old or tonumber(old.rev) ~= expected then
-  return 0
-end
-local new = cmsgpack.unpack(ARGV[5])
-local owner = redis.call("HGET", ARGV[2] .. "agents:ext", new.ext)
-if owner and owner ~= ARGV[3] then return -3 end
-new["_v"] = tonumber(ARGV[1])
-new.rev = expected + 1
-if expected < 0 then new.rev = 1 end
-redis.call("SET", KEYS[1], pack_map(new, {"call", "offer_leg", "wrapup_until"}))
-redis.call("SADD", ARGV[2] .. "agents", ARGV[3])
-redis.call("HSET", ARGV[2] .. "agents:ext", new.ext, ARGV[3])
-if old and old.ext ~= new.ext and redis.call("HGET", ARGV[2] .. "agents:ext", old.ext) == ARGV[3]
-then
-  redis.call("HDEL", ARGV[2] .. "agents:ext", old.ext)
-end
-index(ARGV[2], ARGV[3], old, new)
-return 1
-"""
-
-_LUA_RESERVE = r"""
--- KEYS[1] agent record; ARGV version, prefix, id, call uuid, now.
--- The record as now stored when reserved (or already reserved for this call),
--- else 0 not available, -1 missing, -2 foreign.
-local rec, code = load_record(KEYS[1], ARGV[1])
-if not rec then return code end
-if rec.activity == "ringing" and rec.call == ARGV[4] then return redis.call("GET", KEYS[1]) end
-if rec.login ~= "ready" or rec.registered ~= true or rec.activity ~= "idle" then return 0 end
-rec.activity = "ringing"
-rec.call = ARGV[4]
-rec.since = tonumber(ARGV[5])
-rec.rev = (tonumber(rec.rev) or 0) + 1
-save_record(KEYS[1], rec, {"call", "offer_leg", "wrapup_until"})
-index(ARGV[2], ARGV[3], rec, rec)
-return redis.call("GET", KEYS[1])
-"""
-
-_LUA_DELETE = r"""
--- KEYS[1] agent record; ARGV version, prefix, id. 1 deleted, -1 missing.
-local rec, code = load_record(KEYS[1], ARGV[1])
-if not rec then return code end
-redis.call("DEL", KEYS[1])
-redis.call("SREM", ARGV[2] .. "agents", ARGV[3])
-redis.call("ZREM", ARGV[2] .. "agents:available", ARGV[3])
-redis.call("SREM", ARGV[2] .. "agents:ready", ARGV[3])
-if redis.call("HGET", ARGV[2] .. "agents:ext", rec.ext) == ARGV[3] then
-  redis.call("HDEL", ARGV[2] .. "agents:ext", rec.ext)
-end
-for _, t in ipairs(rec.tags or {}) do
-  redis.call("SREM", ARGV[2] .. "agents:tag:" .. t, ARGV[3])
-  redis.call("ZREM", ARGV[2] .. "agents:available:" .. t, ARGV[3])
-end
-return 1
-"""
+    id: str
+    extension: str
+    registered: bool
+    calls: tuple[str, ...]  # the queue leg and personal calls the record says are on the phone
 
 
 class AgentError(Exception):
@@ -211,6 +78,12 @@ class Agent:
     state: AgentState
     call: str | None = None  # the caller uuid it is reserved for / talking to
     rev: int = 0
+
+    def at(self, now: float) -> Agent:
+        """The agent as it stands at ``now``: a wrap-up whose time is up has ended (nobody
+        writes that: :func:`ccd.core.presence.current`). For showing, not for writing."""
+        state = current(self.state, now)
+        return self if state is self.state else dataclasses.replace(self, state=state)
 
     def view(self) -> AgentView:
         return AgentView(
@@ -283,14 +156,15 @@ class AgentRepository:
 
     MAX_CAS_RETRIES = 20
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, routing: Routing | None = None) -> None:
         self.store = store
         self.prefix = store.keys.prefix
+        self.routing = routing if routing is not None else Routing(store, "cli")
         self._cache: dict[str, Agent] = {}  # last record seen or written, per agent
-        store.scripts.register("agent_write", _LUA_INDEX + _LUA_WRITE)
-        store.scripts.register("agent_reserve", _LUA_INDEX + _LUA_RESERVE)
-        store.scripts.register("agent_delete", _LUA_DELETE)
-        store.scripts.register("agent_candidates", _LUA_CANDIDATES, prelude=False)
+        # Records a resync read and nobody decoded yet (20,000 agents a minute: decoding
+        # each into an Agent would cost the dispatcher ~0.1 s); newer than _cache's copy
+        # when both are held, decoded into it when first asked for.
+        self._records: dict[str, dict[str, Any]] = {}
 
     # -- keys ----------------------------------------------------------------
     def _key(self, agent_id: str) -> str:
@@ -303,7 +177,7 @@ class AgentRepository:
     def get(self, agent_id: str) -> Agent | None:
         record = self.store.get(self._key(agent_id))
         if record is None:
-            self._cache.pop(agent_id, None)
+            self.forget(agent_id)
             return None
         agent = Agent.from_record(record)
         self._cache[agent_id] = agent
@@ -321,12 +195,41 @@ class AgentRepository:
         return sorted(x.decode() for x in raw)
 
     def all(self) -> list[Agent]:
-        return self._many(self.ids())
+        return self.many(self.ids())
 
-    def _many(self, ids: Iterable[str]) -> list[Agent]:
+    def many(self, ids: Iterable[str]) -> list[Agent]:
+        """The agents with these ids that exist (one round trip)."""
         ids = list(ids)
         records = self.store.get_many([self._key(i) for i in ids])
-        return [Agent.from_record(r) for r in records if r is not None]
+        agents = [Agent.from_record(r) for r in records if r is not None]
+        for agent in agents:  # the last copy seen: where a write starts, what Redis lost
+            self._cache[agent.id] = agent
+        return agents
+
+    def phones(self, ids: Iterable[str]) -> list[AgentPhone]:
+        """Extension, registration and calls of the agents with these ids that exist (one
+        round trip); the records are kept, undecoded, as this process's last copy."""
+        ids = list(ids)
+        records = self.store.get_many([self._key(i) for i in ids])
+        cache, kept = self._cache, self._records
+        phones = []
+        for record in records:
+            if record is None:
+                continue
+            agent_id = str(record["id"])
+            known = cache.get(agent_id)
+            if known is None or known.rev < int(record.get("rev", 0)):
+                cache.pop(agent_id, None)
+                kept[agent_id] = record
+            personal = record.get("personal")
+            leg = record.get("offer_leg")
+            calls = (leg,) if leg else ()
+            if personal and isinstance(personal, list):
+                calls += tuple(str(p) for p in personal)
+            phones.append(
+                AgentPhone(agent_id, str(record["ext"]), bool(record.get("registered")), calls)
+            )
+        return phones
 
     def id_for_extension(self, extension: str) -> str | None:
         with unavailable_as_domain_error("agents.by_ext"):
@@ -338,46 +241,34 @@ class AgentRepository:
         return None if agent_id is None else self.get(agent_id)
 
     def available_with(
-        self, tags: Iterable[str], *, limit: int = 0, exclude: Iterable[str] = ()
+        self, tags: Iterable[str], *, limit: int = 0, now: float | None = None
     ) -> list[AgentView]:
-        """Free agents (ready, registered, idle) carrying every tag, in routing order.
+        """Free agents carrying every tag at ``now`` (default: the wall clock), in routing
+        order.
 
         ``limit`` > 0 returns only the first ones: Redis walks its sorted index and
         the daemon decodes a handful of records, however many agents there are.
         """
-        tag_list = sorted(set(tags))
-        args = [self.prefix, limit or 1_000_000, len(tag_list), *tag_list, *exclude]
-        ids = self.store.scripts.call("agent_candidates", keys=[], args=args)
-        return [a.view() for a in self._many(x.decode() for x in ids)]
-
-    def ready_with(self, tags: Iterable[str]) -> set[str]:
-        """Ids of agents logged in with a registered phone carrying every tag (busy or free)."""
-        sets = [self._set(":ready")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
-        with unavailable_as_domain_error("agents.ready_with"):
-            return {x.decode() for x in self.store.client.sinter(sets)}
+        at = time.time() if now is None else now
+        ids = self.routing.one(Routing.candidates(tags, limit or 1_000_000), at)
+        return [a.view() for a in self.many(ids)]
 
     def count_with(self, tags: Iterable[str], *, logged_in: bool = True) -> list[Agent]:
-        """Every agent with the tags (for 'is anyone left who could take it?')."""
+        """Every agent with the tags (logged in ones only, by default)."""
         sets = [self._set("")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
         with unavailable_as_domain_error("agents.with_tags"):
             raw = self.store.client.sinter(sets)
-        agents = self._many(sorted(x.decode() for x in raw))
+        agents = self.many(sorted(x.decode() for x in raw))
         if logged_in:
             agents = [a for a in agents if a.state.login is not Login.LOGGED_OUT]
         return agents
 
-    def count_free(self, tags: Iterable[str] = ()) -> int:
-        """Free agents carrying every tag, counted by Redis from the indexes (metrics, the
-        systemd status line): no agent record is read, whatever the number of agents."""
-        keys = [self._set(":available")] + [self._set(f":tag:{t}") for t in sorted(set(tags))]
-        with unavailable_as_domain_error("agents.count_free"):
-            if len(keys) == 1:
-                return int(self.store.client.zcard(keys[0]))
-            return int(self.store.client.execute_command("ZINTERCARD", len(keys), *keys))
-
-    def any_free(self) -> bool:
-        with unavailable_as_domain_error("agents.any_free"):
-            return bool(self.store.client.zcard(self._set(":available")))
+    def count_free(self, tags: Iterable[str] = (), *, now: float | None = None) -> int:
+        """Free agents carrying every tag at ``now`` (default: the wall clock), counted by
+        Redis from the free index (metrics, the systemd status line): no record is decoded
+        for a queue of one tag or none."""
+        at = time.time() if now is None else now
+        return int(self.routing.one(Routing.count_free(tags), at))
 
     # -- writes --------------------------------------------------------------
     def create(self, agent_id: str, extension: str, tags: Iterable[str], now: float) -> Agent:
@@ -420,27 +311,46 @@ class AgentRepository:
         return self.update(agent_id, lambda a: dataclasses.replace(a, tags=tag_set))
 
     def delete(self, agent_id: str) -> bool:
-        self._cache.pop(agent_id, None)
-        code = self.store.scripts.call(
-            "agent_delete",
-            keys=[self._key(check_agent_id(agent_id))],
-            args=[self.store.codec.schema_version, self.prefix, agent_id],
-        )
-        return code == 1
+        self.forget(agent_id)
+        return self.routing.one(Routing.delete(check_agent_id(agent_id)), 0.0) == 1
 
-    def reserve(self, agent_id: str, call_uuid: str, now: float) -> bool:
-        """Atomically make a ready, registered, idle agent ``ringing`` for ``call_uuid``."""
-        self._cache.pop(agent_id, None)  # the script bumps the revision
-        result = self.store.scripts.call(
-            "agent_reserve",
-            keys=[self._key(agent_id)],
-            args=[self.store.codec.schema_version, self.prefix, agent_id, call_uuid, repr(now)],
-        )
-        if not isinstance(result, bytes):
-            return False
-        # The script hands back the record it wrote: the next write starts from it.
-        self._cache[agent_id] = Agent.from_record(self.store.codec.decode(result))
-        return True
+    def reserve(
+        self, agent_id: str, call_uuid: str, now: float, *, leg: str = "", job: str = ""
+    ) -> Agent | None:
+        """Atomically make a free agent ``ringing`` for ``call_uuid`` (the offer on ``leg``):
+        the agent as now stored, or None when it is not free."""
+        self.forget(agent_id)
+        record = self.routing.one(Routing.reserve(agent_id, call_uuid, leg, job), now)
+        return self.remember(record) if record else None
+
+    def hand_out(self, agent_id: str, now: float | None = None) -> Any:
+        """The agent (free, say just logged in from the CLI) goes to the best waiting call at
+        once: routing reserves it and tells the daemon hunting that call. Its answer, or
+        False when nobody waits for this agent (or it is not free)."""
+        at = time.time() if now is None else now
+        leg, job = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+        return self.routing.one(Routing.free(check_agent_id(agent_id), leg, job), at)
+
+    def remember(self, record: Mapping[str, Any]) -> Agent:
+        """A record a routing operation answered with: the next write starts from it."""
+        agent = Agent.from_record(record)
+        self._cache[agent.id] = agent
+        return agent
+
+    def remember_state(self, agent: Agent, state: AgentState) -> Agent:
+        """The agent with a state nobody needs to write (a wrap-up that ended by itself)."""
+        new = dataclasses.replace(agent, state=state)
+        self._cache[agent.id] = new
+        return new
+
+    def cached(self, agent_id: str) -> Agent | None:
+        """This process's last copy of the agent (no round trip; may be stale)."""
+        agent = self._cache.get(agent_id)
+        if agent is None:
+            record = self._records.pop(agent_id, None)
+            if record is not None:
+                agent = self._cache[agent_id] = Agent.from_record(record)
+        return agent
 
     def update(self, agent_id: str, change: Callable[[Agent], Agent]) -> Agent:
         """Apply ``change`` and compare-and-set; re-read and retry when another writer won.
@@ -449,7 +359,7 @@ class AgentRepository:
         has one: Redis refuses the write if the revision moved on, so a stale copy
         costs one retry, never a lost update, and the usual case is one round trip.
         """
-        agent = self._cache.get(agent_id)
+        agent = self.cached(agent_id)
         for _ in range(self.MAX_CAS_RETRIES):
             if agent is None:
                 agent = self.require(agent_id)
@@ -457,49 +367,74 @@ class AgentRepository:
             if new == agent:
                 return agent
             if self._write(new, expected_rev=agent.rev):
-                written = dataclasses.replace(new, rev=agent.rev + 1)
-                self._cache[agent_id] = written
-                return written
+                return self._cache[agent_id]
             agent = None
         raise AgentError(f"agent {agent_id!r}: too many concurrent writers")
 
     def transition(
-        self,
-        agent_id: str,
-        step: Callable[[AgentState], Outcome],
-        *,
-        call: Callable[[Agent, AgentState], str | None] | None = None,
+        self, agent_id: str, step: Callable[[AgentState], Outcome]
     ) -> tuple[Agent, Outcome]:
-        """Apply one :mod:`ccd.core.presence` function; ``call`` decides the new fence."""
+        """Apply one :mod:`ccd.core.presence` function and write it now (compare-and-set)."""
         outcome: Outcome | None = None
 
         def change(agent: Agent) -> Agent:
             nonlocal outcome
-            outcome = step(agent.state)
-            new_call = agent.call if call is None else call(agent, outcome.state)
-            if outcome.state.activity is Activity.IDLE and outcome.state.offer_leg is None:
-                new_call = None
-            return dataclasses.replace(agent, state=outcome.state, call=new_call)
+            new, outcome = self.apply(agent, step)
+            return new
 
         agent = self.update(agent_id, change)
         assert outcome is not None
         return agent, outcome
 
+    @staticmethod
+    def apply(agent: Agent, step: Callable[[AgentState], Outcome]) -> tuple[Agent, Outcome]:
+        """The agent after one presence function; ``call`` is cleared with the queue leg."""
+        outcome = step(agent.state)
+        call = agent.call if outcome.state.offer_leg is not None else None
+        return dataclasses.replace(agent, state=outcome.state, call=call), outcome
+
+    def restore_op(self, batch: Batch, now: float) -> int:
+        """Redis lost its data: write back every agent this process knows (its last copy:
+        login, tags, the call it is on), each created anew. Returns how many."""
+        known = [a for a in map(self.cached, {*self._cache, *self._records}) if a is not None]
+        for agent in known:
+            batch.route(Routing.write(agent.id, -1, self._encode(agent)), now)
+        return len(known)
+
+    def forget(self, agent_id: str) -> None:
+        """Drop this process's copy (another writer won): the next use reads Redis."""
+        self._cache.pop(agent_id, None)
+        self._records.pop(agent_id, None)
+
+    def write_op(
+        self, batch: Batch, new: Agent, expected_rev: int, now: float, then: Then | None = None
+    ) -> None:
+        """Append the compare-and-set of ``new`` to ``batch`` (the engine's unit of work);
+        ``then`` gets True when it was written (the cache follows), False when another
+        writer won (the cache is dropped: re-read and decide again)."""
+
+        def done(code: int) -> None:
+            written = self._written(new, expected_rev, code)
+            if then is not None:
+                then(written)
+
+        batch.route(Routing.write(new.id, expected_rev, self._encode(new)), now, done)
+
+    def _encode(self, agent: Agent) -> bytes:
+        return self.store.codec.encode(agent.to_record())
+
     def _write(self, agent: Agent, expected_rev: int) -> bool:
-        code = self.store.scripts.call(
-            "agent_write",
-            keys=[self._key(agent.id)],
-            args=[
-                self.store.codec.schema_version,
-                self.prefix,
-                agent.id,
-                expected_rev,
-                self.store.codec.encode(agent.to_record()),
-            ],
-        )
+        code = self.routing.one(Routing.write(agent.id, expected_rev, self._encode(agent)), 0.0)
+        return self._written(agent, expected_rev, code)
+
+    def _written(self, agent: Agent, expected_rev: int, code: int) -> bool:
         if code == -2:
             raise AgentError(f"agent {agent.id!r} is stored in another schema version")
         if code == -3:
             owner = self.id_for_extension(agent.extension)
             raise AgentError(f"extension {agent.extension} already belongs to agent {owner!r}")
-        return code == 1
+        if code == 1:
+            self._cache[agent.id] = dataclasses.replace(agent, rev=max(expected_rev, 0) + 1)
+            return True
+        self.forget(agent.id)
+        return False

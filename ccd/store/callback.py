@@ -409,6 +409,14 @@ class CallbackStore:
         )
         return request
 
+    def restore(self, request: CallbackRequest, owner: str, ttl_ms: float) -> None:
+        """Redis lost its data: write back a request ``owner`` is working on, with its lease
+        (the request as this process last saw it, indexes and all). An existing record is
+        left as it is."""
+        code = self._write(None, request, lease="take", owner=owner, ttl_ms=_ttl(ttl_ms))
+        if code[0] == 1:
+            log.warning("callback.restored", callback=request.id, status=str(request.status))
+
     def take(self, request_id: str, owner: str, ttl_ms: float) -> bool:
         """Claim a pending request (→ working) for ``owner`` with a lease of ``ttl_ms``; also a
         working one whose lease expired (takeover). False: held by another, not pending, on the

@@ -39,7 +39,7 @@ import csv
 import io
 import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import redis
@@ -57,6 +57,7 @@ from ccd.core.customer import (
     validated,
 )
 from ccd.core.numbers import InvalidNumber, NumberPlan, normalize, try_normalize
+from ccd.store.batch import Batch
 from ccd.store.redis_store import (
     Codec,
     SchemaMismatch,
@@ -130,6 +131,33 @@ class CustomerStore:
             log.warning("customer.bad_record", key=key)
         return customer
 
+    def normalize(self, number: str) -> str | None:
+        """The number in the one form customers are keyed by, or None."""
+        return try_normalize(number, plan=self.plan)
+
+    def lookup_op(
+        self,
+        batch: Batch,
+        normalised: str,
+        then: Callable[[Customer | None, list[dict[str, Any]]], None],
+        limit: int = 10,
+    ) -> None:
+        """The customer and (for a known one) the history, read in ``batch``: a call's
+        screen-pop costs no round trip of its own."""
+        key, contacts = self.keys.customer(normalised), self.keys.contacts(normalised)
+        found: list[Customer | None] = []
+
+        def customer(raw: bytes | None) -> None:
+            record = self._records._decode(key, raw)
+            found.append(None if record is None else _customer_from_record(record))
+
+        def history(raws: list[bytes]) -> None:
+            known = found[0] if found else None
+            then(known, self._entries(contacts, raws) if known is not None else [])
+
+        batch.command("GET", key, then=customer)
+        batch.command("LRANGE", contacts, 0, min(limit, self.history_max) - 1, then=history)
+
     def put(self, customer: Customer) -> Customer:
         """Store (replace) the customer; returns it as stored (number normalised)."""
         checked = validated(customer, self.plan)
@@ -146,16 +174,7 @@ class CustomerStore:
     def add_contact(self, number: str, entry: Mapping[str, Any]) -> None:
         """Record a contact, newest first, keeping at most ``history_max`` entries."""
         normalised = normalize(number, plan=self.plan)
-        if not isinstance(entry, Mapping) or not all(isinstance(k, str) for k in entry):
-            raise InvalidCustomer("a contact entry must be a mapping with text keys")
-        try:
-            data = self._contact_codec.encode(entry)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise InvalidCustomer(f"contact entry cannot be stored: {exc}") from None
-        if len(data) > MAX_CONTACT_BYTES:
-            raise InvalidCustomer(
-                f"contact entry is {len(data)} bytes encoded (at most {MAX_CONTACT_BYTES})"
-            )
+        data = self.contact_bytes(entry)
         key = self.keys.contacts(normalised)
         with unavailable_as_domain_error("add_contact"):
             pipe = self._client.pipeline(transaction=True)
@@ -173,6 +192,9 @@ class CustomerStore:
         key = self.keys.contacts(normalised)
         with unavailable_as_domain_error("history"):
             raws = self._client.lrange(key, 0, min(limit, self.history_max) - 1)
+        return self._entries(key, raws)
+
+    def _entries(self, key: str, raws: list[bytes]) -> list[dict[str, Any]]:
         entries = []
         for raw in raws:
             try:
@@ -180,6 +202,20 @@ class CustomerStore:
             except SchemaMismatch as exc:
                 log.warning("customer.bad_contact", key=key, found=repr(exc.found))
         return entries
+
+    def contact_bytes(self, entry: Mapping[str, Any]) -> bytes:
+        """A contact entry as stored; InvalidCustomer if it cannot be (too big, bad keys)."""
+        if not isinstance(entry, Mapping) or not all(isinstance(k, str) for k in entry):
+            raise InvalidCustomer("a contact entry must be a mapping with text keys")
+        try:
+            data = self._contact_codec.encode(entry)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise InvalidCustomer(f"contact entry cannot be stored: {exc}") from None
+        if len(data) > MAX_CONTACT_BYTES:
+            raise InvalidCustomer(
+                f"contact entry is {len(data)} bytes encoded (at most {MAX_CONTACT_BYTES})"
+            )
+        return data
 
     def add_codes(self, number: str, call_uuid: str, names: Sequence[str]) -> bool:
         """Add disposition codes ``names`` to the call's entry in the (normalised) number's

@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["Keys"]
+__all__ = ["Keys", "check_part"]
 
 _PART_RE = re.compile(r"^[A-Za-z0-9_.@+\-]{1,128}$")
+
+
+def check_part(value: object, what: str = "key part") -> str:
+    """``value`` if it may be part of a key (ccd/store/routing.lua makes keys from such parts
+    too), else ValueError naming ``what``."""
+    if not isinstance(value, str) or not _PART_RE.match(value):
+        raise ValueError(f"bad {what}: {value!r:.80}")
+    return value
 
 
 class Keys:
@@ -28,6 +36,53 @@ class Keys:
             if not isinstance(part, str) or not _PART_RE.match(part):
                 raise ValueError(f"bad key part {part!r}")
         return self.prefix + ":".join(parts)
+
+    # Routing (ccd/store/routing.lua makes these same names inside Redis; its header says
+    # what each holds).
+    def free_agents(self, tag: str | None = None) -> str:
+        """ZSET of free agents (all, or those carrying ``tag``) in routing order."""
+        return self._key("agents", "free", tag) if tag else self._key("agents", "free")
+
+    def ready_agents(self) -> str:
+        """SET of agents logged in with a registered phone."""
+        return self._key("agents", "ready")
+
+    def tag(self, tag: str) -> str:
+        """SET of the agents carrying ``tag``."""
+        return self._key("agents", "tag", tag)
+
+    def wait_lists(self) -> str:
+        """HASH of the waiting lists (``<queue>:<tagset>``) -> calls in each."""
+        return self._key("wait", "lists")
+
+    def wait_list(self, name: str) -> str:
+        """A waiting list: calls with no agent yet, by queue order key."""
+        queue, _, tagset = name.partition(":")
+        return self._key("wait", queue, tagset)
+
+    def offer(self, call_uuid: str) -> str:
+        """The agent reserved for a call (msgpack {agent, leg, job, at})."""
+        return self._key("offer", call_uuid)
+
+    def tried(self, call_uuid: str) -> str:
+        """SET of the agents a call was offered to."""
+        return self._key("tried", call_uuid)
+
+    def call_lease(self, call_uuid: str) -> str:
+        """The daemon hunting a call (valid while that daemon's node key lives)."""
+        return self.lease("call." + call_uuid)
+
+    def epoch(self) -> str:
+        """A random mark written once into an empty Redis: gone means Redis lost its data."""
+        return self._key("epoch")
+
+    def node(self, node_id: str) -> str:
+        """A live daemon's heartbeat (msgpack {host, pid, token, started}, short TTL)."""
+        return self._key("node", node_id)
+
+    def notify(self, node_id: str) -> str:
+        """The pub/sub channel on which a daemon hears of agents reserved for its calls."""
+        return self._key("notify", node_id)
 
     def agent(self, agent_id: str) -> str:
         """The agent record (msgpack)."""

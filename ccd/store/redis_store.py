@@ -306,6 +306,16 @@ class ScriptRegistry:
     def __contains__(self, name: str) -> bool:
         return name in self._scripts
 
+    def sha(self, name: str) -> str:
+        """The SHA1 Redis knows the script by (for EVALSHA inside a pipeline)."""
+        return self._scripts[name].sha
+
+    def load_all(self) -> None:
+        """Load every script into Redis (after a restart made it forget them)."""
+        with unavailable_as_domain_error("script load"):
+            for source in self._sources.values():
+                self._client.script_load(source)
+
     def call(self, name: str, keys: Sequence[str] = (), args: Sequence[Any] = ()) -> Any:
         script = self._scripts[name]  # KeyError: a programming error, not a runtime condition
         with unavailable_as_domain_error(f"script {name}"):

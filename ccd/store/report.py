@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -56,6 +56,7 @@ from ccd.core.report import (
     ReportRow,
     parse_day,
 )
+from ccd.store.batch import Batch
 from ccd.store.redis_store import Store, unavailable_as_domain_error
 
 __all__ = ["DEFAULT_RETENTION_DAYS", "ReportStore"]
@@ -200,6 +201,27 @@ class ReportStore:
             day = reply[1].decode()
         raise RuntimeError(
             f"disposition record: the day of call {disposition.call_uuid} keeps changing"
+        )
+
+    def record_op(
+        self, batch: Batch, disposition: Disposition, then: Callable[[tuple[str, ...]], None]
+    ) -> None:
+        """:meth:`record` in ``batch``, for a call that just ended (it has no day yet: the
+        day of its end; should another writer have fixed another day, recorded again at
+        once on that day). ``then`` gets the new codes."""
+        day = self.day_of(disposition.set_at)
+
+        def done(reply: list[Any]) -> None:
+            if reply[0] == -3:
+                then(self.record(disposition))
+            else:
+                then(self._recorded(disposition, reply))
+
+        batch.script(
+            "disposition_record",
+            self._call_keys(disposition.call_uuid, day),
+            self._args(disposition, day),
+            done,
         )
 
     def record_many(self, dispositions: Sequence[Disposition]) -> list[tuple[str, ...]]:

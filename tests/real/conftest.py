@@ -68,11 +68,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def real_switch() -> RealSwitch:
+def real_switch() -> Iterator[RealSwitch]:
     assert not isinstance(_AT_HAND, str)
-    _AT_HAND.ensure_up()
-    _AT_HAND.install()
-    return _AT_HAND
+    with _AT_HAND.held():
+        _AT_HAND.ensure_up()
+        _AT_HAND.install()
+        yield _AT_HAND
 
 
 @pytest.fixture(scope="module")

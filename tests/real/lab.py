@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid as uuidlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,6 +121,38 @@ class RealSwitch:
             return client.api("status").startswith("UP")
         finally:
             client.close()
+
+    @contextlib.contextmanager
+    def held(self, wait: float = 1800.0) -> Iterator[None]:
+        """This process alone drives the switch while inside (other runs wait their turn).
+
+        Two test runs on one switch ring the same desk phones and hang up each other's
+        calls; the lock file is named after the event socket, so runs on other switches
+        go on side by side.
+        """
+        host, port = self.esl
+        path = Path(tempfile.gettempdir()) / f"ccd-real-switch-{host}-{port}.lock"
+        with open(path, "a+") as f:
+            deadline = time.monotonic() + wait
+            announced = False
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{self.description} stayed busy {wait:.0f} s") from None
+                    if not announced:
+                        print(
+                            f"waiting for another run on {self.description} ({path})",
+                            file=sys.stderr,
+                        )
+                        announced = True
+                    time.sleep(0.5)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def ensure_up(self) -> None:
         if self.kit is not None and shutil.which("sipp") is None:
@@ -416,7 +450,11 @@ class Center:
         """What ``ccd agent login|logout|break|ready`` does, without a process per agent."""
         repo = self.agents()
         for agent_id in agent_ids:
-            repo.transition(agent_id, lambda state: presence.set_login(state, action, time.time()))
+            agent, _ = repo.transition(
+                agent_id, lambda state: presence.set_login(state, action, time.time())
+            )
+            if agent.state.login is presence.Login.READY:
+                repo.hand_out(agent_id)  # as the CLI does: a waiting caller gets them at once
 
 
 #: Poll a predicate until it is truthy, with a deadline (the fast suite's helper).

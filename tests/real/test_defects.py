@@ -1,9 +1,9 @@
 """Issue 9's defects, each reproduced against the daemon on a real FreeSWITCH.
 
-Every test here fails with today's engine and is marked ``xfail(strict=True)``: the suite
-stays green while the defect is there, and turns red (XPASS) the day the engine rewrite
-fixes it, which is when its marker goes. (Defect 3, screen-pop names, is fixed: see
-test_screenpop.py.) tests/real/README.md explains what FreeSWITCH does in each case.
+Every test here failed with the engine before the rewrite of issue 11 (each was checked to
+fail for the reason its docstring or comments give) and passes now. (Defect 3, screen-pop
+names, is in test_screenpop.py.) tests/real/README.md explains what FreeSWITCH does in
+each case.
 
 Each test starts a call centre of its own configuration; the desk phones are shared.
 """
@@ -21,10 +21,6 @@ from ccd.core import presence
 from tests.real.lab import bridged_pair, channel_events, wait_for
 
 QUEUES = {"general": {"tags": ["general"], "overflow_time": 0}}
-
-
-def xfail(defect: int, text: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"defect {defect}: {text} (issue 9)")
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +76,6 @@ def personal_call(fs, extension: str) -> str:
 
 
 # --- defect 1 -----------------------------------------------------------------------------------
-@xfail(1, "uuid_bridge sent on CHANNEL_ANSWER, before originate ... &park() has finished")
 def test_defect1_caller_is_not_lost_when_an_agent_answers_before_the_originate_ends(
     start, phones, fs, call
 ):
@@ -116,7 +111,6 @@ def test_defect1_caller_is_not_lost_when_an_agent_answers_before_the_originate_e
 
 
 # --- defect 2 -----------------------------------------------------------------------------------
-@xfail(2, "a resync reads show channels, which lags the events by ~200 ms, and overrules them")
 def test_defect2_resync_never_overrules_fresher_events(start, phones, fs, call):
     # FreeSWITCH's `show channels` comes from its core database, written 100-300 ms after
     # the events (measured on the kit: README). A resync inside that window must not declare
@@ -134,7 +128,8 @@ def test_defect2_resync_never_overrules_fresher_events(start, phones, fs, call):
         wait_for(lambda c=caller, m=mark: bridged_pair(fs.snapshot()[m:], c.b), 6, "bridge")
         caller.hang_up()
         wait_for(
-            lambda: center.agents().require("slow").state.activity is presence.Activity.IDLE,
+            lambda: center.agents().require("slow").at(time.time()).state.activity
+            is presence.Activity.IDLE,
             5, "the agent free again",
         )  # fmt: skip
     assert not center.logged("call.abandoned")
@@ -145,7 +140,6 @@ def test_defect2_resync_never_overrules_fresher_events(start, phones, fs, call):
 
 
 # --- defect 4 -----------------------------------------------------------------------------------
-@xfail(4, "a restarted daemon (new hostname:pid node_id) cannot take back its own calls")
 def test_defect4_restarted_daemon_resumes_waiting_and_ringing_callers(start, phones, fs, call):
     config = {
         "routing": {"ring_time": 6, "wrapup_time": 0},
@@ -174,7 +168,6 @@ def test_defect4_restarted_daemon_resumes_waiting_and_ringing_callers(start, pho
     assert time.time() - restarted < 10
 
 
-@xfail(4, "a resumed call past its overflow time is rung, then cancelled, not offered a callback")
 def test_defect4_resumed_call_past_its_overflow_time_goes_to_the_offer(start, phones, fs, call):
     config = {
         "routing": {"ring_time": 20, "wrapup_time": 0},
@@ -205,7 +198,6 @@ def test_defect4_resumed_call_past_its_overflow_time_goes_to_the_offer(start, ph
 
 
 # --- defect 5 -----------------------------------------------------------------------------------
-@xfail(5, "the dialer gives a freed agent to a later caller's callback before waiting callers")
 def test_defect5_caller_who_pressed_2_keeps_their_place_before_later_callbacks(
     start, phones, fs, call
 ):
@@ -251,7 +243,6 @@ def test_defect5_caller_who_pressed_2_keeps_their_place_before_later_callbacks(
 
 
 # --- defect 6 -----------------------------------------------------------------------------------
-@xfail(6, "a Redis that lost its data logs agents out and sends waiting callers to voicemail")
 def test_defect6_redis_that_lost_its_data_keeps_callers_waiting_and_says_so(
     start, phones, fs, call
 ):
@@ -293,7 +284,6 @@ def executes_any(fs, callers, mark) -> bool:
 
 
 # --- defect 7 -----------------------------------------------------------------------------------
-@xfail(7, "with nobody logged in the caller is sent to voicemail at once, not offered a callback")
 def test_defect7_nobody_logged_in_caller_waits_for_the_offer(start, phones, fs, call):
     start(
         {"routing": {"ring_time": 5},

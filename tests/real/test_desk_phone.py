@@ -155,7 +155,8 @@ def test_direct_callback_goes_to_the_agent_who_called_the_customer(center, fs, w
     # The customer calls back the main number once ed is free again (after wrap-up): ed's
     # phone rings first, with DIRECT, though fay is free too and idle for longer.
     wait_for(
-        lambda: center.agents().require("ed").state.activity is presence.Activity.IDLE,
+        lambda: center.agents().require("ed").at(time.time()).state.activity
+        is presence.Activity.IDLE,
         5, "ed's wrap-up over",
     )  # fmt: skip
     phone = center.phones["1005"]

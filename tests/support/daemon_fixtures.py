@@ -27,10 +27,10 @@ AUTH = {"Authorization": f"Bearer {HTTP_TOKEN}"}
 
 # The shipped dialplan's queues. Overflow is off here; the overflow tests turn it on.
 QUEUES = {
-    "sales": {"tags": ["sales"], "overflow_time": 0},
-    "support": {"tags": ["support"], "overflow_time": 0},
-    "payments": {"tags": ["billing"], "overflow_time": 0},
-    "general": {"tags": ["general"], "overflow_time": 0},
+    "sales": {"tags": ["sales"], "overflow_time": 0, "no_agents": "voicemail"},
+    "support": {"tags": ["support"], "overflow_time": 0, "no_agents": "voicemail"},
+    "payments": {"tags": ["billing"], "overflow_time": 0, "no_agents": "voicemail"},
+    "general": {"tags": ["general"], "overflow_time": 0, "no_agents": "voicemail"},
 }
 
 

@@ -1,0 +1,38 @@
+"""When events last touched a call, a leg or an agent: what a resync must not overrule.
+
+FreeSWITCH's ``show channels`` lags its events by 100-300 ms (its core database), so a
+snapshot is older than the freshest events; :mod:`ccd.engine.resync` leaves alone whatever
+events touched within ``FRESH`` seconds before the snapshot was asked.
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["FRESH", "Freshness"]
+
+#: Real seconds before a snapshot was asked within which events are newer than it.
+FRESH = 2.0
+
+
+class Freshness:
+    """When events last touched a call, a leg or an agent (monotonic seconds)."""
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def touch(self, *keys: str | None) -> None:
+        now = time.monotonic()
+        for key in keys:
+            if key:
+                self._seen[key] = now
+
+    def fresh(self, key: str | None, than: float) -> bool:
+        """Touched after ``than - FRESH``: events know better than a snapshot asked at
+        ``than``."""
+        return bool(key) and self._seen.get(key, -1e18) >= than - FRESH
+
+    def prune(self, before: float) -> None:
+        self._seen = {k: t for k, t in self._seen.items() if t >= before}
