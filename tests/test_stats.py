@@ -13,7 +13,6 @@ from ccd.config.rules import stats_rules_from_config
 from ccd.core.commands import Fact
 from ccd.core.hunt import Hunt
 from ccd.core.queue import QueueRules
-from ccd.core.routing import AgentView
 from ccd.core.stats import (
     COUNTED,
     AgentDay,
@@ -150,17 +149,17 @@ def test_fold_sums_one_field_once_and_keeps_moves_in_order():
 
 
 def test_the_hunt_says_how_long_the_caller_waited_when_bridged_and_when_abandoned():
-    uuids = iter(f"{i:08d}-0000-4000-8000-000000000000" for i in range(1, 99))
-    rules = QueueRules("sales", ring_time=15.0)
-    hunt = Hunt("00000000-0000-4000-8000-000000000000", rules, lambda: next(uuids), entered_at=100)
+    legs = iter(f"{i:08d}-0000-4000-8000-000000000000" for i in range(1, 99))
+    rules = QueueRules("sales", ("sales",), ring_time=15.0)
+    hunt = Hunt("00000000-0000-4000-8000-000000000000", rules, entered_at=100)
     hunt.start(100.0)
-    agent = AgentView("a", "1001", frozenset({"sales"}), "ready", True, "idle", 0.0)
-    hunt.on_candidates([agent], 101.0)
-    hunt.on_reserved("a", 102.0)
-    hunt.on_agent_answered(hunt.leg_uuid, 112.5)
+    leg = next(legs)
+    hunt.on_matched("a", "1001", leg, next(legs), 102.0)
+    hunt.on_agent_answered(leg, 112.5)
+    hunt.on_agent_parked(leg, 112.5)
     (fact,) = hunt.on_bridged(112.75).facts
     assert (fact.name, fact.data["waited"]) == ("call.bridged", 12.75)
-    other = Hunt("10000000-0000-4000-8000-000000000000", rules, lambda: next(uuids), entered_at=50)
+    other = Hunt("10000000-0000-4000-8000-000000000000", rules, entered_at=50)
     other.start(50.0)
     (fact,) = [f for f in other.on_caller_hangup(83.25).facts if f.name == "call.abandoned"]
     assert fact.data["waited"] == 33.25
