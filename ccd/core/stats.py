@@ -30,6 +30,7 @@ what each fact adds.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -174,6 +175,7 @@ def day_of(at: float, tz: dt.tzinfo) -> str:
     return dt.datetime.fromtimestamp(at, tz).date().isoformat()
 
 
+@functools.lru_cache(maxsize=1024)  # a few days and zones: every fact asks again
 def day_start(day: str, tz: dt.tzinfo) -> float:
     """Epoch time of the local midnight that starts ``day`` in ``tz``."""
     return dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tz).timestamp()
@@ -184,6 +186,7 @@ def minute_of(at: float) -> int:
     return int(at // 60)
 
 
+@functools.lru_cache(maxsize=1024)
 def _previous_day(day: str) -> str:
     return (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
 
@@ -236,6 +239,7 @@ class Folded(NamedTuple):
     moves: tuple[AgentMove, ...]
 
 
+@functools.lru_cache(maxsize=1024)
 def _expire_day(day: str, tz: dt.tzinfo, retention_days: int) -> int:
     end = dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(), tz)
     return math.ceil(end.timestamp()) + retention_days * 86400

@@ -50,6 +50,7 @@ from ccd.engine.overflow import Overflow
 from ccd.engine.presence import AgentPresence
 from ccd.engine.reconfigure import Reconfigure
 from ccd.engine.resync import Resync
+from ccd.engine.stats import StatsFeed
 from ccd.store.agent import AgentError, AgentRepository
 from ccd.store.call import CallRepository
 from ccd.store.callback import CallbackStore
@@ -93,6 +94,8 @@ class CallControl:
         self.agents = AgentRepository(store, self.routing)
         self.calls = CallRepository(store)
         routing = config.routing
+        self.stats = StatsFeed(store, self.agents, config.current)
+        self._stats_seeded = False
         self.io = CallIo(
             config=config,
             store=store,
@@ -108,6 +111,7 @@ class CallControl:
             sticky=sticky,
             metrics=metrics,
             fresh=self.fresh,
+            stats=self.stats,
         )
         self.hunting = Hunting(
             io=self.io,
@@ -158,7 +162,7 @@ class CallControl:
             entry=self.entry,
             hunting=self.hunting,
             agents=self.agents,
-            derived=[self.overflow, disposition, sticky],
+            derived=[self.overflow, disposition, sticky, self.stats],
         )
         self._handlers: dict[type, Callable[[Any, float], None]] = {
             ev.CallParked: self.entry.on_parked,
@@ -176,13 +180,18 @@ class CallControl:
         }
 
     def seed_agents(self, now: float) -> None:
-        """Agents named in the configuration exist in Redis (run-time changes win)."""
+        """Agents named in the configuration exist in Redis (run-time changes win). The
+        first time (and after Redis lost its data) every agent's status goes to the
+        statistics, so agents by status count the ones that have not changed since."""
         for agent_id, agent in self.config.agents.items():
             try:
                 self.agents.ensure(agent_id, agent.extension, agent.tags, now)
             except AgentError as exc:
                 # One conflicting entry must not keep the daemon from serving calls.
                 log.error("agent.config_conflict", agent=agent_id, error=str(exc))
+        if not self._stats_seeded:
+            self.stats.seed(self.agents.all(), now)
+            self._stats_seeded = True
 
     # ------------------------------------------------------------------ the dispatcher's calls
     def on_event(self, event: EslEvent, now: float) -> None:
@@ -239,6 +248,7 @@ class CallControl:
         back, agents first (their login, tags and calls), then the calls it hunts, then the
         configuration's agents; the resync that follows adds the phones' registrations."""
         agents = self.agents.restore_op(self.io.batch, now)
+        self._stats_seeded = False  # the statistics went with the rest
         self.flush()
         self.hunting.rebuild(now)
         self.flush()
@@ -259,6 +269,7 @@ class CallControl:
             self.entry.on_parked(parked, now)
         self.dialer.tick(now)
         self.hunting.tick(now)
+        self.stats.tick(now)
 
     def resync_request(self) -> bool:
         """Ask FreeSWITCH what is live (ccd.engine.resync); False if a resync is under way."""

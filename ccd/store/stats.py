@@ -3,8 +3,9 @@
 Theory of operation
 -------------------
 * :func:`ccd.core.stats.fold` turns facts into operations; :meth:`StatsStore.apply` only
-  APPENDS their commands to a redis-py pipeline the caller owns (the engine's unit of work runs
-  it with the event's other writes): it never makes a round trip of its own.
+  APPENDS their commands to what the caller sends: the engine's unit of work
+  (:class:`ccd.store.batch.Batch`, fed by ccd.engine.stats, sent with the events' other
+  writes) or a redis-py pipeline (tools, tests). It never makes a round trip of its own.
 * :class:`ccd.core.stats.Increment`: ``HINCRBY`` (counts) or ``HINCRBYFLOAT`` (seconds) on the
   counter's hash, then one ``EXPIREAT`` per hash. Hashes (names in :class:`ccd.store.keys.Keys`):
 
@@ -31,9 +32,9 @@ Theory of operation
   whatever the number of waiting calls) in one Lua step for every queue at once.
 * :class:`QueueStats` is what a Prometheus scrape (:class:`ccd.core.stats_view.QueueGauges`)
   and the systemd status line read: the same snapshot, per configured queue. Its agents by
-  status come from the ``stats:agents:<queue>`` counters once they are kept (``agent_counters``:
-  the engine applies the fold at every agent status change); until then only ``free`` is
-  reported, counted by Redis from the free-agent index, and the other statuses are absent.
+  status come from the ``stats:agents:<queue>`` counters (``agent_counters``: on in a daemon
+  with the engine, which keeps them); without, only ``free`` is reported, counted by Redis
+  from the free-agent index, and the other statuses are absent.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ from ccd.core.stats_view import (
     stats_json,
 )
 from ccd.store.agent import AgentRepository
+from ccd.store.batch import Batch
 from ccd.store.redis_store import Store, unavailable_as_domain_error
 
 __all__ = ["QueueStats", "StatsStore"]
@@ -181,6 +183,11 @@ return out
 """
 
 
+def _command_of(target: Any) -> Callable[..., Any]:
+    """How one plain command is appended to ``target`` (a Batch or a redis-py pipeline)."""
+    return target.command if isinstance(target, Batch) else target.execute_command
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -195,10 +202,20 @@ class StatsStore:
         store.scripts.register("stats_agent_move", _LUA_AGENT_MOVE, prelude=False)
         store.scripts.register("stats_waiting", _LUA_WAITING, prelude=False)
         self._move_script = store.client.register_script(_LUA_AGENT_MOVE)
+        # Key names of counters seen lately: every fact of a queue names the same few.
+        self._counter_keys: dict[Counter, str] = {}
 
     # --- writing: append to the caller's pipeline ---------------------------------------
 
     def counter_key(self, counter: Counter) -> str:
+        key = self._counter_keys.get(counter)
+        if key is None:
+            if len(self._counter_keys) >= 10_000:  # new days and minutes keep coming
+                self._counter_keys.clear()
+            key = self._counter_keys[counter] = self._make_key(counter)
+        return key
+
+    def _make_key(self, counter: Counter) -> str:
         if counter.kind == "queue_day":
             return self._keys.stats_queue_day(counter.owner, counter.period)
         if counter.kind == "queue_minute":
@@ -207,27 +224,29 @@ class StatsStore:
             return self._keys.stats_agent_day(counter.owner, counter.period)
         raise ValueError(f"unknown counter kind {counter.kind!r}")
 
-    def apply(self, pipe: Any, ops: Folded | Iterable[Increment | AgentMove]) -> int:
-        """Append the commands of ``ops`` to ``pipe`` (a redis-py pipeline; nothing is sent
-        here). Answers how many operations were appended. An operation naming a queue or an
-        agent no key may hold (a name from a caller) is left out and logged, never raised:
+    def apply(self, target: Any, ops: Folded | Iterable[Increment | AgentMove]) -> int:
+        """Append the commands of ``ops`` to ``target``: the engine's unit of work
+        (:class:`ccd.store.batch.Batch`) or a redis-py pipeline (tools, tests); nothing is
+        sent here. Answers how many operations were appended. An operation naming a queue or
+        an agent no key may hold (a name from a caller) is left out and logged, never raised:
         statistics must not stop the unit of work they ride with."""
         if isinstance(ops, Folded):
             items: list[Increment | AgentMove] = [*ops.increments, *ops.moves]
         else:
             items = list(ops)
+        command = _command_of(target)
         expiries: dict[str, Counter] = {}
         done = 0
         for op in items:
             try:
                 if isinstance(op, AgentMove):
-                    self._append_move(pipe, op)
+                    self._append_move(target, op)
                 else:
                     key = self.counter_key(op.counter)
                     if op.field in FLOAT_FIELDS:
-                        pipe.hincrbyfloat(key, op.field, round(float(op.amount), 3))
+                        command("HINCRBYFLOAT", key, op.field, round(float(op.amount), 3))
                     else:
-                        pipe.hincrby(key, op.field, int(op.amount))
+                        command("HINCRBY", key, op.field, int(op.amount))
                     expiries[key] = op.counter
             except ValueError as exc:
                 log.warning("stats.skipped", error=str(exc)[:200])
@@ -235,12 +254,12 @@ class StatsStore:
             done += 1
         for key, counter in expiries.items():
             if counter.ttl:
-                pipe.expire(key, counter.ttl)
+                command("EXPIRE", key, counter.ttl)
             else:
-                pipe.expireat(key, counter.expire_at)
+                command("EXPIREAT", key, counter.expire_at)
         return done
 
-    def _append_move(self, pipe: Any, move: AgentMove, *, remove: bool = False) -> None:
+    def _append_move(self, target: Any, move: AgentMove, *, remove: bool = False) -> None:
         keys = self._keys
         data: dict[str, Any] = {
             "at": move.at,
@@ -267,9 +286,13 @@ class StatsStore:
             data["qday"] = self.counter_key(move.queue_day)
             data["qday_exp"] = move.queue_day.expire_at
         args = [keys.prefix, msgpack.packb(data, use_bin_type=True)]
-        self._move_script(keys=[keys.stats_agent_now(move.agent)], args=args, client=pipe)
+        now_key = [keys.stats_agent_now(move.agent)]
+        if isinstance(target, Batch):
+            target.script("stats_agent_move", now_key, args)
+        else:
+            self._move_script(keys=now_key, args=args, client=target)
 
-    def remove_agent(self, pipe: Any, agent_id: str, at: float) -> None:
+    def remove_agent(self, target: Any, agent_id: str, at: float) -> None:
         """Append: the agent was deleted. Its time so far is kept in its day; it leaves the
         agents-by-status counts."""
         day = day_of(at, self.rules.tz)
@@ -285,7 +308,7 @@ class StatsStore:
             minute_of(at),
             60 * (self.rules.bucket_minutes + 2),
         )
-        self._append_move(pipe, move, remove=True)
+        self._append_move(target, move, remove=True)
 
     def record(self, ops: Folded | Iterable[Increment | AgentMove]) -> None:
         """Apply ``ops`` in a pipeline of their own (tests, tools; the engine uses apply)."""
@@ -420,10 +443,10 @@ class QueueStats:
     :class:`ccd.core.stats_view.QueueGauges` (``figures``) and gives the status line its two
     numbers (``totals``). A handful of Redis commands whatever the number of agents or calls.
 
-    ``agent_counters``: report every agent status from the ``stats:agents:<queue>`` counters.
-    Leave it off until the engine keeps them (StatsStore.apply at every agent status change,
-    every agent's status written once at start): until then only ``free`` is reported, from
-    the free-agent index (``ZINTERCARD`` with the queue's tag sets; Redis < 7 has none, and the
+    ``agent_counters``: report every agent status from the ``stats:agents:<queue>`` counters,
+    which the engine keeps (ccd.engine.stats: every agent status change, every agent's status
+    written once at start). Off (no engine): only ``free`` is reported, from the free-agent
+    index (``ZINTERCARD`` with the queue's tag sets; Redis < 7 has none, and the
     queue then has no agent figures)."""
 
     def __init__(
