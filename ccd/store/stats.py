@@ -16,7 +16,9 @@ Theory of operation
 
   Fields: :data:`ccd.core.stats.QUEUE_FIELDS`, :data:`ccd.core.stats.AGENT_TIME_FIELDS` and
   offered / answered / missed. Increments are atomic, so any number of daemons add to them.
-* :class:`ccd.core.stats.AgentMove`: one Lua step (``stats_agent_move``) per change of an
+* Everything one :meth:`StatsStore.apply` appends is ONE script call (``stats_apply``): the
+  increments, their expiries, then the agent moves in order.
+* :class:`ccd.core.stats.AgentMove`: one Lua step (a ``move`` in ``stats_apply``) per change of an
   agent's wallboard status. ``stats:agent_now:<agent>`` (a hash) keeps ``status``, ``since``,
   ``queues`` (the queues the agent is counted in, comma-separated) and ``q``/``qday``/``qexp``
   (the queue call the agent's talk and wrap-up count for). The step adds the seconds since
@@ -79,81 +81,101 @@ __all__ = ["QueueStats", "StatsStore"]
 
 log = structlog.get_logger()
 
-_LUA_AGENT_MOVE = r"""
--- KEYS[1] stats:agent_now:<agent>; ARGV[1] key prefix, ARGV[2] msgpack of the move:
--- status (nil: keep), at, day, day_exp, prev, prev_exp, since_day, minute, minute_ttl,
--- queues (nil: keep), queue, qday, qday_exp (nil: no queue call offered now), remove.
+_LUA_APPLY = r"""
+-- One unit of work's statistics. ARGV[1] key prefix, ARGV[2] msgpack of
+-- {increments, expiries, moves}:
+--   increments  {key, field, amount as text, 1 = seconds (HINCRBYFLOAT) | 0 = count}
+--   expiries    {key, expire_at (epoch seconds, or 0), ttl (seconds, or 0)}
+--   moves       {stats:agent_now:<agent>, move}; move: status (nil: keep), at, day, day_exp,
+--               prev, prev_exp, since_day, minute, minute_ttl, queues (nil: keep), queue,
+--               qday, qday_exp (nil: no queue call offered now), remove.
 local prefix = ARGV[1]
-local op = cmsgpack.unpack(ARGV[2])
-local cur = redis.call("HMGET", KEYS[1], "status", "since", "queues", "q", "qday", "qexp")
-local old, since, oldq = cur[1], tonumber(cur[2]), cur[3] or ""
-local q, qday, qexp = cur[4], cur[5], cur[6]
-local at = tonumber(op.at)
-local new = op.status or old
-if op.remove then new = nil end
-if not old and not new then return 0 end
+local ops = cmsgpack.unpack(ARGV[2])
 
 local function add(key, exp, field, secs, ttl)
   redis.call("HINCRBYFLOAT", key, field, string.format("%.3f", secs))
   if ttl then redis.call("EXPIRE", key, ttl) else redis.call("EXPIREAT", key, exp) end
 end
--- 1. the interval [since, at) spent in the old status
-if old and since and at > since then
-  if old ~= "logged_out" then
-    local split = tonumber(op.since_day)
-    if since < split then
-      add(op.prev, op.prev_exp, old, split - since)
-      add(op.day, op.day_exp, old, at - split)
-    else
-      add(op.day, op.day_exp, old, at - since)
+
+local function move(now_key, op)
+  local cur = redis.call("HMGET", now_key, "status", "since", "queues", "q", "qday", "qexp")
+  local old, since, oldq = cur[1], tonumber(cur[2]), cur[3] or ""
+  local q, qday, qexp = cur[4], cur[5], cur[6]
+  local at = tonumber(op.at)
+  local new = op.status or old
+  if op.remove then new = nil end
+  if not old and not new then return end
+
+  -- 1. the interval [since, at) spent in the old status
+  if old and since and at > since then
+    if old ~= "logged_out" then
+      local split = tonumber(op.since_day)
+      if since < split then
+        add(op.prev, op.prev_exp, old, split - since)
+        add(op.day, op.day_exp, old, at - split)
+      else
+        add(op.day, op.day_exp, old, at - since)
+      end
+    end
+    if q and qday and (old == "oncall" or old == "wrapup") then
+      local field = "talk"
+      if old == "wrapup" then field = "wrapup" end
+      add(qday, qexp, field, at - since)
+      local bucket = prefix .. "stats:queue_minute:" .. q .. ":" .. op.minute
+      add(bucket, nil, field, at - since, op.minute_ttl)
     end
   end
-  if q and qday and (old == "oncall" or old == "wrapup") then
-    local field = "talk"
-    if old == "wrapup" then field = "wrapup" end
-    add(qday, qexp, field, at - since)
-    local bucket = prefix .. "stats:queue_minute:" .. q .. ":" .. op.minute
-    add(bucket, nil, field, at - since, op.minute_ttl)
+  -- 2. the queue call whose talk and wrap-up the agent's time counts for
+  if op.queue then
+    q, qday, qexp = op.queue, op.qday, op.qday_exp
+  elseif new ~= "ringing" and new ~= "oncall" and new ~= "wrapup" then
+    q = nil
+  elseif new == "oncall" and old == "wrapup" then
+    q = nil  -- a call of the agent's own during wrap-up: the queue call's wrap-up is over
   end
-end
--- 2. the queue call whose talk and wrap-up the agent's time counts for
-if op.queue then
-  q, qday, qexp = op.queue, op.qday, op.qday_exp
-elseif new ~= "ringing" and new ~= "oncall" and new ~= "wrapup" then
-  q = nil
-elseif new == "oncall" and old == "wrapup" then
-  q = nil  -- a call of the agent's own during wrap-up: the queue call's wrap-up is over
-end
--- 3. agents by status: out of the old status in the recorded queues, into the new ones
-local newq = oldq
-if op.queues then newq = table.concat(op.queues, ",") end
-if old ~= new or oldq ~= newq then
-  if old then
-    if old ~= new then redis.call("HINCRBY", prefix .. "stats:agents", old, -1) end
-    for name in string.gmatch(oldq, "[^,]+") do
-      redis.call("HINCRBY", prefix .. "stats:agents:" .. name, old, -1)
+  -- 3. agents by status: out of the old status in the recorded queues, into the new ones
+  local newq = oldq
+  if op.queues then newq = table.concat(op.queues, ",") end
+  if old ~= new or oldq ~= newq then
+    if old then
+      if old ~= new then redis.call("HINCRBY", prefix .. "stats:agents", old, -1) end
+      for name in string.gmatch(oldq, "[^,]+") do
+        redis.call("HINCRBY", prefix .. "stats:agents:" .. name, old, -1)
+      end
+    end
+    if new then
+      if old ~= new then redis.call("HINCRBY", prefix .. "stats:agents", new, 1) end
+      for name in string.gmatch(newq, "[^,]+") do
+        redis.call("HINCRBY", prefix .. "stats:agents:" .. name, new, 1)
+      end
     end
   end
-  if new then
-    if old ~= new then redis.call("HINCRBY", prefix .. "stats:agents", new, 1) end
-    for name in string.gmatch(newq, "[^,]+") do
-      redis.call("HINCRBY", prefix .. "stats:agents:" .. name, new, 1)
-    end
+  -- 4. the record
+  if not new then
+    redis.call("DEL", now_key)
+    return
+  end
+  if since == nil or at > since then since = at end
+  redis.call("HSET", now_key, "status", new, "since", string.format("%.3f", since), "queues", newq)
+  if q then
+    redis.call("HSET", now_key, "q", q, "qday", qday, "qexp", qexp)
+  else
+    redis.call("HDEL", now_key, "q", "qday", "qexp")
   end
 end
--- 4. the record
-if not new then
-  redis.call("DEL", KEYS[1])
-  return 1
+
+for _, inc in ipairs(ops[1]) do
+  if inc[4] == 1 then
+    redis.call("HINCRBYFLOAT", inc[1], inc[2], inc[3])
+  else
+    redis.call("HINCRBY", inc[1], inc[2], inc[3])
+  end
 end
-if since == nil or at > since then since = at end
-redis.call("HSET", KEYS[1], "status", new, "since", string.format("%.3f", since), "queues", newq)
-if q then
-  redis.call("HSET", KEYS[1], "q", q, "qday", qday, "qexp", qexp)
-else
-  redis.call("HDEL", KEYS[1], "q", "qday", "qexp")
+for _, e in ipairs(ops[2]) do
+  if e[3] > 0 then redis.call("EXPIRE", e[1], e[3]) else redis.call("EXPIREAT", e[1], e[2]) end
 end
-return 1
+for _, m in ipairs(ops[3]) do move(m[1], m[2]) end
+return #ops[1] + #ops[3]
 """
 
 _LUA_WAITING = r"""
@@ -183,11 +205,6 @@ return out
 """
 
 
-def _command_of(target: Any) -> Callable[..., Any]:
-    """How one plain command is appended to ``target`` (a Batch or a redis-py pipeline)."""
-    return target.command if isinstance(target, Batch) else target.execute_command
-
-
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -199,9 +216,9 @@ class StatsStore:
         self._store = store
         self._keys = store.keys
         self.rules = rules or StatsRules()  # the readers of now (snapshot) need none
-        store.scripts.register("stats_agent_move", _LUA_AGENT_MOVE, prelude=False)
+        store.scripts.register("stats_apply", _LUA_APPLY, prelude=False)
         store.scripts.register("stats_waiting", _LUA_WAITING, prelude=False)
-        self._move_script = store.client.register_script(_LUA_AGENT_MOVE)
+        self._apply_script = store.client.register_script(_LUA_APPLY)
         # Key names of counters seen lately: every fact of a queue names the same few.
         self._counter_keys: dict[Counter, str] = {}
 
@@ -225,7 +242,8 @@ class StatsStore:
         raise ValueError(f"unknown counter kind {counter.kind!r}")
 
     def apply(self, target: Any, ops: Folded | Iterable[Increment | AgentMove]) -> int:
-        """Append the commands of ``ops`` to ``target``: the engine's unit of work
+        """Append ``ops`` to ``target`` as ONE script call (``stats_apply``: the increments,
+        their expiries, then the agent moves in order): the engine's unit of work
         (:class:`ccd.store.batch.Batch`) or a redis-py pipeline (tools, tests); nothing is
         sent here. Answers how many operations were appended. An operation naming a queue or
         an agent no key may hold (a name from a caller) is left out and logged, never raised:
@@ -234,32 +252,39 @@ class StatsStore:
             items: list[Increment | AgentMove] = [*ops.increments, *ops.moves]
         else:
             items = list(ops)
-        command = _command_of(target)
+        increments: list[tuple[str, str, str, int]] = []
+        moves: list[tuple[str, dict[str, Any]]] = []
         expiries: dict[str, Counter] = {}
-        done = 0
         for op in items:
             try:
                 if isinstance(op, AgentMove):
-                    self._append_move(target, op)
-                else:
-                    key = self.counter_key(op.counter)
-                    if op.field in FLOAT_FIELDS:
-                        command("HINCRBYFLOAT", key, op.field, round(float(op.amount), 3))
-                    else:
-                        command("HINCRBY", key, op.field, int(op.amount))
-                    expiries[key] = op.counter
+                    moves.append(self._move(op))
+                    continue
+                key = self.counter_key(op.counter)
             except ValueError as exc:
                 log.warning("stats.skipped", error=str(exc)[:200])
                 continue
-            done += 1
-        for key, counter in expiries.items():
-            if counter.ttl:
-                command("EXPIRE", key, counter.ttl)
+            if op.field in FLOAT_FIELDS:
+                increments.append((key, op.field, f"{float(op.amount):.3f}", 1))
             else:
-                command("EXPIREAT", key, counter.expire_at)
-        return done
+                increments.append((key, op.field, str(int(op.amount)), 0))
+            expiries[key] = op.counter
+        if not increments and not moves:
+            return 0
+        expire = [(key, c.expire_at if not c.ttl else 0, c.ttl) for key, c in expiries.items()]
+        self._append(target, increments, expire, moves)
+        return len(increments) + len(moves)
 
-    def _append_move(self, target: Any, move: AgentMove, *, remove: bool = False) -> None:
+    def _append(self, target: Any, *ops: list[Any]) -> None:
+        """The ``stats_apply`` script call with (increments, expiries, moves), appended."""
+        args = [self._keys.prefix, msgpack.packb(list(ops), use_bin_type=True)]
+        if isinstance(target, Batch):
+            target.script("stats_apply", [], args)
+        else:
+            self._apply_script(keys=[], args=args, client=target)
+
+    def _move(self, move: AgentMove, *, remove: bool = False) -> tuple[str, dict[str, Any]]:
+        """One agent move as the script takes it: (stats:agent_now key, its fields)."""
         keys = self._keys
         data: dict[str, Any] = {
             "at": move.at,
@@ -285,12 +310,7 @@ class StatsStore:
             data["queue"] = move.queue
             data["qday"] = self.counter_key(move.queue_day)
             data["qday_exp"] = move.queue_day.expire_at
-        args = [keys.prefix, msgpack.packb(data, use_bin_type=True)]
-        now_key = [keys.stats_agent_now(move.agent)]
-        if isinstance(target, Batch):
-            target.script("stats_agent_move", now_key, args)
-        else:
-            self._move_script(keys=now_key, args=args, client=target)
+        return keys.stats_agent_now(move.agent), data
 
     def remove_agent(self, target: Any, agent_id: str, at: float) -> None:
         """Append: the agent was deleted. Its time so far is kept in its day; it leaves the
@@ -308,7 +328,7 @@ class StatsStore:
             minute_of(at),
             60 * (self.rules.bucket_minutes + 2),
         )
-        self._append_move(target, move, remove=True)
+        self._append(target, [], [], [self._move(move, remove=True)])
 
     def record(self, ops: Folded | Iterable[Increment | AgentMove]) -> None:
         """Apply ``ops`` in a pipeline of their own (tests, tools; the engine uses apply)."""
