@@ -142,7 +142,7 @@ def test_queue_stats_report_every_agent_state_from_the_statistics_counters(store
                                      "unregistered": 1}  # fmt: skip
     assert figures.waiting == {"sales": 0, "vip": 1}
     assert figures.longest_wait == {"sales": 0.0, "vip": 42.0}
-    assert stats.totals() == (1, 1)  # the centre's counters: ann is the one free agent
+    assert stats.totals(now) == (1, 1)  # the centre's counters: ann is the one free agent
 
     metrics = DaemonMetrics(known_queues=lambda: queues)
     metrics.use_queue_gauges(stats, lambda: now)
