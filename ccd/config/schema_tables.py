@@ -51,6 +51,13 @@ _QUEUE_OPTIONS: tuple[_Option, ...] = (
     _Option("priority", 0, _integer(-1000, 1000), "higher priority queues are served first"),
     _Option("overflow_time", 30.0, _seconds(), "seconds waited before the callback offer; 0 = off"),
     _Option(
+        "announce_interval",
+        45.0,
+        _seconds(),
+        "the caller hears their position and estimated wait on entry and every so many "
+        "seconds; 0 = off",
+    ),
+    _Option(
         "callback_strategy",
         "active",
         _choice("active", "passive", "customer_first"),

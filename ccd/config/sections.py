@@ -177,6 +177,7 @@ class QueueConfig:
     voicemail_callback: bool = False
     service_level_time: float | None = None  # None: stats.service_level_time
     timezone: str | None = None  # None: disposition.timezone
+    announce_interval: float = 45.0  # position announcements: seconds between two; 0 = off
 
 
 @dataclass(frozen=True)

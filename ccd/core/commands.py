@@ -59,6 +59,7 @@ __all__ = [
     "Kill",
     "Originate",
     "Playback",
+    "SayNumber",
     "SetVar",
     "Transfer",
     "UnsafeValue",
@@ -254,6 +255,19 @@ class Broadcast:
 
 
 @dataclass(frozen=True, slots=True)
+class SayNumber:
+    """mod_say reads a number the daemon computed to a channel, through ``uuid_broadcast``:
+    ``uuid_broadcast <uuid> 'say::en number pronounced 3' aleg``. FreeSWITCH's API splitter
+    honours single quotes (and strips them), so the application's arguments, which hold
+    spaces, stay one argument; ``app::args`` is how uuid_broadcast runs an application.
+    Only a non-negative integer reaches the text."""
+
+    uuid: str
+    number: int
+    leg: str = "aleg"
+
+
+@dataclass(frozen=True, slots=True)
 class Break:
     """Stop what is playing on a channel (``uuid_break <uuid> all``)."""
 
@@ -284,7 +298,18 @@ class Playback:
     event_uuid: str | None = None
 
 
-Command = Originate | Bridge | Kill | Transfer | Broadcast | Break | SetVar | Execute | Playback
+Command = (
+    Originate
+    | Bridge
+    | Kill
+    | Transfer
+    | Broadcast
+    | SayNumber
+    | Break
+    | SetVar
+    | Execute
+    | Playback
+)
 
 _BROADCAST_LEGS = frozenset({"aleg", "bleg", "both"})
 
@@ -335,6 +360,14 @@ def to_esl(cmd: Command) -> tuple[str, str]:
         if cmd.leg not in _BROADCAST_LEGS:
             raise UnsafeValue(f"bad broadcast leg: {cmd.leg!r:.20}")
         return "api", f"uuid_broadcast {uuid} {path} {cmd.leg}"
+    if isinstance(cmd, SayNumber):
+        uuid = _check(_UUID_RE, cmd.uuid, "uuid")
+        number = cmd.number
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number < 10**9:
+            raise UnsafeValue(f"bad number to say: {number!r:.20}")
+        if cmd.leg not in _BROADCAST_LEGS:
+            raise UnsafeValue(f"bad broadcast leg: {cmd.leg!r:.20}")
+        return "api", f"uuid_broadcast {uuid} 'say::en number pronounced {number}' {cmd.leg}"
     if isinstance(cmd, Break):
         return "api", f"uuid_break {_check(_UUID_RE, cmd.uuid, 'uuid')} all"
     if isinstance(cmd, SetVar):

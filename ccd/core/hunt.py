@@ -24,6 +24,7 @@ Phases::
     ANSWERED/BRIDGING --agent leg gone before the bridge--> WAITING (agent tried)
     BRIDGING  --on_bridged--> BRIDGED --either side hangs up--> DONE
     WAITING/RINGING/RETRY --overflow time--> OFFERING --kept waiting--> WAITING
+    WAITING   --announce deadline: position read--> WAITING (announced) or OFFERING (beyond)
     OFFERING  --request stored--> DONE
     any       --caller hangs up--> DONE (ringing leg killed, agent released)
 
@@ -45,6 +46,10 @@ Rules worth knowing:
   the call means waiting (for an agent or the overflow offer) unless the queue says
   ``no_agents = "voicemail"``; everyone logged in tried means ``on_exhausted``.
 * Every path that ends an offer releases the agent once, with an outcome (ccd.core.queue).
+* Position announcements (``announce_interval``, ccd.core.announce) are made only while the
+  call waits in its list: the first when routing first puts it there, then every interval;
+  after a failed offer the next comes a full interval later. A caller whose estimate reaches
+  the overflow time hears the callback offer instead.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ccd.core.announce import announcement
 from ccd.core.commands import (
     Break,
     Bridge,
@@ -66,6 +72,7 @@ from ccd.core.commands import (
     sanitize_caller_name,
     sanitize_number,
 )
+from ccd.core.estimate import QueueLoad, estimate_wait
 from ccd.core.hunt_step import EMPTY as _EMPTY
 from ccd.core.hunt_step import OFFER_PHASES as _OFFER_PHASES
 from ccd.core.hunt_step import OVERFLOW_PHASES as _OVERFLOW_PHASES
@@ -85,9 +92,9 @@ class Hunt:
     """One queued call's hunt for an agent; see the module docstring."""
 
     __slots__ = (
-        "agent_ext", "agent_id", "answered", "call_uuid", "caller_display", "caller_number",
-        "ending_leg", "ending_until", "entered_at", "job_uuid", "leg_uuid", "moh_on", "offered",
-        "phase", "preferred",
+        "agent_ext", "agent_id", "announce_at", "announced", "answered", "call_uuid",
+        "caller_display", "caller_number", "ending_leg", "ending_until", "entered_at",
+        "job_uuid", "leg_uuid", "moh_on", "offered", "phase", "preferred",
         "preferred_display", "priority", "result", "retries", "retry_at", "ring_deadline",
         "rules", "tried",
     )  # fmt: skip
@@ -131,6 +138,8 @@ class Hunt:
         self.retries = 0
         self.moh_on = False
         self.result: str | None = None
+        self.announce_at: float | None = None  # the next position announcement (WAITING)
+        self.announced = 0  # announcements made
 
     # -- queries -----------------------------------------------------------
 
@@ -162,6 +171,8 @@ class Hunt:
             deadlines.append(self.ending_until)
         if self.phase in _OVERFLOW_PHASES:
             deadlines.append(self.overflow_at)
+        if self.phase is Phase.WAITING:
+            deadlines.append(self.announce_at)
         found = [d for d in deadlines if d is not None]
         return min(found) if found else None
 
@@ -226,6 +237,29 @@ class Hunt:
                 self._exhausted(acc, reason="nobody_logged_in")
         elif untried == 0:
             self._exhausted(acc, reason="all_tried")
+        interval = self.rules.announce_interval
+        if self.phase is Phase.WAITING and interval > 0 and self.announce_at is None:
+            self.announce_at = now + interval if self.announced else now
+        return acc.step()
+
+    def on_announce(self, position: int, load: QueueLoad | None, now: float) -> Step:
+        """The announcement's read: the caller is ``position`` in the queue (1: next), the
+        queue's ``load`` (None: no history, the position alone is said)."""
+        if self.phase is not Phase.WAITING or position < 1:
+            return _EMPTY
+        acc = _Acc()
+        horizon = self.rules.overflow_time if self.overflow_at is not None else None
+        waited = now - self.entered_at
+        estimate = None if load is None else estimate_wait(load, position, waited=waited,
+                                                           horizon=horizon)  # fmt: skip
+        if estimate is not None and estimate.beyond_horizon and horizon:
+            self._overflow(acc, now)  # they would reach the offer first: make it now
+            return acc.step()
+        acc.commands.extend(announcement(self.call_uuid, position, estimate, self.rules.moh))
+        self.moh_on = bool(self.rules.moh)
+        self.announced += 1
+        seconds = None if estimate is None else estimate.seconds
+        acc.facts.append(self._fact("call.announced", position=position, estimate=seconds))
         return acc.step()
 
     def on_sticky_fallback(self) -> Step:
@@ -315,6 +349,9 @@ class Hunt:
 
     def on_tick(self, now: float) -> Step:
         acc = _Acc()
+        if self.phase is Phase.WAITING and self.announce_at is not None and now >= self.announce_at:
+            self.announce_at = now + self.rules.announce_interval
+            acc.announce = True  # the read comes back to on_announce
         self._deadlines(acc, now)
         overflow = self.overflow_at
         if self.phase in _OVERFLOW_PHASES and overflow is not None and now >= overflow:
@@ -439,6 +476,7 @@ class Hunt:
         acc.commands.append(
             Originate(self.leg_uuid, self.agent_ext, variables, timeout, self.job_uuid)
         )
+        self.announce_at = None  # re-armed by the next wait in the list (on_waiting)
         self.phase = Phase.RINGING
         self.answered = False
         self.ring_deadline = now + self.rules.ring_time
@@ -452,6 +490,7 @@ class Hunt:
         if self.phase is Phase.RINGING:
             self._release(acc, "cancelled", tried=False)  # not the agent's fault
         self.offered = True
+        self.announce_at = None  # after the offer, a full interval before the next one
         self._stop_moh(acc)
         self.phase = Phase.OFFERING
         self.retry_at = None

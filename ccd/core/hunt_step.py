@@ -42,6 +42,8 @@ class Step:
     Commands are sent in order, releases written, facts logged. ``match``: ask routing for an
     agent for this call (answered by :meth:`Hunt.on_matched` or :meth:`Hunt.on_waiting`).
     ``unlist``: take the call out of its waiting list (it is in the callback offer).
+    ``announce``: read the caller's position and the queue's load for a position announcement
+    (answered by :meth:`Hunt.on_announce`).
     """
 
     commands: tuple[Command, ...] = ()
@@ -49,6 +51,7 @@ class Step:
     releases: tuple[Release, ...] = ()
     match: bool = False
     unlist: bool = False
+    announce: bool = False
 
 
 EMPTY = Step()
@@ -67,8 +70,14 @@ class Acc:
     releases: list[Release] = field(default_factory=list)
     match: bool = False
     unlist: bool = False
+    announce: bool = False
 
     def step(self) -> Step:
         return Step(
-            tuple(self.commands), tuple(self.facts), tuple(self.releases), self.match, self.unlist
+            tuple(self.commands),
+            tuple(self.facts),
+            tuple(self.releases),
+            self.match,
+            self.unlist,
+            self.announce,
         )

@@ -97,6 +97,7 @@ class QueueRules:
     context: str = "ccd"
     overflow_time: float = 0.0  # seconds from queue entry to the callback offer; 0 = never
     no_agents: str = "wait"  # nobody logged in who could answer: "wait" | "voicemail"
+    announce_interval: float = 0.0  # seconds between position announcements; 0 = none
 
     def __post_init__(self) -> None:
         if self.on_exhausted not in ("voicemail", "hangup"):
@@ -120,6 +121,7 @@ class QueueRules:
             "context": self.context,
             "overflow_time": self.overflow_time,
             "no_agents": self.no_agents,
+            "announce_interval": self.announce_interval,
         }
 
     @classmethod

@@ -84,6 +84,7 @@ class Entry:
             context=self.config.daemon.dialplan_context,
             overflow_time=q.overflow_time if q else 0.0,
             no_agents=q.no_agents if q else "wait",
+            announce_interval=q.announce_interval if q else 0.0,
         )
 
     # ------------------------------------------------------------------ Redis down

@@ -28,6 +28,7 @@ from typing import Any
 import structlog
 
 from ccd.core import presence
+from ccd.core.announce import queue_load
 from ccd.core.commands import Fact, Originate
 from ccd.core.customer import Customer
 from ccd.core.hunt import Hunt, Phase, Release, Step
@@ -359,6 +360,8 @@ class Hunting:
                 call, hunt.rules.name, hunt.order_key, leg, job, hunt.rules.required_tags
             )
             batch.route(op, now, lambda result: self.matched(hunt, leg, job, result, now))
+        if step.announce and record is not None and hunt.waiting:
+            self._announce(hunt, now)
         if hunt.done:
             self._finish(hunt, now)
             return
@@ -369,6 +372,24 @@ class Hunting:
             # Handled like FreeSWITCH refusing the session: the agent is released without
             # blame and the call looks again shortly.
             self.on_job_failed(job, now)
+
+    def _announce(self, hunt: Hunt, now: float) -> None:
+        """A position announcement is due: its read joins the unit of work (ccd.core.announce)
+        and its answer goes back to the hunt, if the call still waits by then."""
+        stats = self.io.stats
+        if stats is None:
+            return
+        call = hunt.call_uuid
+
+        def read(
+            position: int | None, agents: Mapping[str, int], recent: Any, window: float
+        ) -> None:
+            if position is None or self.hunts.get(call) is not hunt:
+                return
+            load = queue_load(agents, recent, window)
+            self.drive(hunt, hunt.on_announce(position, load, now), now)
+
+        stats.store.announce(self.io.batch, hunt.rules.name, call, now, read)
 
     def _hunt_of_leg(self, uuid: str, variables: Mapping[str, str]) -> Hunt | None:
         call_uuid = variables.get("ccd_call") or self.legs.get(uuid)

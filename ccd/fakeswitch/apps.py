@@ -329,24 +329,32 @@ class Apps:
     def say(self, ch: Channel, data: str) -> str:
         """mod_say ``<module>[:<lang>] <type> <method> [<gender>] <text>``.
 
-        Only what the project's dialplan uses is modelled: ``number iterated`` (any
-        module), which mod_say_en turns into one ``file_string://`` playback of
-        ``digits/N.wav`` per digit, commas skipped; any other character is a parse error
-        and nothing is played. The trace gets one ``playback`` per digit, in order.
+        Only what the project uses is modelled: ``number iterated`` (the dialplan), which
+        mod_say_en turns into one ``file_string://`` playback of ``digits/N.wav`` per digit,
+        and ``number pronounced`` (position announcements): the files of the number read as
+        a count (:func:`pronounced`). Commas are skipped; any other character is a parse
+        error and nothing is played. The trace gets one ``playback`` per file, in order.
         """
         argv = data.split(" ")
         if len(argv) not in (4, 5):
             log.warning("fakeswitch.app.bad_args", app="say", data=data)
             return "_none_"
         say_type, method, text = argv[1].lower(), argv[2].lower(), argv[-1]
-        if (say_type, method) != ("number", "iterated"):
+        if say_type != "number" or method not in ("iterated", "pronounced"):
             log.warning("fakeswitch.say.unsupported", uuid=ch.uuid, type=say_type, method=method)
             return "_none_"
         digits = text.replace(",", "")
-        if not digits.isdigit() or not digits.isascii():
+        if (
+            not digits.isdigit()
+            or not digits.isascii()
+            or (method == "pronounced" and len(digits) > 9)
+        ):
             log.warning("fakeswitch.say.parse_error", uuid=ch.uuid)
             return "_none_"
-        files = [f"digits/{d}.wav" for d in digits]
+        if method == "iterated":
+            files = [f"digits/{d}.wav" for d in digits]
+        else:
+            files = pronounced(int(digits))
         path = "file_string://" + "!".join(files)
         mid = [("Playback-File-Type", "file_string"), ("Playback-File-Path", path)]
         self.sw.ev.fire("PLAYBACK_START", ch, mid=mid)
@@ -544,3 +552,29 @@ def _int(text: str, default: int) -> int:
     """C's atoi as FreeSWITCH uses it: leading digits, else ``default``."""
     match = re.match(r"\s*[-+]?\d+", text)
     return int(match.group()) if match else default
+
+
+def pronounced(number: int) -> list[str]:
+    """mod_say_en's ``number pronounced`` (en_say_general_count, play_group): the files of a
+    count below a billion: groups of three digits, each "N hundred" then 20..90 and 1..9 or
+    10..19, followed by "million" / "thousand"; 0 is ``digits/0.wav``."""
+    if number == 0:
+        return ["digits/0.wav"]
+    files: list[str] = []
+    for scale, word in ((1_000_000, "million"), (1_000, "thousand"), (1, "")):
+        group = number // scale % 1000
+        if not group:
+            continue
+        hundreds, tens, ones = group // 100, group // 10 % 10, group % 10
+        if hundreds:
+            files += [f"digits/{hundreds}.wav", "digits/hundred.wav"]
+        if tens == 1:
+            files.append(f"digits/1{ones}.wav")
+        else:
+            if tens:
+                files.append(f"digits/{tens}0.wav")
+            if ones:
+                files.append(f"digits/{ones}.wav")
+        if word:
+            files.append(f"digits/{word}.wav")
+    return files

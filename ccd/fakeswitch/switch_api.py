@@ -17,6 +17,7 @@ from ccd.fakeswitch.dialstring import (
     OriginateError,
     number_or,
     parse_originate,
+    split_args,
 )
 from ccd.fakeswitch.phones import Phone
 
@@ -140,7 +141,10 @@ class SwitchApi:
         return "+OK\n"
 
     def api_uuid_broadcast(self, args: str) -> str:
-        ch, rest = self._channel_arg(args)
+        # mod_commands splits with switch_separate_string: a quoted path keeps its spaces
+        # ('say::en number pronounced 3'), the quotes removed.
+        argv = split_args(args)
+        ch, rest = (self.channels.get(argv[0]), argv[1:]) if argv else (None, [])
         if ch is None or ch.is_hungup:
             return "-ERR No such channel!\n"
         if not rest:

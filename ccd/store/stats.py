@@ -205,6 +205,24 @@ return out
 """
 
 
+_LUA_ANNOUNCE = r"""
+-- One position announcement's read. KEYS[1] queue:<name>, KEYS[2] stats:agents:<name>, then
+-- the queue's minute buckets of the window; ARGV[1] the call.
+-- {rank in the queue (0: first) or false, agents by status (flat), per bucket its fields (flat)}
+local out = {redis.call("ZRANK", KEYS[1], ARGV[1]) or false, redis.call("HGETALL", KEYS[2])}
+for i = 3, #KEYS do out[#out + 1] = redis.call("HGETALL", KEYS[i]) end
+return out
+"""
+
+#: What an announcement's read answers: (position from 1, or None: not in the queue; agents
+#: by status; the queue's counters over the window; the window in seconds).
+Announced = Callable[[int | None, Mapping[str, int], QueueCounts, float], None]
+
+
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -218,6 +236,7 @@ class StatsStore:
         self.rules = rules or StatsRules()  # the readers of now (snapshot) need none
         store.scripts.register("stats_apply", _LUA_APPLY, prelude=False)
         store.scripts.register("stats_waiting", _LUA_WAITING, prelude=False)
+        store.scripts.register("stats_announce", _LUA_ANNOUNCE, prelude=False)
         self._apply_script = store.client.register_script(_LUA_APPLY)
         # Key names of counters seen lately: every fact of a queue names the same few.
         self._counter_keys: dict[Counter, str] = {}
@@ -338,6 +357,29 @@ class StatsStore:
             pipe.execute()
 
     # --- reading ------------------------------------------------------------------------
+
+    def announce(self, batch: Batch, queue: str, call: str, at: float, then: Announced) -> None:
+        """Append one position announcement's read to the engine's unit of work (no round
+        trip of its own): the call's rank in ``queue:<queue>``, the queue's agents by status
+        and its counters over the shortest window (its minute buckets), in one script call
+        whose cost does not grow with the number of waiting calls."""
+        keys = self._keys
+        minutes = min(self.rules.windows)
+        last = minute_of(at)
+        buckets = [
+            keys.stats_queue_minute(queue, str(m)) for m in range(last - minutes + 1, last + 1)
+        ]
+        names = [keys.queue(queue), keys.stats_agents(queue), *buckets]
+
+        def read(reply: Any) -> None:
+            rank, agents, *counts = reply
+            total = QueueCounts()
+            for raw in counts:
+                total = total + QueueCounts.from_fields(_pairs(raw))
+            position = None if rank is None or rank is False else int(rank) + 1
+            then(position, agents_by_status(_pairs(agents)), total, 60.0 * minutes)
+
+        batch.script("stats_announce", names, [call], read)
 
     def snapshot(self, queues: Sequence[str], at: float, *, callers: int = 0) -> Snapshot:
         """Now: per queue the calls waiting, the oldest arrival, agents by status and the

@@ -345,6 +345,9 @@ class Center:
         self.config_path.write_text(to_toml(self.config()), encoding="utf-8")
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 (kept open while it runs)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CCD_")}
+        # This checkout's ccd, whichever checkout's venv the ``ccd`` script belongs to (a
+        # worktree sharing another's venv would otherwise run the other's code).
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
         self.process = subprocess.Popen(
             [ccd_binary(), "run", "--config", str(self.config_path), "--log-format", "json"],
             stdout=self._log_file,

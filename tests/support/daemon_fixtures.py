@@ -25,12 +25,14 @@ from ccd.store.call import CallRepository
 HTTP_TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {HTTP_TOKEN}"}
 
-# The shipped dialplan's queues. Overflow is off here; the overflow tests turn it on.
+# The shipped dialplan's queues. Overflow and position announcements are off here; the
+# overflow and announcement tests turn them on.
+_OFF = {"overflow_time": 0, "no_agents": "voicemail", "announce_interval": 0}
 QUEUES = {
-    "sales": {"tags": ["sales"], "overflow_time": 0, "no_agents": "voicemail"},
-    "support": {"tags": ["support"], "overflow_time": 0, "no_agents": "voicemail"},
-    "payments": {"tags": ["billing"], "overflow_time": 0, "no_agents": "voicemail"},
-    "general": {"tags": ["general"], "overflow_time": 0, "no_agents": "voicemail"},
+    "sales": {"tags": ["sales"], **_OFF},
+    "support": {"tags": ["support"], **_OFF},
+    "payments": {"tags": ["billing"], **_OFF},
+    "general": {"tags": ["general"], **_OFF},
 }
 
 
