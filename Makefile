@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test demo lint bench bench-full bench-esl redis-server clean install
+.PHONY: test demo lint bench bench-full bench-esl redis-server chromium clean install
 
 # Install as a systemd service (README, "Operations"): the venv under /opt/ccd, the ccd user,
 # /etc/ccd/ccd.toml and ccd.env, the unit, the docs. DESTDIR=... stages the files instead.
@@ -28,7 +28,15 @@ redis-server:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server is still missing" >&2; exit 1; }
 
-test: $(STAMP) redis-server
+# Debian's chromium: the wallboard test drives the page in it (headless). When it cannot be
+# installed, the test says so in one line and is skipped; nothing else needs it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } \
+	  || echo "chromium could not be installed: the wallboard test will be skipped"
+
+test: $(STAMP) redis-server chromium
 	$(BIN)/python -m pytest
 
 demo: $(STAMP) redis-server

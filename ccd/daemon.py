@@ -35,9 +35,11 @@ from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.inbox import Inbox
 from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.snapshot import Snapshot, SnapshotReader
+from ccd.adapters.wallboard import WALLBOARD_CONTENT_TYPE, WALLBOARD_HEADERS, wallboard_page
 from ccd.adapters.webhook import WebhookSender
 from ccd.config import Config, ConfigError
 from ccd.config.live import LiveConfig
+from ccd.config.rules import stats_rules_from_config
 from ccd.core.esl_wire import EslEvent
 from ccd.engine.control import CallControl
 from ccd.engine.disposition import DispositionService
@@ -45,6 +47,7 @@ from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
 from ccd.store.node import Nodes, default_node_id
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
+from ccd.store.stats import StatsStore
 from ccd.store.sticky import StickyStore
 from ccd.supervisor import Supervisor, Task, install_sighup
 
@@ -171,6 +174,7 @@ class Daemon:
         self._tick_queued = False
         self._redis_warned = -1e9
         self.control: Control | None = None
+        self._stats: tuple[Config, StatsStore] | None = None  # /stats's reader, per config
         if call_control_factory is not None:
             self.control = call_control_factory(self)
             resync = getattr(self.control, "resync", None)
@@ -270,6 +274,9 @@ class Daemon:
         self.http.route("/healthz", lambda m: text_response(200, "ok\n"))
         self.http.route("/readyz", self._readyz)
         self.http.route("/metrics", self._metrics)
+        # The wallboard page holds no data; what it shows comes from /stats, with the token.
+        self.http.route("/wallboard", self._wallboard, headers=WALLBOARD_HEADERS)
+        self.http.route("/stats", self._stats_view, private=True)
         # Customer data: the token is required (ccd.adapters.http). POSTs always need it.
         call = r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})"
         self.http.route(call, self._call_view, private=True)
@@ -282,6 +289,20 @@ class Daemon:
 
     def _metrics(self, _m: Any) -> Response:
         return 200, CONTENT_TYPE, self.metrics.render()
+
+    def _wallboard(self, _m: Any) -> Response:
+        return 200, WALLBOARD_CONTENT_TYPE, wallboard_page()
+
+    def _stats_view(self, _m: Any) -> Response:
+        """The /stats document (ccd.core.stats_view) of the configured queues, now."""
+        config = self.config.current
+        if self._stats is None or self._stats[0] is not config:  # the first, or a reload
+            self._stats = (config, StatsStore(self.store, stats_rules_from_config(config)))
+        try:
+            doc = self._stats[1].read(list(config.queues), self.now())
+        except RedisUnavailable:
+            return json_response(503, {"error": "redis_unavailable"})
+        return json_response(200, doc)
 
     def _call_view(self, m: Any) -> Response:
         view = self.control.call_view(m["uuid"]) if self.control else None

@@ -96,7 +96,10 @@ class Supervisor:
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.run_dir = run_dir or RunDir(default_run_dir())
-        self.stats = QueueStats(daemon.store, lambda: self.live.queues)
+        # The engine keeps the agents-by-status counters (ccd.engine.stats); a daemon
+        # without it (tests driving no calls) reports free agents from the free index.
+        counters = getattr(daemon.control, "stats", None) is not None
+        self.stats = QueueStats(daemon.store, lambda: self.live.queues, agent_counters=counters)
         self.ready = False
         self._beat_pending = False
         self._beat = min(BEAT, self.notifier.watchdog_interval or BEAT)

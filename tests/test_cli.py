@@ -195,6 +195,18 @@ def test_agent_remove_deletes_the_agent_and_its_indexes(ccd, agents, store):
     assert not store.client.sismember(f"{PREFIX}agents:tag:sales", "carol")
 
 
+def test_agent_login_and_remove_are_counted_in_the_statistics(ccd, agents, store):
+    """The daemons never see a login made here as a fact: the command counts it itself."""
+    agents.create("carol", "1003", ["sales", "support"], NOW)
+    by_status = f"{PREFIX}stats:agents:support"
+    assert ccd("agent", "login", "carol")[0] == 0
+    assert store.client.hgetall(by_status) == {b"unregistered": b"1"}  # no phone yet
+    assert ccd("agent", "break", "carol")[0] == 0
+    assert store.client.hgetall(by_status) == {b"unregistered": b"0", b"break": b"1"}
+    assert ccd("agent", "remove", "carol")[0] == 0
+    assert store.client.hgetall(by_status) == {b"unregistered": b"0", b"break": b"0"}
+
+
 def test_agent_remove_refuses_an_agent_on_a_call_unless_forced(ccd, agents):
     agents.create("carol", "1003", ["sales"], NOW)
     agents.transition("carol", lambda s: presence.personal_call(s, "leg-1", NOW))

@@ -1,16 +1,21 @@
 """/metrics with the Prometheus client (issue 12): HELP and TYPE on every series, per-queue
 counters driven by the engine's facts, waiting-time histograms, queue gauges from Redis at
-scrape time, the daemon's own health; nothing secret."""
+scrape time (agents by every state from the statistics' counters, issue 13), the daemon's own
+health; nothing secret."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from ccd.adapters.metrics import FACT_COUNTERS, DaemonMetrics
+from ccd.core.commands import Fact
 from ccd.core.queue import queue_order_key
-from ccd.core.stats import QueueFigures
+from ccd.core.stats import STATUSES, StatsRules, fold, served_queues
+from ccd.core.stats_view import QueueFigures
 from ccd.store.call import CallRecord
-from ccd.store.stats import QueueStats
+from ccd.store.stats import QueueStats, StatsStore
 from tests.support.daemon_fixtures import bridged, calls_of, eventually
 from tests.test_daemon import http_get
 from tests.test_routing_e2e import SALES, login
@@ -100,6 +105,56 @@ def test_queue_stats_count_waiting_calls_longest_wait_and_free_agents_in_redis(
         lambda: stats.figures(daemon.now()).agents["sales"] == {"free": 1}, what="alice free"
     )
     assert stats.totals(daemon.now()) == (3, 1)
+
+
+def test_queue_stats_report_every_agent_state_from_the_statistics_counters(store):
+    """With the counters kept (the fold applied at every agent status change), the gauges
+    show every state per queue, zeros included, and the status line counts free agents."""
+    now = 1_700_000_100.0
+    queues = {"sales": SimpleNamespace(tags=("sales",)), "vip": SimpleNamespace(tags=("vip",))}
+    tags = {"ann": ["sales"], "ben": ["sales", "vip"], "cy": ["sales"], "di": ["sales", "vip"],
+            "ed": ["sales"], "flo": ["vip"], "gus": ["sales"]}  # fmt: skip
+    states = {  # agent: (login, registered, activity)
+        "ann": ("ready", True, "idle"),
+        "ben": ("ready", True, "ringing"),
+        "cy": ("ready", True, "oncall"),
+        "di": ("ready", True, "wrapup"),
+        "ed": ("break", True, "idle"),
+        "flo": ("ready", False, "idle"),
+        "gus": ("logged_out", False, "idle"),
+    }
+    rules = StatsRules()
+    facts = [
+        (Fact("agent.state", {"agent": a, "login": login, "registered": reg, "activity": act}),
+         now - 60, served_queues(tags[a], {q: c.tags for q, c in queues.items()}))
+        for a, (login, reg, act) in states.items()
+    ]  # fmt: skip
+    StatsStore(store, rules).record(fold(facts, rules))
+    store.client.zadd(store.keys.queue("vip"), {"c1": queue_order_key(0, now - 42)})
+
+    stats = QueueStats(store, lambda: queues, agent_counters=True)
+    figures = stats.figures(now)
+    assert figures.agents["sales"] == {
+        "oncall": 1, "ringing": 1, "wrapup": 1, "free": 1, "break": 1, "unregistered": 0,
+        "logged_out": 1,
+    }  # fmt: skip
+    assert figures.agents["vip"] == {**dict.fromkeys(STATUSES, 0), "ringing": 1, "wrapup": 1,
+                                     "unregistered": 1}  # fmt: skip
+    assert figures.waiting == {"sales": 0, "vip": 1}
+    assert figures.longest_wait == {"sales": 0.0, "vip": 42.0}
+    assert stats.totals(now) == (1, 1)  # the centre's counters: ann is the one free agent
+
+    metrics = DaemonMetrics(known_queues=lambda: queues)
+    metrics.use_queue_gauges(stats, lambda: now)
+    get = metrics.registry.get_sample_value
+    for state in STATUSES:
+        assert get("ccd_queue_agents", {"queue": "sales", "state": state}) is not None, state
+    assert get("ccd_queue_agents", {"queue": "vip", "state": "unregistered"}) == 1
+    assert get("ccd_queue_longest_wait_seconds", {"queue": "vip"}) == 42.0
+
+    # Without the counters (the engine does not keep them yet): free alone, from the index.
+    plain = QueueStats(store, lambda: queues).figures(now)
+    assert plain.agents == {"sales": {"free": 0}, "vip": {"free": 0}}  # no agent record here
 
 
 def test_metrics_of_a_routed_call_and_the_daemon_itself(fakeswitch, start_daemon):

@@ -31,7 +31,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -191,6 +191,7 @@ class HttpServer:
         read_timeout: float = 5.0,
     ) -> None:
         self._routes: list[tuple[re.Pattern[str], Handler, bool]] = []
+        self._headers: dict[str, Sequence[tuple[str, str]]] = {}  # path -> extra headers
         self._posts: list[tuple[re.Pattern[str], PostHandler]] = []
         self._token = token.encode()
         self._server = _Server(
@@ -202,9 +203,19 @@ class HttpServer:
             read_timeout=read_timeout,
         )
 
-    def route(self, pattern: str, handler: Handler, *, private: bool = False) -> None:
-        """GET ``pattern``; ``private``: the answer holds customer data (token required)."""
+    def route(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        private: bool = False,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """GET ``pattern``; ``private``: the answer holds customer data (token required).
+        ``headers``: sent as well, for a plain path (a page's Content-Security-Policy...)."""
         self._routes.append((re.compile(pattern + r"\Z"), handler, private))
+        if headers:
+            self._headers[pattern] = tuple(headers)
 
     def post(self, pattern: str, handler: PostHandler) -> None:
         """POST ``pattern`` with a JSON body; always needs the token (it changes things)."""
@@ -249,6 +260,10 @@ class HttpServer:
             ("Cache-Control", "no-store"),
             ("Connection", "close"),
         ]
+        if status == 200 and path in self._headers:
+            ours = {name.lower() for name, _ in self._headers[path]}
+            headers = [h for h in headers if h[0].lower() not in ours]
+            headers.extend(self._headers[path])
         if status == 401:
             headers.append(("WWW-Authenticate", 'Bearer realm="ccd"'))
         start_response(f"{status} {_REASONS.get(status, 'Unknown')}", headers)

@@ -39,12 +39,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from ccd.core.stats import AGENT_STATES, QueueFigures, QueueGauges
+from ccd.core.stats_view import QueueFigures, QueueGauges
 
 log = structlog.get_logger()
 
 __all__ = [
-    "AGENT_STATES",
     "CONTENT_TYPE",
     "FACT_COUNTERS",
     "DaemonMetrics",
@@ -279,8 +278,8 @@ class _ScrapeCollector(Collector):
         yield longest
         agents = GaugeMetricFamily(
             "ccd_queue_agents",
-            "Agents carrying the queue's tags, by state (states the daemon cannot count "
-            "cheaply yet are absent)",
+            "Agents carrying the queue's tags, by state: free, ringing, oncall, wrapup, break, "
+            "unregistered, logged_out (a state the provider does not count is absent)",
             labels=["queue", "state"],
         )
         for queue, states in sorted(figures.agents.items()):

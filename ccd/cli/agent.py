@@ -30,10 +30,14 @@ from ccd.cli.common import (
     tag_text,
 )
 from ccd.cli.sticky import setting_text, sticky_store
+from ccd.config.rules import stats_rules_from_config
+from ccd.core.commands import Fact
 from ccd.core.presence import Activity, IllegalTransition, Login, set_login
+from ccd.core.stats import fold, served_queues
 from ccd.core.sticky import StickyType
 from ccd.store.agent import Agent, AgentError, UnknownAgent, check_extension, check_tags
 from ccd.store.call import CallRecord
+from ccd.store.stats import StatsStore
 
 #: The login changes an operator may ask for (the presence table decides which are legal).
 LOGIN_ACTIONS = ("login", "logout", "break", "ready")
@@ -138,6 +142,10 @@ def cmd_agent_remove(args: argparse.Namespace) -> int:
             )
         if not s.agents.delete(agent.id):
             raise UnknownAgent(f"no agent {agent.id!r}")
+        stats = StatsStore(s.store, stats_rules_from_config(s.config))
+        pipe = s.store.client.pipeline(transaction=True)
+        stats.remove_agent(pipe, agent.id, clock())  # it leaves the agents by status
+        pipe.execute()
         if agent.id in s.config.agents:
             print(
                 f"note: agent {agent.id} is in the config file; `ccd agent sync` would add it "
@@ -200,9 +208,10 @@ def cmd_agent_login(args: argparse.Namespace) -> int:
     action: str = args.action
     with session(args) as s:
         before = s.agents.require(args.id)
+        now = clock()
         try:
-            after, _outcome = s.agents.transition(
-                before.id, lambda state: set_login(state, action, clock())
+            after, outcome = s.agents.transition(
+                before.id, lambda state: set_login(state, action, now)
             )
         except IllegalTransition:
             current = s.agents.require(before.id).state.login
@@ -211,6 +220,7 @@ def cmd_agent_login(args: argparse.Namespace) -> int:
                 f"agent {before.id!r} is {_LOGIN_WORDS[current]}: cannot "
                 f"{action} ({hint.format(id=before.id)})"
             ) from None
+        _count(s, after, outcome.facts, now)
         if after.state.login is Login.READY:
             # A caller may be waiting for just this agent: the best one is rung now (the
             # daemon hunting it is told), not at the daemons' next look.
@@ -386,3 +396,11 @@ def cmd_agent_sticky(args: argparse.Namespace) -> int:
 
 def _caller_text(call: CallRecord) -> str:
     return f"{call.caller_number} {call.caller_name}".strip()
+
+
+def _count(s: Session, agent: Agent, facts: Iterable[Fact], now: float) -> None:
+    """A login change made here goes to the statistics too: the daemons never say it."""
+    stats = StatsStore(s.store, stats_rules_from_config(s.config))
+    queue_tags = {name: queue.tags for name, queue in s.config.queues.items()}
+    served = served_queues(agent.tags, queue_tags)
+    stats.record(fold([(fact, now, served) for fact in facts], stats.rules))

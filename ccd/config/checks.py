@@ -181,6 +181,17 @@ def _timezone(value: Any) -> str:
     return value
 
 
+def _windows(value: Any) -> tuple[int, ...]:
+    """Sliding windows of the statistics: 1-8 whole numbers of minutes (1-1440), sorted."""
+    if (
+        not isinstance(value, list)
+        or not 1 <= len(value) <= 8
+        or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 1440 for v in value)
+    ):
+        raise _Invalid(f"expected a list of 1-8 whole minutes (1-1440), got {_show(value)}")
+    return tuple(sorted(set(value)))
+
+
 def _line(value: Any) -> str:
     """A string that may go into an ESL command: no line breaks, no NUL."""
     if not isinstance(value, str) or any(c in value for c in "\r\n\0"):

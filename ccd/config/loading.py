@@ -13,12 +13,8 @@ from types import MappingProxyType
 from typing import Any
 
 from ccd.config.checks import _MASK, ConfigError, _Invalid, _name, _show, redact_url
-from ccd.config.schema import (
-    _SECTIONS,
-    _TABLES,
-    _TOP_LEVEL,
-    _Option,
-)
+from ccd.config.schema import _SECTIONS, _Option
+from ccd.config.schema_tables import _TABLES, _TOP_LEVEL
 from ccd.config.sections import (
     AgentConfig,
     CallbackConfig,
@@ -30,6 +26,7 @@ from ccd.config.sections import (
     QueueConfig,
     RedisConfig,
     RoutingConfig,
+    StatsConfig,
     StickyConfig,
     VoicemailConfig,
 )
@@ -48,6 +45,7 @@ class Config:
     sticky: StickyConfig
     callback: CallbackConfig
     disposition: DispositionConfig
+    stats: StatsConfig
     queues: Mapping[str, QueueConfig]
     agents: Mapping[str, AgentConfig]
 

@@ -78,7 +78,7 @@ def _changes(old: Config, new: Config) -> list[str]:
         for verb, names in (("added", added), ("removed", removed), ("changed", changed)):
             if names:
                 lines.append(f"{what} {verb}: {', '.join(names)}")
-    for section in ("routing", "voicemail", "sticky", "callback", "disposition", "daemon"):
+    for section in ("routing", "voicemail", "sticky", "callback", "disposition", "stats", "daemon"):
         before, after = getattr(old, section), getattr(new, section)
         for f in dataclasses.fields(before):
             if getattr(before, f.name) != getattr(after, f.name):

@@ -7,8 +7,15 @@ from collections.abc import Sequence
 from ccd.config.loading import Config
 from ccd.core.business_hours import parse_business_hours
 from ccd.core.callback import CallbackRules, NumberRules, OpenLimits
+from ccd.core.report import zone
+from ccd.core.stats import QueueStatsRules, StatsRules
 
-__all__ = ["number_rules_from_config", "open_limits_from_config", "rules_from_config"]
+__all__ = [
+    "number_rules_from_config",
+    "open_limits_from_config",
+    "rules_from_config",
+    "stats_rules_from_config",
+]
 
 
 def open_limits_from_config(config: Config) -> OpenLimits:
@@ -48,4 +55,25 @@ def rules_from_config(config: Config, queue: str | None = None) -> CallbackRules
         min_interval=cb.min_interval,
         business_hours=parse_business_hours(hours),
         timezone=cb.timezone,
+    )
+
+
+def stats_rules_from_config(config: Config) -> StatsRules:
+    """Statistics rules: each queue's service level time and zone (defaults: [stats] and
+    disposition.timezone, the centre's zone, which is also the zone of agents' days)."""
+    st, centre = config.stats, config.disposition.timezone
+
+    def queue_rules(sl: float | None, tz: str | None) -> QueueStatsRules:
+        return QueueStatsRules(
+            service_level_time=st.service_level_time if sl is None else sl,
+            short_abandon_time=st.short_abandon_time,
+            tz=zone(tz or centre),
+        )
+
+    return StatsRules(
+        queues={n: queue_rules(q.service_level_time, q.timezone) for n, q in config.queues.items()},
+        default=queue_rules(None, None),
+        tz=zone(centre),
+        windows=tuple(st.windows),
+        retention_days=config.disposition.retention_days,
     )

@@ -2,9 +2,9 @@
 
 Theory of operation
 -------------------
-The schema below (``_SECTIONS``, ``_QUEUE_OPTIONS``, ``_AGENT_OPTIONS``) is the only place
-where a key, its default and its one-line doc are written; ``defaults_table()`` prints it
-(``ccd config defaults``, the README).
+The schema below (``_SECTIONS``) and its tables (``_QUEUE_OPTIONS``, ``_AGENT_OPTIONS`` in
+:mod:`ccd.config.schema_tables`) are the only place where a key, its default and its one-line
+doc are written; ``defaults_table()`` there prints it (``ccd config defaults``, the README).
 
 Layers, lowest first: schema defaults → the TOML file → environment (``CCD_ESL_PASSWORD``,
 ``CCD_REDIS_URL``; an empty variable counts as unset). The result is validated once into a
@@ -30,14 +30,12 @@ from ccd.config.checks import (
     _CONTEXT_RE,
     _HOST_RE,
     _PREFIX_RE,
-    EXTENSION_RE,
     Check,
     _boolean,
     _business_hours,
     _choice,
     _codes_table,
     _integer,
-    _name,
     _nonempty_line,
     _number,
     _password,
@@ -50,6 +48,7 @@ from ccd.config.checks import (
     _timezone,
     _token,
     _webhook_url,
+    _windows,
 )
 from ccd.core.sticky import StickyType
 
@@ -503,96 +502,21 @@ _SECTIONS["disposition"] = (
     ),
 )
 
-_QUEUE_OPTIONS: tuple[_Option, ...] = (
-    _Option("tags", [], _tags, "agent tags required for this queue"),
-    _Option(
-        "ring_time",
-        None,
-        _seconds(positive=True),
-        "seconds each agent rings (default: routing.ring_time)",
-    ),
-    _Option("voicemail", None, _name, "voicemail box when no agent answers (default: queue name)"),
-    _Option(
-        "on_exhausted",
-        "voicemail",
-        _choice("voicemail", "hangup"),
-        "after the last candidate: voicemail or hangup",
-    ),
-    _Option(
-        "no_agents",
-        "wait",
-        _choice("wait", "voicemail"),
-        "nobody logged in who could answer: wait (for an agent or the callback offer) "
-        "or voicemail at once",
-    ),
-    _Option("priority", 0, _integer(-1000, 1000), "higher priority queues are served first"),
-    _Option("overflow_time", 30.0, _seconds(), "seconds waited before the callback offer; 0 = off"),
-    _Option(
-        "callback_strategy",
-        "active",
-        _choice("active", "passive", "customer_first"),
-        "how callback requests of this queue are dialed",
-    ),
-    _Option(
-        "business_hours",
-        None,
-        _business_hours,
-        "callback dialing windows of this queue (default: callback.business_hours)",
-    ),
-    _Option("abandoned_callback", False, _boolean, "call back callers who hang up waiting"),
-    _Option("abandoned_after", 20.0, _seconds(), "seconds waited before a hangup is called back"),
-    _Option("voicemail_callback", False, _boolean, "call back messages left in its voicemail"),
-)
-
-_AGENT_OPTIONS: tuple[_Option, ...] = (
-    _Option(
-        "extension",
-        None,
-        _string(EXTENSION_RE, "a string of 1-16 digits"),
-        "the agent's desk phone extension (required, unique)",
-    ),
-    _Option("tags", [], _tags, "the agent's tags (skills, departments, languages...)"),
-    _Option(
-        "sticky_type",
-        None,
-        _choice(*_STICKY_TYPES),
-        "this agent's direct callback type (default: sticky.default_type)",
-    ),
-    _Option(
-        "sticky_expiry",
-        None,
-        _seconds(),
-        "this agent's binding expiry in seconds (default: sticky.default_expiry)",
+_SECTIONS["stats"] = (
+    sections.StatsConfig,
+    (
+        _Option(
+            "service_level_time",
+            20.0,
+            _seconds(positive=True),
+            "service level: calls answered within this many seconds (per queue: queues.<q>)",
+        ),
+        _Option(
+            "short_abandon_time",
+            5.0,
+            _seconds(),
+            "callers hanging up sooner are short abandons, counted apart; 0 = none",
+        ),
+        _Option("windows", [15, 60], _windows, "sliding windows of the statistics, in minutes"),
     ),
 )
-
-_TABLES = {"queues": (_QUEUE_OPTIONS, "queue"), "agents": (_AGENT_OPTIONS, "agent")}
-_TOP_LEVEL = (*_SECTIONS, *_TABLES)
-
-
-def defaults_table() -> list[tuple[str, Any, str]]:
-    """Every key as (dotted key, default, one-line doc), in schema order."""
-    rows: list[tuple[str, Any, str]] = []
-    for section, (_, options) in _SECTIONS.items():
-        rows.extend(
-            (
-                f"{section}.{o.name}",
-                "(seed 001's 13 codes)" if (section, o.name) == ("disposition", "codes")
-                else o.default,
-                o.doc,
-            )
-            for o in options
-        )  # fmt: skip
-    for top, (options, what) in _TABLES.items():
-        for o in options:
-            default = o.default
-            if default is None:
-                default = {
-                    "ring_time": "routing.ring_time",
-                    "voicemail": "<queue name>",
-                    "sticky_type": "sticky.default_type",
-                    "sticky_expiry": "sticky.default_expiry",
-                    "business_hours": "callback.business_hours",
-                }.get(o.name, "(required)")
-            rows.append((f"{top}.<{what}>.{o.name}", default, o.doc))
-    return rows

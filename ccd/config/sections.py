@@ -152,6 +152,15 @@ class DispositionConfig:
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    """Live statistics (issue 13; ccd.core.stats, ccd.store.stats)."""
+
+    service_level_time: float
+    short_abandon_time: float
+    windows: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     name: str
     tags: tuple[str, ...]
@@ -166,6 +175,8 @@ class QueueConfig:
     abandoned_callback: bool = False  # issue 13: ccd.core.recovery
     abandoned_after: float = 20.0
     voicemail_callback: bool = False
+    service_level_time: float | None = None  # None: stats.service_level_time
+    timezone: str | None = None  # None: disposition.timezone
 
 
 @dataclass(frozen=True)

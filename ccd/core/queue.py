@@ -12,7 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_PRIORITY", "OUTCOMES", "QueueRules", "outcome_for_cause", "queue_order_key"]
+__all__ = [
+    "MAX_PRIORITY",
+    "OUTCOMES",
+    "PRIORITY_STEP",
+    "QueueRules",
+    "order_key_parts",
+    "outcome_for_cause",
+    "queue_order_key",
+]
 
 #: What an offer's outcome (a hunt's Release) can be.
 OUTCOMES = frozenset(
@@ -45,6 +53,8 @@ MAX_PRIORITY = 99
 
 
 _PRIORITY_STEP = 1e10  # more than any epoch time in seconds until year 2286
+#: Width of one priority's band of order keys (ccd.store.stats walks the bands in Lua).
+PRIORITY_STEP = _PRIORITY_STEP
 
 
 def outcome_for_cause(cause: str) -> str:
@@ -63,6 +73,12 @@ def queue_order_key(priority: int, entered_at: float) -> float:
     if not 0 <= entered_at < _PRIORITY_STEP:
         raise ValueError(f"entered_at out of range: {entered_at!r}")
     return (MAX_PRIORITY - prio) * _PRIORITY_STEP + entered_at
+
+
+def order_key_parts(score: float) -> tuple[int, float]:
+    """The priority and arrival time (epoch seconds) a :func:`queue_order_key` was made of."""
+    band = int(score // _PRIORITY_STEP)
+    return MAX_PRIORITY - band, score - band * _PRIORITY_STEP
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ from ccd.engine.presence import AgentPresence
 from ccd.engine.reconfigure import Reconfigure
 from ccd.engine.recovery import Recovery
 from ccd.engine.resync import Resync
+from ccd.engine.stats import StatsFeed
 from ccd.store.agent import AgentError, AgentRepository
 from ccd.store.call import CallRepository
 from ccd.store.callback import CallbackStore
@@ -97,6 +98,8 @@ class CallControl:
         self.agents = AgentRepository(store, self.routing)
         self.calls = CallRepository(store)
         routing = config.routing
+        self.stats = StatsFeed(store, self.agents, config.current)
+        self._stats_seeded = False
         self.io = CallIo(
             config=config,
             store=store,
@@ -112,6 +115,7 @@ class CallControl:
             sticky=sticky,
             metrics=metrics,
             fresh=self.fresh,
+            stats=self.stats,
         )
         self.recovery = Recovery(config=config, io=self.io, callbacks=self.callbacks)
         self.hunting = Hunting(
@@ -166,7 +170,7 @@ class CallControl:
             entry=self.entry,
             hunting=self.hunting,
             agents=self.agents,
-            derived=[self.overflow, self.recovery, disposition, sticky],
+            derived=[self.overflow, self.recovery, disposition, sticky, self.stats],
         )
         self._handlers: dict[type, Callable[[Any, float], None]] = {
             ev.CallParked: self.entry.on_parked,
@@ -185,13 +189,18 @@ class CallControl:
         }
 
     def seed_agents(self, now: float) -> None:
-        """Agents named in the configuration exist in Redis (run-time changes win)."""
+        """Agents named in the configuration exist in Redis (run-time changes win). The
+        first time (and after Redis lost its data) every agent's status goes to the
+        statistics, so agents by status count the ones that have not changed since."""
         for agent_id, agent in self.config.agents.items():
             try:
                 self.agents.ensure(agent_id, agent.extension, agent.tags, now)
             except AgentError as exc:
                 # One conflicting entry must not keep the daemon from serving calls.
                 log.error("agent.config_conflict", agent=agent_id, error=str(exc))
+        if not self._stats_seeded:
+            self.stats.seed(self.agents.all(), now)
+            self._stats_seeded = True
 
     # ------------------------------------------------------------------ the dispatcher's calls
     def on_event(self, event: EslEvent, now: float) -> None:
@@ -248,6 +257,7 @@ class CallControl:
         back, agents first (their login, tags and calls), then the calls it hunts, then the
         configuration's agents; the resync that follows adds the phones' registrations."""
         agents = self.agents.restore_op(self.io.batch, now)
+        self._stats_seeded = False  # the statistics went with the rest
         self.flush()
         self.hunting.rebuild(now)
         self.flush()
@@ -268,6 +278,7 @@ class CallControl:
             self.entry.on_parked(parked, now)
         self.dialer.tick(now)
         self.hunting.tick(now)
+        self.stats.tick(now)
 
     def on_snapshot(self, answer: Snapshot, now: float) -> None:
         """FreeSWITCH's live channels and registrations, read for the resync."""

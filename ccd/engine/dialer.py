@@ -418,7 +418,8 @@ class CallbackDialer:
             Fact(
                 "callback.connected",
                 {"callback": work.request.id, "agent": work.agent_id, "queue": work.request.queue},
-            )
+            ),
+            now,
         )
         return True
 
@@ -451,7 +452,8 @@ class CallbackDialer:
                 Fact(
                     "callback.unreached",
                     {"callback": after.id, "number": after.number, "queue": after.queue},
-                )
+                ),
+                now,
             )
 
     def _coded(self, work: Work, outcome: Outcome, now: float, detail: str) -> None:

@@ -267,7 +267,7 @@ class Hunting:
             return
         outcome = presence.tick(agent.state, now)
         for fact in outcome.facts:
-            self.io.fact(fact)
+            self.io.fact(fact, now)
         if outcome.facts:
             self.agent_free(self.agents.remember_state(agent, outcome.state), now)
 
@@ -330,7 +330,7 @@ class Hunting:
         if facts is not None:
             facts.extend(step.facts)
         for fact in step.facts:
-            self.io.fact(fact)
+            self.io.fact(fact, now)
             if fact.name == "agent.offered":
                 self._offered(hunt, fact)
             elif fact.name == "agent.answered" and record is not None:

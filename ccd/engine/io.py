@@ -22,6 +22,7 @@ from ccd.core.commands import Command, Fact, UnsafeValue, to_esl
 from ccd.core.customer import Customer
 from ccd.core.sticky import AgentAttempt, CustomerCall
 from ccd.engine.freshness import Freshness
+from ccd.engine.stats import StatsFeed
 from ccd.store.agent import Agent, AgentRepository
 from ccd.store.batch import Batch, Lane
 from ccd.store.customer import CustomerStore
@@ -53,6 +54,7 @@ class CallIo:
         sticky: StickyStore | None = None,
         metrics: Any = None,
         fresh: Freshness | None = None,
+        stats: StatsFeed | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -66,6 +68,7 @@ class CallIo:
         self.sticky = sticky
         self.metrics = metrics
         self.fresh = fresh if fresh is not None else Freshness()
+        self.stats = stats  # the facts' statistics, sent with each unit of work
         #: Called with (agent, now) when a written change leaves an agent free now or later
         #: (wrap-up): hunting looks for a waiting call for it.
         self.on_agent_free: Callable[[Agent, float], None] | None = None
@@ -87,6 +90,8 @@ class CallIo:
 
     def flush(self) -> None:
         """Send what the step wrote and asked (one round trip); callbacks follow."""
+        if self.stats is not None and self.stats.due(riding=bool(self._batch)):
+            self.stats.into(self.batch)
         batch, self._batch = self._batch, None
         if batch:
             try:
@@ -168,10 +173,17 @@ class CallIo:
         return True
 
     # ------------------------------------------------------------------ facts and presence
-    def fact(self, fact: Fact) -> None:
+    def fact(self, fact: Fact, now: float) -> None:
+        """Say ``fact``, which happened at ``now``: the log, the metrics, the statistics."""
         log.info(fact.name, **fact.data)
         if self.metrics is not None:  # counters and histograms (ccd.adapters.metrics)
             self.metrics.fact(fact.name, fact.data)
+        self.count(fact, now)
+
+    def count(self, fact: Fact, now: float) -> None:
+        """Only the statistics of ``fact``: for one a store has logged already."""
+        if self.stats is not None:
+            self.stats.fact(fact, now)
 
     def agent_for(self, extension: str) -> Agent | None:
         return self.agents.by_extension(extension) if extension else None
@@ -195,7 +207,7 @@ class CallIo:
         def written(ok: bool) -> None:
             if ok:
                 for fact in outcome.facts:
-                    self.fact(fact)
+                    self.fact(fact, now)
                 return
             if tries <= 1:
                 log.error("agent.write_conflict", agent=agent_id)

@@ -15,6 +15,7 @@ from ccd.config import Config
 from ccd.config.rules import number_rules_from_config, open_limits_from_config
 from ccd.core import events as ev
 from ccd.core.callback import NumberRefused, OpenLimitReached, check_number, new_request
+from ccd.core.commands import Fact
 from ccd.core.hunt import Hunt, Phase
 from ccd.core.numbers import try_normalize
 from ccd.engine.hunting import Hunting
@@ -128,6 +129,7 @@ class Overflow:
             log.error("callback.store_failed", call=record.uuid, error=str(exc))
             return self._prompt(record.uuid, "ccd_cb_store_failed")
         record.capture["request"] = stored.id
+        self.io.count(Fact("callback.stored", {"callback": stored.id, "queue": stored.queue}), now)
         self.hunting.drive(hunt, hunt.on_callback_stored(stored.id, now), now)
         self._prompt(record.uuid, "ccd_cb_stored")
         return None

@@ -192,5 +192,27 @@ class Keys:
         """A number's contact history: a list of msgpack entries, newest first."""
         return self._key("contacts", number)
 
+    # --- statistics (ccd.store.stats; its Lua builds the same names from the prefix) ---
+
+    def stats_queue_day(self, queue: str, day: str) -> str:
+        """A queue's counters of one day in its zone (a hash, expires after the retention)."""
+        return self._key("stats", "queue", queue, day)
+
+    def stats_queue_minute(self, queue: str, minute: str) -> str:
+        """A queue's counters of one minute (epoch minutes; a hash living the longest window)."""
+        return self._key("stats", "queue_minute", queue, minute)
+
+    def stats_agent_day(self, agent_id: str, day: str) -> str:
+        """An agent's seconds per status and counts of one day in the centre's zone (a hash)."""
+        return self._key("stats", "agent", agent_id, day)
+
+    def stats_agent_now(self, agent_id: str) -> str:
+        """An agent's status since when, its queues, the queue call its time counts for."""
+        return self._key("stats", "agent_now", agent_id)
+
+    def stats_agents(self, queue: str | None = None) -> str:
+        """Agents by status (a hash status → count): of one queue, or of the whole centre."""
+        return self._key("stats", "agents", queue) if queue else self._key("stats", "agents")
+
 
 # Shared Lua helpers, put in front of every registered script (Lua 5.1 in Redis).

@@ -27,6 +27,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from ccd.store.redis_store import Store, connect_redis
+
 __all__ = ["RedisServer", "find_redis_server", "free_port"]
 
 _MISSING = (
@@ -224,6 +226,16 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
     try:
         yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[Store]:
+    """ccd's Store on the clean database, keys prefixed ``t:`` (a module may define its own)."""
+    client = connect_redis(redis_url, socket_timeout=5.0)
+    try:
+        yield Store.create(client, "t:")
     finally:
         client.close()
 
