@@ -141,7 +141,7 @@ class Daemon:
         self.metrics = DaemonMetrics(known_queues=lambda: self.config.queues)
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
         self.store = Store.create(self.redis, config.redis.prefix)
-        self.nodes = Nodes(self.store, self.node_id)
+        self.nodes = Nodes(self.store, self.node_id, clock=self.now, scale=self.scale)
         self.esl = EslClient(
             config.esl.host,
             config.esl.port,

@@ -21,6 +21,15 @@ the wall clock from a starting point the demo cannot see, so the two are aligned
 both sides saw: a caller parking in a queue (trace ``park``) and the daemon's ``call.queued``
 for that caller, which follows within milliseconds.
 
+The story (``demo_story.py`` beside this file) is one line per step: the menu, the
+fewest-tags hunt, the 30 s overflow and both answers to it, callbacks stored and dialled, a
+direct callback, a desk-phone disposition putting a number on the do-not-call list, an
+abandoned caller called back. It ends with what an operator sees (``ccd status``, ``ccd
+callback list``, ``ccd dnc list``, read while the daemon runs: at a time scale the commands
+measure by the daemon's clock, ccd.store.node) and the day's figures per queue from ``GET
+/stats`` (the HTTP token is the demo's own). The children import this checkout's ccd
+(PYTHONPATH), whatever the venv's editable install points at.
+
 Everything the demo started is stopped, and the directory removed, on success, on error and
 on Ctrl-C (exit code 130); children also get SIGTERM if the demo itself is killed outright.
 A part that does not come up, a caller the daemon did not route to an end, or an error in
@@ -47,13 +56,17 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-HERE = Path(__file__).resolve().parent / "demo"
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "scripts" / "demo"
+sys.path.insert(0, str(ROOT / "scripts"))  # demo_story, beside this file, however it is run
+from demo_story import NOT_QUEUED, WAITING, Cast, outcomes, timeline  # noqa: E402
+
 CONFIG = HERE / "ccd.toml"
 SCENARIO = HERE / "scenario.toml"
 SHORT_SCENARIO = HERE / "scenario-short.toml"
@@ -193,167 +206,43 @@ def run_cli(argv: Sequence[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
-# --- the story, as a newcomer reads it --------------------------------------------------------
+# --- the day's figures -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, order=True)
-class Line:
-    t: float  # switch seconds since the fake started, to the tenth shown
-    # Within one tenth of a second the switch's fact comes before the daemon's reaction:
-    # the fake writes some trace lines just after the events the daemon reacts to.
-    rank: int
-    seq: int  # then each side's own order
-    source: str
-    text: str
+def fetch_stats(base: str, token: str) -> dict[str, Any]:
+    """``GET /stats`` with the token (the figures are private to the centre)."""
+    request = urllib.request.Request(base + "/stats", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return dict(json.load(reply))
+    except (OSError, ValueError) as exc:
+        raise DemoError(f"GET /stats failed: {exc}") from None
 
 
-@dataclass
-class Cast:
-    """Who is who: callers by call uuid, agents by extension, from the config and trace."""
-
-    agents: dict[str, dict[str, Any]]  # id -> {"extension", "tags"}
-    ring_time: float
-    callers: dict[str, str] = field(default_factory=dict)  # uuid -> "Anna Kovacs (+36...)"
-    short: dict[str, str] = field(default_factory=dict)  # uuid -> "Anna Kovacs"
-
-    def agent_at(self, ext: str) -> str:
-        return next((a for a, v in self.agents.items() if v["extension"] == ext), f"ext {ext}")
-
-    def agent_label(self, agent: str) -> str:
-        info = self.agents.get(agent, {})
-        tags = ",".join(info.get("tags", [])) or "no tags"
-        return f"{agent} ({info.get('extension', '?')}, tags {tags})"
-
-    def who(self, uuid: str) -> str:
-        return self.short.get(uuid, "a caller")
+STATS_COLUMNS = ("offered", "answered", "abandoned", "overflowed", "callback_requested")
 
 
-FEATURE_CODES = {"*21": "log in", "*22": "log out", "*23": "break", "*24": "ready"}
+def stats_table(doc: dict[str, Any]) -> list[str]:
+    """One aligned line per queue: today's counts, service level and ASA."""
+    head = ["QUEUE", "OFFERED", "ANSWERED", "ABANDONED", "OVERFLOWED", "CALLBACK", "SL", "ASA"]
+    rows = [head]
+    for q in doc.get("queues", []):
+        today = q.get("today", {})
+        level, asa = today.get("service_level"), today.get("asa")
+        rows.append(
+            [q.get("queue", "?"), *(str(today.get(c, 0)) for c in STATS_COLUMNS),
+             "-" if level is None else f"{level * 100:.0f}%",
+             "-" if asa is None else f"{asa:.0f}s"]
+        )  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    sl_time = next((q.get("service_level_time") for q in doc.get("queues", [])), None)
+    if sl_time is not None:
+        lines.append(f"SL: answered within {sl_time:g} s / answered; ASA: average wait answered")
+    return [line.rstrip() for line in lines]
 
 
-def trace_lines(entries: Iterable[dict[str, Any]], cast: Cast, t0: float) -> list[Line]:
-    """The fake FreeSWITCH's side: callers, menus, desk phones."""
-    out: list[Line] = []
-    phones = [e for e in entries if e["kind"] == "register"]
-    if phones:
-        names = ", ".join(f"{e['ext']} ({cast.agent_at(e['ext'])})" for e in phones)
-        out.append(Line(round(phones[0]["t"] - t0, 1), 0, 0, "switch", f"desk phones: {names}"))
-
-    def add(e: dict[str, Any], text: str) -> None:
-        out.append(Line(round(e["t"] - t0, 1), 0, len(out), "switch", text))
-
-    for e in entries:
-        kind = e["kind"]
-        if kind == "call" and e.get("context") == "ccd_agents":
-            code = e.get("to", "")
-            agent = cast.agent_at(e["party"])
-            cast.short[e["uuid"]] = agent
-            add(e, f"{agent} dials {code} ({FEATURE_CODES.get(code, 'feature code')})")
-        elif kind == "call":
-            name = e.get("name") or e["party"]
-            cast.short[e["uuid"]] = name
-            cast.callers[e["uuid"]] = f"{name} ({e['party']})"
-            add(e, f"caller {e['party']} ({name}) dials {e.get('to')}: welcome menu")
-        elif kind == "ivr_choice":
-            param = str(e.get("param", ""))
-            department = param.split()[1].removeprefix("ccd_queue_") if " " in param else param
-            add(e, f"{cast.who(e['uuid'])} presses {e['digits']} ({department})")
-        elif kind == "answer" and e.get("leg") == "phone":
-            add(e, f"{cast.agent_at(e['party'])} picks up the phone")
-        elif kind == "abandon":
-            add(e, f"{cast.who(e['uuid'])} gives up and hangs up")
-        elif kind == "voicemail_left":
-            add(e, f"{cast.who(e['uuid'])} leaves a message in voicemail box {e.get('box')}")
-        elif kind == "party_hangup" and e.get("why") == "talk_done":
-            add(e, f"{cast.agent_at(e['party'])} finishes the conversation and hangs up")
-        elif kind == "scenario_end":
-            add(e, "end of the scenario")
-    return out
-
-
-def daemon_lines(records: Iterable[dict[str, Any]], cast: Cast) -> list[tuple[float, str]]:
-    """The daemon's side as (wall-clock epoch, text): queues, offers, bridges, presence."""
-    out: list[tuple[float, str]] = []
-    resynced = False
-    for r in records:
-        name, wall = r.get("event", ""), r["wall"]
-        call = str(r.get("call", ""))
-        who, agent = cast.who(call), str(r.get("agent", ""))
-        text = ""
-        if name == "daemon.resynced" and not resynced:
-            resynced = True  # later ones are the periodic reconciliation: not news
-            text = (
-                f"connected to FreeSWITCH, subscribed, resynchronised "
-                f"({r.get('registrations')} phones registered)"
-            )
-        elif name == "call.queued":
-            text = f"{who} waits in queue {r.get('queue')} (music on hold)"
-        elif name == "agent.offered":
-            text = f"ringing {cast.agent_label(agent)} for {who}"
-        elif name == "agent.no_answer" and r.get("cause") == "RING_TIMEOUT":
-            text = f"{agent} did not answer in {cast.ring_time:g} s: next agent"
-        elif name == "agent.no_answer":
-            why = r.get("outcome") or r.get("cause")
-            text = f"{agent}'s phone refused the call ({why}): next agent"
-        elif name == "call.bridged":
-            text = f"{agent} answered: {who} bridged to {agent}"
-        elif name == "call.voicemail":
-            tried = ", ".join(r.get("tried") or []) or "nobody"
-            text = (
-                f"nobody left in queue {r.get('queue')} (tried: {tried}): "
-                f"{who} goes to voicemail box {r.get('box')}"
-            )
-        elif name == "call.abandoned":
-            text = f"{who} left queue {r.get('queue')} while {r.get('phase')}: call abandoned"
-        elif name == "call.ended":
-            text = f"{who}'s call with {agent} is over ({r.get('by')} hung up)"
-        elif name == "agent.state":
-            text = _presence_text(r)
-        elif r.get("level") in ("warning", "error", "critical") and not name.startswith("esl."):
-            skip = ("event", "level", "timestamp", "wall")
-            details = {k: v for k, v in r.items() if k not in skip}
-            text = f"{r['level'].upper()} {name} {json.dumps(details)}"
-        if text:
-            out.append((wall, text))
-    return out
-
-
-def _presence_text(r: dict[str, Any]) -> str:
-    agent, reason = r.get("agent"), r.get("reason")
-    if reason == "break":
-        return f"{agent} is on break: no calls offered"
-    if reason == "ready":
-        return f"{agent} is ready again: calls are offered"
-    if reason in ("login", "logout"):
-        return f"{agent} logged {reason.removeprefix('log')}"
-    if r.get("activity") == "wrapup":
-        return f"{agent} in wrap-up (after-call work)"
-    if reason == "wrapup_done":
-        return f"{agent} is free for the next call"
-    return ""
-
-
-def align(
-    trace: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]], scale: float
-) -> Callable[[float], float]:
-    """Wall-clock epoch -> the fake's switch epoch (see the module docstring).
-
-    switch = wall * scale + offset. Every ``call.queued`` happens just after its caller's
-    ``park``, so each pair bounds ``offset`` from below; the largest bound keeps every
-    reaction after its cause and is off by the daemon's reaction time (milliseconds).
-    """
-    parked = {e["uuid"]: e["t"] for e in trace if e["kind"] == "park" and e.get("queue")}
-    bounds = [
-        parked[r["call"]] - r["wall"] * scale
-        for r in records
-        if r.get("event") == "call.queued" and r.get("call") in parked
-    ]
-    if bounds:
-        offset = max(bounds)
-    else:  # no call reached the daemon: assume the fake's clock started at its first line
-        t0 = trace[0]["t"] if trace else 0.0
-        offset = t0 * (1 - scale)
-    return lambda wall: wall * scale + offset
+# --- reading the logs ---------------------------------------------------------------------
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
@@ -382,61 +271,6 @@ def daemon_records(path: Path) -> list[dict[str, Any]]:
             continue
         records.append(row)
     return records
-
-
-def timeline(
-    trace: list[dict[str, Any]],
-    records: list[dict[str, Any]],
-    operator: list[tuple[float, str]],
-    cast: Cast,
-    scale: float,
-) -> list[Line]:
-    """Both sides (and the operator's commands, by wall-clock time) in one time order."""
-    t0 = trace[0]["t"] if trace else 0.0
-    end = next((e["t"] - t0 for e in trace if e["kind"] == "scenario_end"), float("inf"))
-    lines = trace_lines(trace, cast, t0)
-    to_switch = align(trace, records, scale)
-    for source, rank, items in (
-        ("ops", 1, operator),
-        ("ccd", 2, daemon_lines(records, cast)),
-    ):
-        for seq, (wall, text) in enumerate(items):
-            t = to_switch(wall) - t0
-            # Before 0: the daemon retrying the socket before the fake was up; at the end: the
-            # fake going away (the half second absorbs the alignment's few milliseconds).
-            if 0 <= t < end - 0.5:
-                lines.append(Line(round(t, 1), rank, seq, source, text))
-    return sorted(lines)
-
-
-NOT_QUEUED, WAITING = "never queued by the daemon", "still waiting"
-
-
-@dataclass
-class Outcome:
-    caller: str
-    queue: str = ""
-    result: str = NOT_QUEUED
-
-
-def outcomes(records: list[dict[str, Any]], cast: Cast, scale: float) -> dict[str, Outcome]:
-    """Per caller's uuid: where they went and how it ended, from the daemon's log."""
-    result = {uuid: Outcome(label) for uuid, label in cast.callers.items()}
-    queued: dict[str, float] = {}
-    for r in records:
-        o = result.get(str(r.get("call", "")))
-        if o is None:
-            continue
-        name, waited = r.get("event"), (r["wall"] - queued.get(r["call"], r["wall"])) * scale
-        if name == "call.queued":
-            queued[r["call"]], o.queue, o.result = r["wall"], str(r.get("queue")), WAITING
-        elif name == "call.bridged":
-            o.result = f"talked to {r.get('agent')} after waiting {waited:.0f} s"
-        elif name == "call.voicemail":
-            o.result = f"voicemail box {r.get('box')} after {waited:.0f} s"
-        elif name == "call.abandoned":
-            o.result = f"gave up after waiting {waited:.0f} s"
-    return result
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -480,9 +314,15 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
         f'[http]\nhost = "127.0.0.1"\nport = {http_port}\n\n' + CONFIG.read_text(encoding="utf-8"),
         encoding="utf-8",
     )
-    # The password reaches the daemon the way an operator's secret should: the environment.
-    env = {**os.environ, "CCD_ESL_PASSWORD": password}
-    env.pop("CCD_REDIS_URL", None)
+    # The children run this checkout's ccd, whatever the venv's editable install points at
+    # (a worktree shares its venv with the main checkout) and whatever their working directory.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    fake_env = {**os.environ, "PYTHONPATH": path}
+    fake_env.pop("CCD_REDIS_URL", None)
+    # The secrets reach the daemon the way an operator's should: the environment. The HTTP
+    # token opens /stats, read at the end.
+    token = secrets.token_hex(16)
+    env = {**fake_env, "CCD_ESL_PASSWORD": password, "CCD_HTTP_TOKEN": token}
     cfg = ["--config", str(config_path)]
 
     say(f"ccd demo ({'short' if args.short else 'full'} story, time runs {scale:g}x faster)")
@@ -514,6 +354,7 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
         [sys.executable, "-m", "ccd.fakeswitch.cli", "--esl-host", "127.0.0.1",
          "--esl-port", str(esl_port), "--password", password, "--scenario", str(scenario_path),
          "--trace", str(trace_path), "--time-scale", f"{scale:g}"],
+        fake_env,
     )  # fmt: skip
     _up("ccd daemon (/readyz: FreeSWITCH and Redis connected)", fake_log,
         lambda: http_status(base + "/readyz") == 200, children.proc("fakeswitch"),
@@ -544,7 +385,12 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
     if children.proc("daemon").poll() is not None:
         raise DemoError(f"the daemon died during the scenario:\n{tail(daemon_log)}")
 
+    # What an operator sees at the end of the day, asked while the daemon still runs (its
+    # clock is the one the figures are measured by: ccd.store.node.daemon_clock).
     status = run_cli(["status", *cfg], env)
+    requests = run_cli(["callback", "list", *cfg], env)
+    dnc = run_cli(["dnc", "list", *cfg], env)
+    day = fetch_stats(base, token)
     children.stop("daemon")
 
     trace = read_json_lines(trace_path)
@@ -563,6 +409,18 @@ def run(args: argparse.Namespace, workdir: Path, children: Children) -> int:
     say()
     say("ccd status (what an operator sees now)")
     for line in status.rstrip().splitlines():
+        say(f"  {line}")
+    say()
+    say("ccd callback list")
+    for line in requests.rstrip().splitlines():
+        say(f"  {line}")
+    say()
+    say("ccd dnc list")
+    for line in dnc.rstrip().splitlines():
+        say(f"  {line}")
+    say()
+    say("The day's figures per queue (GET /stats, today)")
+    for line in stats_table(day):
         say(f"  {line}")
     # Every caller who chose a queue must have been routed to an end; anything else, or an
     # error in the daemon's log, is a bug the demo must not hide behind a readable story.

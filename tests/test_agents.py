@@ -8,6 +8,7 @@ import gevent
 import pytest
 
 from ccd.core import presence
+from ccd.core.routing import candidates
 from ccd.store.agent import AgentError, AgentRepository, UnknownAgent
 from ccd.store.redis_store import Store, connect_redis
 
@@ -61,6 +62,23 @@ def test_available_index_follows_presence_and_tags(agents):
     assert agents.available_with(["support"]) == []
     agents.transition("alice", lambda s: presence.set_login(s, "break", 11.0))
     assert [a.id for a in agents.available_with(["sales"])] == ["bob"]
+
+
+def test_agent_whose_wrapup_is_over_is_available_and_idle(agents):
+    # Nobody writes the end of a wrap-up: the record still says "wrapup" after its time.
+    # The callback dialer keeps only idle views (ccd.core.routing.candidates): a view taken
+    # from the raw record left an agent who finished wrap-up out of every active callback.
+    agents.create("alice", "1001", ["sales"], now=1.0)
+    _ready(agents, "alice")
+    rules = presence.PresenceRules(wrapup_time=5.0)
+    agents.transition("alice", lambda s: presence.offer(s, "leg-1", 20.0))
+    agents.transition("alice", lambda s: presence.answered(s, "leg-1", 21.0))
+    agents.transition("alice", lambda s: presence.call_ended(s, "leg-1", 30.0, rules))
+    assert agents.require("alice").state.activity is presence.Activity.WRAPUP
+    assert agents.available_with(["sales"], now=32.0) == []
+    [alice] = agents.available_with(["sales"], now=36.0)
+    assert (alice.id, alice.activity, alice.idle_since) == ("alice", "idle", 35.0)
+    assert [a.id for a in candidates(agents.available_with(["sales"], now=36.0), ())] == ["alice"]
 
 
 def test_reservation_is_exclusive_under_concurrency(agents):

@@ -54,28 +54,73 @@ def assert_cleaned_up(tmp_path: Path, output: str) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_short_demo_shows_a_bridged_call_and_a_voicemail(tmp_path):
+def in_order(out: str, steps: list[str]) -> None:
+    """Every step is in the output, each after the one before."""
+    missing = [step for step in steps if step not in out]
+    assert not missing, f"missing {missing}:\n{out}"
+    where = [out.index(step) for step in steps]
+    assert where == sorted(where), out
+
+
+def test_short_demo_tells_the_story_and_ends_with_the_days_figures(tmp_path):
     done = subprocess.run(
         [sys.executable, str(DEMO), "--short"],
         capture_output=True, text=True, env=demo_env(tmp_path), timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
-    # The routed calls, in the order they happened: the specialist rung, then bridged; the
-    # payments caller refused by the only billing agent and sent to the queue's voicemail.
-    steps = [
-        "Anna Kovacs presses 1 (sales)",
-        "ringing alice (1001, tags sales) for Anna Kovacs",
-        "alice answered: Anna Kovacs bridged to alice",
-    ]
-    assert all(step in out for step in steps), out
-    assert [out.index(step) for step in steps] == sorted(out.index(step) for step in steps)
-    assert "Dora Szabo presses 3 (payments)" in out
-    assert "Dora Szabo goes to voicemail box payments" in out
-    assert "Dora Szabo leaves a message in voicemail box payments" in out
-    # The caller summary and the operator's view close the story.
-    assert "talked to alice" in out and "voicemail box payments after" in out
-    assert "AGENTS" in out and "BRIDGED CALLS" in out
+    # The menu and the fewest-tags hunt.
+    in_order(out, [
+        "Anna Kovacs presses 1 in the menu (sales)",
+        "alice's phone rings for Anna Kovacs (fewest tags: sales)",
+        "alice answered: Anna Kovacs talks to alice",
+    ])  # fmt: skip
+    # The direct callback: dave's unanswered call binds Gizella; her call skips the menu.
+    in_order(out, [
+        "dave calls Gizella Farkas (0612345607) from the desk phone",
+        "Gizella Farkas (+3612345607) is bound to dave",
+        "Gizella Farkas was called by dave: past the menu, to dave first (direct callback)",
+        "dave answered: Gizella Farkas talks to dave",
+    ])  # fmt: skip
+    assert "Gizella Farkas presses" not in out
+    # The desk-phone disposition with do-not-call.
+    in_order(out, [
+        "dave keys *712# on the desk phone: disposition 12 of the last call",
+        "dave files the call with Gizella Farkas as: do not contact",
+        "Gizella Farkas (+3612345607) is on the do-not-call list for 180 days",
+    ])  # fmt: skip
+    # The abandoned caller becomes a callback (reason abandoned), dialled and bridged.
+    in_order(out, [
+        "Ferenc Kiss gives up and hangs up",
+        "callback stored for +3612345606 (abandoned)",
+        "callback for Ferenc Kiss (+3612345606): alice's phone rings first",
+        "callback done: Ferenc Kiss (+3612345606) talks to alice",
+    ])  # fmt: skip
+    # The 30 s overflow with both answers; the stored request dialled and bridged.
+    in_order(out, [
+        "Csaba Toth has waited 30 s: offer 1 = call me back, 2 = keep waiting",
+        "Csaba Toth pressed 1: callback stored for +3612345603",
+        "Erika Varga has waited 30 s",
+        "Erika Varga pressed 2: keeps waiting, with the same place in the queue",
+        "alice answered: Erika Varga talks to alice",
+        "callback for Csaba Toth (+3612345603): alice's phone rings first",
+        "alice is on the line: dialling Csaba Toth (+3612345603) through the gateway",
+        "callback done: Csaba Toth (+3612345603) talks to alice",
+    ])  # fmt: skip
+    # The close: callers, the operator's view on the daemon's clock (not "0s" for all),
+    # the requests, the do-not-call list and the day's figures from /stats.
+    assert "asked for a callback after waiting 3" in out
+    assert "gave up after waiting 23 s; called back, talked to alice" in out
+    rows = out.split("AGENTS\n", 1)[1].splitlines()[1:]
+    agents = [row.split() for row in rows[: [r.strip() for r in rows].index("")]]
+    assert len(agents) == 5 and {row[5] for row in agents} != {"0s"}, out
+    assert "abandoned" in out.split("ccd callback list", 1)[1].split("ccd dnc list")[0]
+    assert "+3612345607" in out.split("ccd dnc list", 1)[1]
+    figures = out.split("The day's figures per queue", 1)[1].splitlines()
+    sales = next(line.split() for line in figures if line.strip().startswith("sales"))
+    # offered 4 (Anna, Csaba, Erika, Ferenc), answered 2, abandoned 1, overflowed 2,
+    # callback requested 1; the callbacks' customers are not queue calls.
+    assert sales[:6] == ["sales", "4", "2", "1", "2", "1"], figures
     assert_cleaned_up(tmp_path, out)
 
 

@@ -46,12 +46,15 @@ from ccd.core.report import BadReportRequest
 from ccd.logging import configure_logging
 from ccd.store.agent import Agent, AgentError, AgentRepository
 from ccd.store.call import CallRecord, CallRepository
+from ccd.store.node import DaemonClock, daemon_clock, default_node_id
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 #: The CLI is an adapter: wall-clock time is fine here (tests replace this).
 _now: Callable[[], float] = time.time
+#: The daemon's clock when it runs at a time scale (set by :func:`session`, see :func:`clock`).
+_daemon: DaemonClock | None = None
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -67,7 +70,13 @@ DISPOSITION_ERRORS: tuple[type[Exception], ...] = (
 
 
 def clock() -> float:
-    """The commands' wall clock (``_now`` looked up at each call: tests replace it)."""
+    """The commands' clock: the wall clock (``_now`` looked up at each call: tests replace
+    it), or, while a session talks to a daemon running at a ``daemon.time_scale`` other than
+    1, that daemon's clock. Its stamps in Redis (since, entered, wrap-up until) are on its
+    clock, which then runs ahead of the wall clock: measured against the wall clock every
+    duration would be 0 and every wrap-up endless."""
+    if _daemon is not None:
+        return _daemon.at(_now())
     return _now()
 
 
@@ -169,11 +178,16 @@ def session(args: argparse.Namespace) -> Iterator[Session]:
     # stdout is the command's answer (maybe JSON): log lines go to stderr, warnings only.
     configure_logging(config.log.format, "warning", stream=_Stderr())  # type: ignore[arg-type]
     client = connect_redis(config.redis.url, config.redis.socket_timeout)
+    global _daemon
     try:
         store = Store.create(client, config.redis.prefix)
         store.ping()
+        if config.daemon.time_scale != 1:
+            # No daemon beating (stopped): the wall clock, the best there is.
+            _daemon = daemon_clock(store, config.daemon.node_id or default_node_id())
         yield Session(config, store, AgentRepository(store), CallRepository(store))
     finally:
+        _daemon = None
         client.close()
 
 

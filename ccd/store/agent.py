@@ -272,7 +272,9 @@ class AgentRepository:
         """
         at = time.time() if now is None else now
         ids = self.routing.one(Routing.candidates(tags, limit or 1_000_000), at)
-        return [a.view() for a in self.many(ids)]
+        # As they stand at ``at``: nobody writes the end of a wrap-up, so a record can still
+        # say "wrapup" after its time is up (ccd.core.routing.candidates wants them idle).
+        return [a.at(at).view() for a in self.many(ids)]
 
     def count_with(self, tags: Iterable[str], *, logged_in: bool = True) -> list[Agent]:
         """Every agent with the tags (logged in ones only, by default)."""

@@ -80,6 +80,11 @@ class Keys:
         """A live daemon's heartbeat (msgpack {host, pid, token, started}, short TTL)."""
         return self._key("node", node_id)
 
+    def node_clock(self, node_id: str) -> str:
+        """A live daemon's clock at its last beat (msgpack [daemon now, wall now, time scale],
+        the heartbeat's TTL): what ``ccd`` commands measure durations against."""
+        return self._key("node_clock", node_id)
+
     def notify(self, node_id: str) -> str:
         """The pub/sub channel on which a daemon hears of agents reserved for its calls."""
         return self._key("notify", node_id)

@@ -17,6 +17,13 @@ Two processes must never beat under one id: :meth:`Nodes.claim` refuses to start
 key is held by a live process elsewhere (another host, or another live process here), and
 takes it over when it was left by a process of this host that is gone.
 
+Each beat also writes the daemon's clock beside the heartbeat (``node_clock:<id>``: the
+daemon's now, the wall clock's now and the time scale). The daemon stamps Redis with its own
+clock, which at a ``daemon.time_scale`` other than 1 (tests, the demo) runs faster than the
+wall clock from its start; a ``ccd`` command measuring "waited" or "for" against its wall clock
+would then see every stamp in the future (``FOR 0s``). It reads :func:`daemon_clock` instead
+and carries the daemon's clock forward from the last beat at the same scale.
+
 Each beat also reads ``epoch``, a random mark written once into an empty Redis. A Redis that
 comes back without it lost its data (restarted without persistence, flushed, failed over to
 an empty replica): :meth:`Nodes.beat` says so, at most a beat after it happened, and the
@@ -29,13 +36,14 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgpack
 
 from ccd.store.redis_store import Store, unavailable_as_domain_error
 
-__all__ = ["BEAT", "TTL_MS", "NodeClash", "NodeInfo", "Nodes"]
+__all__ = ["BEAT", "TTL_MS", "DaemonClock", "NodeClash", "NodeInfo", "Nodes", "daemon_clock"]
 
 #: Seconds between two heartbeats (real time: a daemon at a time scale beats as often).
 BEAT = 1.0
@@ -66,6 +74,38 @@ class NodeInfo:
             return None
 
 
+@dataclass(frozen=True, slots=True)
+class DaemonClock:
+    """A daemon's clock as of its last beat: ``now`` on its clock when the wall clock read
+    ``wall``; it runs ``scale`` times faster than the wall clock."""
+
+    now: float
+    wall: float
+    scale: float
+
+    def at(self, wall: float) -> float:
+        """The daemon's time when the wall clock reads ``wall``."""
+        return self.now + (wall - self.wall) * self.scale
+
+    def pack(self) -> bytes:
+        return msgpack.packb([self.now, self.wall, self.scale])
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> DaemonClock | None:
+        try:
+            now, wall, scale = msgpack.unpackb(raw)
+            return cls(float(now), float(wall), float(scale))
+        except (ValueError, TypeError, msgpack.UnpackException):
+            return None
+
+
+def daemon_clock(store: Store, node_id: str) -> DaemonClock | None:
+    """The clock of the live daemon ``node_id``; None when it is not beating."""
+    with unavailable_as_domain_error("node clock"):
+        raw = store.client.get(store.keys.node_clock(node_id))
+    return DaemonClock.unpack(raw) if raw else None
+
+
 def default_node_id() -> str:
     """The host name, made safe for a key: the same after a restart, unlike a pid."""
     name = "".join(c if c.isalnum() or c in "_.-" else "-" for c in socket.gethostname())
@@ -85,10 +125,19 @@ def _alive(pid: int) -> bool:
 class Nodes:
     """This daemon's heartbeat under ``node_id``."""
 
-    def __init__(self, store: Store, node_id: str) -> None:
+    def __init__(
+        self,
+        store: Store,
+        node_id: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        scale: float = 1.0,
+    ) -> None:
         self.store = store
         self.node_id = node_id
         self.key = store.keys.node(node_id)
+        self.clock_key = store.keys.node_clock(node_id)
+        self.clock, self.scale = clock, scale  # the daemon's clock, published at each beat
         self.me = NodeInfo(socket.gethostname(), os.getpid(), secrets.token_hex(8), time.time())
         self.epoch_key = store.keys.epoch()
         self.epoch: bytes | None = None  # the mark this daemon saw in Redis
@@ -122,9 +171,11 @@ class Nodes:
         with unavailable_as_domain_error("node beat"):
             pipe = self.store.client.pipeline(transaction=False)
             pipe.set(self.key, self.me.pack(), px=TTL_MS)
+            stamp = DaemonClock(self.clock(), time.time(), self.scale)
+            pipe.set(self.clock_key, stamp.pack(), px=TTL_MS)
             pipe.set(self.epoch_key, fresh, nx=True)
             pipe.get(self.epoch_key)
-            _, _, epoch = pipe.execute()
+            _, _, _, epoch = pipe.execute()
         self._last = now
         seen, self.epoch = self.epoch, epoch
         return "lost" if seen is not None and epoch != seen else "ok"
@@ -134,4 +185,4 @@ class Nodes:
         with unavailable_as_domain_error("node leave"):
             raw = self.store.client.get(self.key)
             if raw and (held := NodeInfo.unpack(raw)) is not None and held.token == self.me.token:
-                self.store.client.delete(self.key)
+                self.store.client.delete(self.key, self.clock_key)
