@@ -150,6 +150,14 @@ class _Daemon:
     def queued(self, r: dict[str, Any], who: str, _agent: str) -> str:
         return f"{who} waits in queue {r.get('queue')} (music on hold)"
 
+    def announced(self, r: dict[str, Any], who: str, _agent: str) -> str:
+        said = f"you are number {r.get('position')}"
+        estimate = r.get("estimate")
+        if estimate is not None:
+            minutes = max(1, round(float(estimate) / 60))
+            said += f", about {minutes} minute{'s' if minutes > 1 else ''}"
+        return f'{who} hears (music paused, place kept): "{said}"'
+
     def sticky_routed(self, r: dict[str, Any], who: str, agent: str) -> str:
         self.direct.add(str(r.get("call")))
         return f"{who} was called by {agent}: past the menu, to {agent} first (direct callback)"
@@ -186,6 +194,9 @@ class _Daemon:
     # -- overflow and callbacks ----------------------------------------------------------
     def overflow(self, r: dict[str, Any], who: str, _agent: str) -> str:
         waited = float(r.get("waited", 0))
+        if r.get("why") == "estimate":
+            return (f"{who} would wait past the overflow time (estimate after {waited:.0f} s):"
+                    " offer 1 = call me back, 2 = keep waiting")  # fmt: skip
         return f"{who} has waited {waited:.0f} s: offer 1 = call me back, 2 = keep waiting"
 
     def declined(self, r: dict[str, Any], who: str, _agent: str) -> str:
@@ -293,8 +304,7 @@ _HANDLERS: dict[str, Callable[[_Daemon, dict[str, Any], str, str], str]] = {
     "disposition.outbound_refused": _Daemon.outbound_refused,
     "agent.outbound_refused": _Daemon.agent_refused,
     "agent.state": _Daemon.presence,
-    # The position announcement ("you are number 2 in the queue") comes with its own fact:
-    # its line goes here, next to call.queued, when the daemon logs it.
+    "call.announced": _Daemon.announced,
 }
 
 

@@ -103,8 +103,20 @@ def test_beyond_the_overflow_horizon_the_caller_hears_the_offer_instead():
     step = hunt.on_announce(9, LOAD, 100.0)  # 9th behind two busy agents: minutes
     assert hunt.phase is Phase.OFFERING
     assert Transfer(CALL, "ccd_cb_offer", "ccd") in step.commands
-    assert "call.overflow" in [f.name for f in step.facts]
+    (overflow,) = [f for f in step.facts if f.name == "call.overflow"]
+    assert overflow.data["why"] == "estimate" and overflow.data["waited"] == 0.0
     assert step.unlist and hunt.next_deadline is None
+
+
+def test_nobody_serving_and_no_history_keeps_the_overflow_time_not_an_offer_at_entry():
+    # Nobody logged in who could answer (issue 9, defect 7): the caller waits for the offer
+    # at the overflow time; an estimate that cannot be made does not bring it forward.
+    rules = QueueRules("sales", ("sales",), overflow_time=30.0, announce_interval=45.0)
+    hunt = waiting(rules)
+    step = hunt.on_announce(1, QueueLoad(free_agents=0), 0.0)
+    assert hunt.phase is Phase.WAITING and not step.unlist
+    assert [c for c in step.commands if isinstance(c, SayNumber)] == [SayNumber(CALL, 1)]
+    assert hunt.on_tick(30.0).unlist and hunt.phase is Phase.OFFERING
 
 
 def test_within_the_horizon_the_wait_is_said():

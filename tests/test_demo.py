@@ -96,6 +96,14 @@ def test_short_demo_tells_the_story_and_ends_with_the_days_figures(tmp_path):
         "callback for Ferenc Kiss (+3612345606): alice's phone rings first",
         "callback done: Ferenc Kiss (+3612345606) talks to alice",
     ])  # fmt: skip
+    # The position announcement: on entry, again an interval later, with the music back.
+    in_order(out, [
+        "Hanna Szabo waits in queue support (music on hold)",
+        'Hanna Szabo hears (music paused, place kept): "you are number 1"',
+        'Hanna Szabo hears (music paused, place kept): "you are number 1"',
+        "Hanna Szabo left queue support after 25 s: abandoned",
+    ])  # fmt: skip
+    assert out.count("Hanna Szabo hears") == 2
     # The 30 s overflow with both answers; the stored request dialled and bridged.
     in_order(out, [
         "Csaba Toth has waited 30 s: offer 1 = call me back, 2 = keep waiting",

@@ -252,8 +252,8 @@ class Hunt:
         waited = now - self.entered_at
         estimate = None if load is None else estimate_wait(load, position, waited=waited,
                                                            horizon=horizon)  # fmt: skip
-        if estimate is not None and estimate.beyond_horizon and horizon:
-            self._overflow(acc, now)  # they would reach the offer first: make it now
+        if estimate is not None and estimate.seconds is not None and estimate.beyond_horizon:
+            self._overflow(acc, now, "estimate")  # they would reach the offer first: now
             return acc.step()
         acc.commands.extend(announcement(self.call_uuid, position, estimate, self.rules.moh))
         self.moh_on = bool(self.rules.moh)
@@ -483,8 +483,9 @@ class Hunt:
         waited = round(now - self.entered_at, 3)  # queue entry -> this offer (metrics)
         acc.facts.append(self._fact("agent.offered", extension=self.agent_ext, waited=waited))
 
-    def _overflow(self, acc: _Acc, now: float) -> None:
-        """Nobody answered within the queue's overflow time: stop ringing, make the offer."""
+    def _overflow(self, acc: _Acc, now: float, why: str = "overflow_time") -> None:
+        """Nobody answered within the overflow time (or will not, by the estimate): stop
+        ringing, make the offer. With no estimate (no history) the overflow time decides."""
         if self.phase is Phase.RINGING and self.leg_uuid:
             acc.commands.append(Kill(self.leg_uuid, "ORIGINATOR_CANCEL"))
         if self.phase is Phase.RINGING:
@@ -496,7 +497,8 @@ class Hunt:
         self.retry_at = None
         acc.unlist = True
         self.ending_leg = self.ending_until = None
-        acc.facts.append(self._fact("call.overflow", waited=round(now - self.entered_at, 3)))
+        waited = round(now - self.entered_at, 3)
+        acc.facts.append(self._fact("call.overflow", waited=waited, why=why))
         acc.facts.append(self._fact("callback.offered"))
         acc.commands.append(Transfer(self.call_uuid, "ccd_cb_offer", self.rules.context))
 
