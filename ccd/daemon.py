@@ -35,6 +35,7 @@ from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.inbox import Inbox
 from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.snapshot import Snapshot, SnapshotReader
+from ccd.adapters.sse import FeedEndpoint
 from ccd.adapters.wallboard import WALLBOARD_CONTENT_TYPE, WALLBOARD_HEADERS, wallboard_page
 from ccd.adapters.webhook import WebhookSender
 from ccd.config import Config, ConfigError
@@ -45,6 +46,7 @@ from ccd.engine.control import CallControl
 from ccd.engine.disposition import DispositionService
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
+from ccd.store.feed import FeedStore
 from ccd.store.node import Nodes, default_node_id
 from ccd.store.redis_store import RedisUnavailable, Store, connect_redis
 from ccd.store.stats import StatsStore
@@ -162,6 +164,7 @@ class Daemon:
             token=config.http.token,
             max_connections=config.http.max_connections,
             read_timeout=config.http.read_timeout,
+            max_streams=config.feed.max_clients,
         )
         self._resync_at = -1e18
         self._heap_frozen = False
@@ -277,6 +280,13 @@ class Daemon:
         # The wallboard page holds no data; what it shows comes from /stats, with the token.
         self.http.route("/wallboard", self._wallboard, headers=WALLBOARD_HEADERS)
         self.http.route("/stats", self._stats_view, private=True)
+        # The event feed (ccd.adapters.sse): each client reads the shared stream on a Redis
+        # connection of its own, blocking less than a command may take.
+        feed, block = self.config.feed, min(1.0, self.config.redis.socket_timeout / 2)
+        events = FeedStore(self.store, feed.max_len)
+        self.http.stream("/events", FeedEndpoint(lambda: events.reader(block),
+                                                 keepalive=feed.keepalive / self.scale,
+                                                 stats=self._stats_doc))  # fmt: skip
         # Customer data: the token is required (ccd.adapters.http). POSTs always need it.
         call = r"/calls/(?P<uuid>[0-9a-fA-F\-]{1,64})"
         self.http.route(call, self._call_view, private=True)
@@ -294,15 +304,17 @@ class Daemon:
         return 200, WALLBOARD_CONTENT_TYPE, wallboard_page()
 
     def _stats_view(self, _m: Any) -> Response:
+        try:
+            return json_response(200, self._stats_doc())
+        except RedisUnavailable:
+            return json_response(503, {"error": "redis_unavailable"})
+
+    def _stats_doc(self) -> dict[str, Any]:
         """The /stats document (ccd.core.stats_view) of the configured queues, now."""
         config = self.config.current
         if self._stats is None or self._stats[0] is not config:  # the first, or a reload
             self._stats = (config, StatsStore(self.store, stats_rules_from_config(config)))
-        try:
-            doc = self._stats[1].read(list(config.queues), self.now())
-        except RedisUnavailable:
-            return json_response(503, {"error": "redis_unavailable"})
-        return json_response(200, doc)
+        return self._stats[1].read(list(config.queues), self.now())
 
     def _call_view(self, m: Any) -> Response:
         view = self.control.call_view(m["uuid"]) if self.control else None

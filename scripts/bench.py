@@ -200,6 +200,10 @@ class Recorder:
         pass
 
 
+#: The daemons' HTTP token, for the /events client of --feed.
+FEED_TOKEN = "bench-token-0123456789abcdef"
+
+
 def _patch_esl(recorder: Recorder) -> None:
     """Time each bgapi as the fake reads it (wrap the ESL connection's ``_bgapi``), and
     each ``show channels`` (a resync starting, asked as bgapi or api: wrap both).
@@ -723,6 +727,7 @@ class Options:
     profile: Path | None = None
     pin: bool = False
     keep: bool = False
+    feed: bool = False  # one /events client reading the whole run (curl)
 
 
 @dataclass
@@ -765,6 +770,7 @@ class Result:
     failures: dict[str, int] = field(default_factory=dict)
     top_redis: list[tuple[str, int]] = field(default_factory=list)
     note: str = ""
+    feed_events: int | None = None  # events the /events client received (--feed)
     verdict: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -804,7 +810,7 @@ def write_config(
         "[esl]", 'host = "127.0.0.1"', f"port = {esl_port}", 'password = "ClueCon"',
         "command_timeout = 10", f'event_format = "{o.event_format}"',
         "[redis]", f'url = "{redis_url}"',
-        "[http]", 'host = "127.0.0.1"', f"port = {http_port}",
+        "[http]", 'host = "127.0.0.1"', f"port = {http_port}", f'token = "{FEED_TOKEN}"',
         "[log]", 'format = "json"', 'level = "info"',
         "[daemon]", f'node_id = "{node}"',
         "[routing]", f"ring_time = {o.ring_time}", f"wrapup_time = {o.wrapup}",
@@ -839,6 +845,7 @@ def run_point(
     redis = Redis(workdir)
     fake: subprocess.Popen[str] | None = None
     daemons: list[_Daemon] = []
+    feed: subprocess.Popen[bytes] | None = None
     monitor: Monitor | None = None
     try:
         fake_cmd = [sys.executable,
@@ -888,6 +895,12 @@ def run_point(
 
         wait_for(ready, 60 + agents / 50, "the daemons to connect and resynchronise")
         pids = {f"daemon{n + 1}": d.proc.pid for n, d in enumerate(daemons)}
+        if o.feed:  # a CRM's feed on the first daemon, read to the end of the run
+            feed_out = workdir / "feed.txt"
+            feed = subprocess.Popen(
+                ["curl", "-sN", "-H", f"Authorization: Bearer {FEED_TOKEN}",
+                 f"http://127.0.0.1:{daemons[0].http_port}/events", "-o", str(feed_out)],
+            )  # fmt: skip
         pids.update(fake=fake.pid, redis=redis.proc.pid)
 
         if backlog:
@@ -958,6 +971,11 @@ def run_point(
                 f"names its uuid, number or agent, 'bg' is other work meanwhile):")  # fmt: skip
             say(format_commands(picked))
     finally:
+        if feed is not None:
+            stop_process(feed)
+            with contextlib.suppress(OSError):
+                text = (workdir / "feed.txt").read_text()
+                result.feed_events = text.count("\nid: ") + text.startswith("id: ")
         for d in daemons:
             stop_process(d.proc)
         if fake is not None:
@@ -1374,6 +1392,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", type=Path,
                    help="py-spy the daemon and the fake over the window, stacks here")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep each run's logs and config")
+    p.add_argument("--feed", action="store_true", help="one GET /events client during the run")
     p.add_argument("--role", choices=("fake",), help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
@@ -1423,7 +1442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         talk=args.talk, wrapup=args.wrapup, event_format=args.event_format, sps=args.sps,
         daemons=args.daemons, backlog_rate=args.backlog_rate,
         resync_interval=args.resync_interval, commands=args.commands, profile=args.profile,
-        pin=args.pin, keep=args.keep,
+        pin=args.pin, keep=args.keep, feed=args.feed,
     )  # fmt: skip
     if args.scaling:
         return scaling(args.agents or 5000, args.rate or 300.0, args.backlog, o, say, args.json)

@@ -89,7 +89,7 @@ class Daemon:
 
     def authorized(self, environ: dict) -> bool:
         if environ["PATH_INFO"] == "/events":
-            return environ.get("QUERY_STRING", "") == f"token={TOKEN}"
+            return f"token={TOKEN}" in environ.get("QUERY_STRING", "").split("&")
         return environ.get("HTTP_AUTHORIZATION") == f"Bearer {TOKEN}"
 
     def __call__(self, environ, start_response):
@@ -220,7 +220,7 @@ def test_the_board_follows_the_live_feed_without_a_reload(serve, tmp_path):
     # The token went as a bearer header to /stats and as ?token= to /events (EventSource).
     asked = {(path, query, auth) for path, query, auth in daemon.requests}
     assert ("/stats", "", f"Bearer {TOKEN}") in asked
-    assert ("/events", f"token={TOKEN}", "") in asked
+    assert ("/events", f"stats=1&token={TOKEN}", "") in asked
 
     # The same scene as a picture, for people.
     out = Path(os.environ.get("CCD_TEST_OUTPUT") or tmp_path)

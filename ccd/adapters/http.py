@@ -18,6 +18,15 @@ Theory of operation: an HTTP client never starves calls
   answer ``403`` saying so: nothing private is served to whoever can reach the port.
   ``/healthz``, ``/readyz`` and ``/metrics`` stay open: they carry no customer data or
   secret, and monitoring must reach them without credentials.
+* Streams (``stream``: ``GET /events``, server-sent events) are private too; the token may
+  also come as ``?token=`` since a browser's EventSource cannot send headers (pywsgi writes
+  no access log, and no path logged here carries the query, so it is never logged). Once a
+  stream is accepted its connection leaves the cap above for a cap of its own
+  (``max_streams``): a stream is busy for ever and could otherwise hold every slot, so
+  streams never take more than one connection each from the other endpoints, and only
+  while their request is read. Past ``max_streams`` a new stream is answered ``503``. A
+  stream's writes are bounded by ``read_timeout`` like any other (a client that stopped
+  reading is cut off), and it runs in its own greenlet, never in the dispatcher's.
 * A POST body must be JSON in UTF-8 with a ``Content-Length`` (digits only): too large is
   ``413``, anything else it cannot take (bad UTF-8, not JSON, nested deeper than
   ``MAX_DEPTH``) ``400``, before the handler sees it.
@@ -29,9 +38,12 @@ import contextlib
 import hmac
 import json
 import re
+import select
 import socket
 import time
-from collections.abc import Callable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gevent
@@ -44,6 +56,18 @@ Response = tuple[int, str, bytes]
 Handler = Callable[[re.Match[str]], Response]
 #: A POST handler gets the parsed JSON body too.
 PostHandler = Callable[[re.Match[str], Any], Response]
+
+
+#: A stream's request: its query parameters (the token left out) and headers it reads.
+@dataclass(frozen=True)
+class StreamRequest:
+    params: dict[str, str]  # the first value of each query parameter
+    last_event_id: str | None  # the Last-Event-ID header
+    gone: Callable[[], bool]  # whether the client closed its side (checked without waiting)
+
+
+#: A stream's handler answers a refusal, or the stream's chunks (closed when the client goes).
+StreamHandler = Callable[[re.Match[str], StreamRequest], "Response | Iterable[bytes]"]
 #: Largest request body accepted (a list of disposition codes is a few hundred bytes).
 MAX_BODY = 64 * 1024
 #: Deepest JSON nesting accepted in a body (lists and objects).
@@ -63,6 +87,12 @@ _REASONS = {
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
+_STREAM_HEADERS = [
+    ("Content-Type", "text/event-stream; charset=utf-8"),
+    ("Cache-Control", "no-store"),
+    ("Connection", "close"),
+    ("X-Accel-Buffering", "no"),  # nginx: pass each event on at once
+]
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
     b'Connection: close\r\nContent-Length: 23\r\n\r\n{"error": "too_busy"}\r\n'
@@ -116,11 +146,16 @@ class _Server(WSGIServer):
 
     handler_class = _Handler
 
-    def __init__(self, *args: Any, max_connections: int, read_timeout: float, **kw: Any) -> None:
+    def __init__(
+        self, *args: Any, max_connections: int, read_timeout: float, max_streams: int, **kw: Any
+    ) -> None:
         super().__init__(*args, **kw)
         self.max_connections = max_connections
         self.read_timeout = read_timeout
+        self.max_streams = max_streams
         self.connections: dict[_Handler, bool] = {}  # handler -> busy, oldest first
+        # Accepted streams, outside max_connections, and the greenlet serving each.
+        self.streams: dict[_Handler, gevent.Greenlet] = {}
         self.evicted = self.refused = self.timeouts = 0
         self._said = 0.0
 
@@ -189,8 +224,10 @@ class HttpServer:
         token: str = "",
         max_connections: int = 256,
         read_timeout: float = 5.0,
+        max_streams: int = 32,
     ) -> None:
         self._routes: list[tuple[re.Pattern[str], Handler, bool]] = []
+        self._streams: list[tuple[re.Pattern[str], StreamHandler]] = []
         self._headers: dict[str, Sequence[tuple[str, str]]] = {}  # path -> extra headers
         self._posts: list[tuple[re.Pattern[str], PostHandler]] = []
         self._token = token.encode()
@@ -201,6 +238,7 @@ class HttpServer:
             error_log=None,
             max_connections=max_connections,
             read_timeout=read_timeout,
+            max_streams=max_streams,
         )
 
     def route(
@@ -217,6 +255,11 @@ class HttpServer:
         if headers:
             self._headers[pattern] = tuple(headers)
 
+    def stream(self, pattern: str, handler: StreamHandler) -> None:
+        """GET ``pattern`` as a long-lived stream (server-sent events); always needs the
+        token, from the header or ``?token=`` (see the module docstring)."""
+        self._streams.append((re.compile(pattern + r"\Z"), handler))
+
     def post(self, pattern: str, handler: PostHandler) -> None:
         """POST ``pattern`` with a JSON body; always needs the token (it changes things)."""
         self._posts.append((re.compile(pattern + r"\Z"), handler))
@@ -231,6 +274,7 @@ class HttpServer:
         s = self._server
         return {
             "open": len(s.connections),
+            "streams": len(s.streams),
             "evicted": s.evicted,
             "refused": s.refused,
             "timeouts": s.timeouts,
@@ -243,6 +287,8 @@ class HttpServer:
         log.info("http.listening", host=self.address[0], port=self.address[1])
 
     def stop(self) -> None:
+        # A stream never ends by itself, and the server does not wait for its greenlets.
+        gevent.killall(list(self._server.streams.values()), timeout=1)
         self._server.stop(timeout=1)
 
     # ------------------------------------------------------------------ the application
@@ -253,7 +299,11 @@ class HttpServer:
             status, ctype, body = self._dispatch_post(path, environ)  # reads, then _read_done
         else:
             _read_done(environ)  # the request is in: what follows is ours, not the client's
-            status, ctype, body = self._dispatch(method, path, environ)
+            stream = self._stream(method, path, environ)
+            if stream is not None and not isinstance(stream, tuple):
+                start_response("200 OK", list(_STREAM_HEADERS))
+                return stream
+            status, ctype, body = stream or self._dispatch(method, path, environ)
         headers = [
             ("Content-Type", ctype),
             ("Content-Length", str(len(body))),
@@ -269,8 +319,38 @@ class HttpServer:
         start_response(f"{status} {_REASONS.get(status, 'Unknown')}", headers)
         return [body]
 
-    def _authorized(self, environ: dict[str, Any]) -> Response | None:
-        """None when the request carries the token; else the refusal to send."""
+    def _stream(self, method: str, path: str, environ: dict[str, Any]) -> Any:
+        """None: not a stream; a Response: refused; else the stream's chunks, its connection
+        moved from the connection cap to the streams' cap until it ends."""
+        found = next(((p.match(path), h) for p, h in self._streams if p.match(path)), None)
+        if found is None or method != "GET":
+            return None
+        match, handler = found
+        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=16)
+        params = {name: values[0] for name, values in query.items()}
+        refusal = self._authorized(environ, params.pop("token", None))
+        if refusal is not None:
+            return refusal
+        server, connection = self._server, environ.get("ccd.handler")
+        if len(server.streams) >= server.max_streams:
+            return json_response(503, {"error": "too_many_streams", "limit": server.max_streams})
+        sock = getattr(connection, "socket", None)
+        request = StreamRequest(params, environ.get("HTTP_LAST_EVENT_ID"), lambda: _gone(sock))
+        try:
+            chunks = handler(match, request)
+        except Exception:
+            log.exception("http.handler_failed", path=path)
+            return json_response(500, {"error": "internal"})
+        if isinstance(chunks, tuple):
+            return chunks
+        if connection is not None:
+            server.connections.pop(connection, None)
+            server.streams[connection] = gevent.getcurrent()
+        return _streaming(chunks, server.streams, connection)
+
+    def _authorized(self, environ: dict[str, Any], token: str | None = None) -> Response | None:
+        """None when the request carries the token (the header, or ``token`` from a stream's
+        query); else the refusal to send."""
         if not self._token:
             return json_response(
                 403,
@@ -281,6 +361,8 @@ class HttpServer:
                 },
             )
         scheme, _, given = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if token is not None and not scheme:
+            scheme, given = "bearer", token
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode("utf-8", "replace"), self._token
         ):
@@ -343,6 +425,32 @@ class HttpServer:
         except Exception:
             log.exception("http.handler_failed", path=path)
             return json_response(500, {"error": "internal"})
+
+
+def _streaming(
+    chunks: Iterable[bytes], streams: dict[Any, Any], connection: Any
+) -> Iterator[bytes]:
+    """The stream's chunks; when it ends (the client went, the daemon stops, a write timed
+    out) its slot is given back and the handler's iterator closed (its Redis connection)."""
+    try:
+        yield from chunks
+    finally:
+        streams.pop(connection, None)
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _gone(sock: socket.socket | None) -> bool:
+    """Whether the client closed its side: readable with nothing to read. A stream's client
+    sends nothing after its request, so this never takes anything it meant for us."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
 
 
 def _read_done(environ: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from ccd.config.sections import (
     DaemonConfig,
     DispositionConfig,
     EslConfig,
+    FeedConfig,
     HttpConfig,
     LogConfig,
     QueueConfig,
@@ -46,6 +47,7 @@ class Config:
     callback: CallbackConfig
     disposition: DispositionConfig
     stats: StatsConfig
+    feed: FeedConfig
     queues: Mapping[str, QueueConfig]
     agents: Mapping[str, AgentConfig]
 

@@ -24,6 +24,7 @@ RESTART_ONLY: tuple[str, ...] = (
     "esl",
     "redis",
     "http",
+    "feed",
     "log",
     "daemon.node_id",
     "daemon.time_scale",

@@ -520,3 +520,27 @@ _SECTIONS["stats"] = (
         _Option("windows", [15, 60], _windows, "sliding windows of the statistics, in minutes"),
     ),
 )
+
+_SECTIONS["feed"] = (
+    sections.FeedConfig,
+    (
+        _Option(
+            "max_len",
+            100_000,
+            _integer(0, 100_000_000),
+            "events kept in the shared Redis stream of GET /events (about: MAXLEN ~); 0 = no feed",
+        ),
+        _Option(
+            "max_clients",
+            32,
+            _integer(0, 4096),
+            "GET /events clients at most, counted apart from http.max_connections",
+        ),
+        _Option(
+            "keepalive",
+            15.0,
+            _seconds(positive=True),
+            "seconds between keep-alive comments on a quiet /events stream",
+        ),
+    ),
+)

@@ -161,6 +161,15 @@ class StatsConfig:
 
 
 @dataclass(frozen=True)
+class FeedConfig:
+    """The event feed, GET /events (issue 13; ccd.core.feed, ccd.store.feed)."""
+
+    max_len: int
+    max_clients: int
+    keepalive: float
+
+
+@dataclass(frozen=True)
 class QueueConfig:
     name: str
     tags: tuple[str, ...]

@@ -198,7 +198,9 @@ class Hunt:
         wanted = tuple(sorted(set(tags)))
         if wanted != self.rules.required_tags:
             self.rules = QueueRules.from_dict({**self.rules.to_dict(), "required_tags": wanted})
-        return Step(facts=(self._fact("call.queued", priority=priority, tags=list(wanted)),))
+        queued = self._fact("call.queued", priority=priority, tags=list(wanted),
+                            number=self.caller_number)  # fmt: skip
+        return Step(facts=(queued,))
 
     def on_matched(
         self, agent_id: str, extension: str, leg_uuid: str, job_uuid: str, now: float

@@ -45,6 +45,7 @@ from ccd.engine.dialer import CallbackDialer
 from ccd.engine.disposition import DispositionService
 from ccd.engine.entry import Entry
 from ccd.engine.feature_codes import FeatureCodes
+from ccd.engine.feed import EventFeed
 from ccd.engine.freshness import Freshness
 from ccd.engine.hunting import Hunting
 from ccd.engine.io import CallIo
@@ -58,6 +59,7 @@ from ccd.store.agent import AgentError, AgentRepository
 from ccd.store.call import CallRepository
 from ccd.store.callback import CallbackStore
 from ccd.store.customer import CustomerStore
+from ccd.store.feed import FeedStore
 from ccd.store.redis_store import RedisUnavailable, Store
 from ccd.store.routing import Routing
 from ccd.store.sticky import StickyStore
@@ -100,6 +102,8 @@ class CallControl:
         routing = config.routing
         self.stats = StatsFeed(store, self.agents, config.current)
         self._stats_seeded = False
+        max_len = config.current.feed.max_len  # 0: no event feed is written
+        self.feed = EventFeed(FeedStore(store, max_len), node_id) if max_len else None
         self.io = CallIo(
             config=config,
             store=store,
@@ -116,6 +120,7 @@ class CallControl:
             metrics=metrics,
             fresh=self.fresh,
             stats=self.stats,
+            feed=self.feed,
         )
         self.recovery = Recovery(config=config, io=self.io, callbacks=self.callbacks)
         self.hunting = Hunting(
@@ -279,6 +284,8 @@ class CallControl:
         self.dialer.tick(now)
         self.hunting.tick(now)
         self.stats.tick(now)
+        if self.feed is not None:
+            self.feed.tick(now)
 
     def on_snapshot(self, answer: Snapshot, now: float) -> None:
         """FreeSWITCH's live channels and registrations, read for the resync."""

@@ -330,7 +330,9 @@ class CallbackDialer:
             # Never reached FreeSWITCH: not the customer's attempt; due again at once.
             self._customer_missed(work, Outcome.ABORTED, "not sent", now)
             return
-        log.info("callback.dialing", callback=work.request.id, strategy=work.strategy)
+        dialing = {"callback": work.request.id, "strategy": work.strategy,
+                   "queue": work.request.queue, "agent": work.agent_id}  # fmt: skip
+        self.io.fact(Fact("callback.dialing", dialing), now)
 
     # -- events ----------------------------------------------------------------------------
     def on_job(self, job: str, ok: bool, value: str, now: float) -> bool:

@@ -21,6 +21,7 @@ from ccd.core import presence
 from ccd.core.commands import Command, Fact, UnsafeValue, to_esl
 from ccd.core.customer import Customer
 from ccd.core.sticky import AgentAttempt, CustomerCall
+from ccd.engine.feed import EventFeed
 from ccd.engine.freshness import Freshness
 from ccd.engine.stats import StatsFeed
 from ccd.store.agent import Agent, AgentRepository
@@ -55,6 +56,7 @@ class CallIo:
         metrics: Any = None,
         fresh: Freshness | None = None,
         stats: StatsFeed | None = None,
+        feed: EventFeed | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -69,6 +71,7 @@ class CallIo:
         self.metrics = metrics
         self.fresh = fresh if fresh is not None else Freshness()
         self.stats = stats  # the facts' statistics, sent with each unit of work
+        self.feed = feed  # the facts as /events events, sent with each unit of work too
         #: Called with (agent, now) when a written change leaves an agent free now or later
         #: (wrap-up): hunting looks for a waiting call for it.
         self.on_agent_free: Callable[[Agent, float], None] | None = None
@@ -90,8 +93,13 @@ class CallIo:
 
     def flush(self) -> None:
         """Send what the step wrote and asked (one round trip); callbacks follow."""
-        if self.stats is not None and self.stats.due(riding=bool(self._batch)):
-            self.stats.into(self.batch)
+        # Statistics and events ride with the step's writes; either may make a round trip
+        # alone only on an idle daemon (due), and then the other goes along.
+        riders = [r for r in (self.stats, self.feed) if r is not None]
+        if any(r.due(riding=bool(self._batch)) for r in riders):
+            for rider in riders:
+                if rider.due(riding=True):
+                    rider.into(self.batch)
         batch, self._batch = self._batch, None
         if batch:
             try:
@@ -174,16 +182,20 @@ class CallIo:
 
     # ------------------------------------------------------------------ facts and presence
     def fact(self, fact: Fact, now: float) -> None:
-        """Say ``fact``, which happened at ``now``: the log, the metrics, the statistics."""
+        """Say ``fact``, which happened at ``now``: the log, the metrics, the statistics,
+        the event feed."""
         log.info(fact.name, **fact.data)
         if self.metrics is not None:  # counters and histograms (ccd.adapters.metrics)
             self.metrics.fact(fact.name, fact.data)
         self.count(fact, now)
 
     def count(self, fact: Fact, now: float) -> None:
-        """Only the statistics of ``fact``: for one a store has logged already."""
+        """Only the statistics and the event of ``fact``: for one a store has logged
+        already."""
         if self.stats is not None:
             self.stats.fact(fact, now)
+        if self.feed is not None:
+            self.feed.fact(fact, now)
 
     def agent_for(self, extension: str) -> Agent | None:
         return self.agents.by_extension(extension) if extension else None

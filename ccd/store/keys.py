@@ -189,6 +189,10 @@ class Keys:
         """The uuid of the agent's most recent finished call (ccd.engine.disposition)."""
         return self._key("disposition_last", agent_id)
 
+    def events(self) -> str:
+        """The event feed (ccd.store.feed): a stream every daemon appends to, capped."""
+        return self._key("events")
+
     def customer(self, number: str) -> str:
         """A customer record (msgpack), by normalised number (ccd.core.numbers)."""
         return self._key("customer", number)
