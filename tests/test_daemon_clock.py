@@ -16,19 +16,11 @@ from ccd.cli.main import main
 from ccd.core import presence
 from ccd.store.agent import AgentRepository
 from ccd.store.node import DaemonClock, Nodes, daemon_clock
-from ccd.store.redis_store import Store, connect_redis
 
 WALL = 1_700_000_000.0
 PREFIX = "t:"
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
-
-
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url)
-    yield Store.create(client, PREFIX)
-    client.close()
 
 
 @pytest.fixture
