@@ -60,8 +60,11 @@ def test_third_in_line_hears_3_keeps_the_place_and_the_estimate_uses_history(
 
     heard = eventually(announced, what="the music again")
     at = heard.index("ivr/ivr-you_are_number.wav")
-    # Music, broken for the announcement (it never ends by itself), then music again.
-    assert heard[at - 1] == MOH and heard.count(MOH) == 1 + heard[at:].count(MOH)
+    # Music, broken for the announcement (it never ends by itself), then music again. At
+    # entry the announcement can come before the music has begun: uuid_break ... all drops
+    # the music still queued, as FreeSWITCH does, and the caller hears the position first.
+    before = heard[:at]
+    assert before.count(MOH) <= 1 and (MOH not in before or before[-1] == MOH), heard
     assert heard[at + 1] == "digits/3.wav"
     said = heard[at + 2 :]
     assert said[-1] == MOH
