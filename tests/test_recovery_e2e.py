@@ -7,6 +7,7 @@ from __future__ import annotations
 from ccd.store.callback import CallbackStore
 from tests.support.daemon_fixtures import QUEUES, bridged, eventually
 from tests.test_routing_e2e import login
+from tests.test_stats_e2e import sales, stats
 
 CUSTOMER = "+3612345678"
 AGENTS = {"alice": {"extension": "1001", "tags": ["sales"]}}
@@ -44,6 +45,10 @@ def test_abandoned_after_the_threshold_is_stored_then_dialled(fakeswitch, start_
     (request,) = eventually(lambda: requests(daemon), what="an abandoned request")
     assert (request.id, request.reason, request.status) == (f"ab-{caller}", "abandoned", "pending")
     assert (request.number, request.queue, request.caller_uuid) == (CUSTOMER, "sales", caller)
+    # In the day's statistics too: one abandoned caller, one callback request stored.
+    today = eventually(lambda: (t := sales(stats(daemon))["today"])["callbacks_stored"] and t,
+                       what="the request in /stats")  # fmt: skip
+    assert (today["abandoned"], today["callbacks_stored"], today["callback_requested"]) == (1, 1, 0)
     assert not fakeswitch.trace.of("ring", party=CUSTOMER)  # nobody free to take it yet
     login(daemon, "alice")  # a free agent: customer_first dials the customer
     leg = eventually(lambda: [e["uuid"] for e in fakeswitch.trace.of("answer", party=CUSTOMER)
@@ -86,6 +91,9 @@ def test_voicemail_message_becomes_a_voicemail_request(fakeswitch, start_daemon)
     (request,) = eventually(lambda: requests(daemon), what="a voicemail request")
     assert (request.id, request.reason, request.status) == (f"vm-{caller}", "voicemail", "pending")
     assert (request.number, request.queue) == (CUSTOMER, "sales")
+    today = eventually(lambda: (t := sales(stats(daemon))["today"])["callbacks_stored"] and t,
+                       what="the request in /stats")  # fmt: skip
+    assert today["callbacks_stored"] == 1
 
 
 def test_voicemail_of_a_queue_without_the_option_stores_nothing(fakeswitch, start_daemon):

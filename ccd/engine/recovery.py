@@ -158,6 +158,9 @@ class Recovery:
             return None
 
         def stored(outcome: CallbackRequest | OpenLimitReached | None) -> None:
+            if isinstance(outcome, CallbackRequest):  # the store logged it: count it here
+                data = {"callback": outcome.id, "queue": outcome.queue, "reason": str(reason)}
+                self.io.count(Fact("callback.stored", data), now)
             if isinstance(outcome, OpenLimitReached):
                 # per_caller: an open request appeared since the read (another daemon's)
                 skipped("open_request" if outcome.scope == "per_caller" else outcome.scope)
