@@ -100,6 +100,8 @@ def test_the_reader_delivers_both_answers_and_gives_way_while_it_parses():
 def test_a_lost_connection_or_a_garbled_answer_is_an_error_not_a_snapshot():
     answer = read(Switch(EslDisconnected("connection refused")))
     assert answer.token == "t1" and "connection refused" in answer.error
+    # Not an ESL error (a bug): still an answer, so the resync asks again next time.
+    assert "boom" in read(Switch(RuntimeError("boom"))).error
     assert answer.channels == [] and answer.registrations == []
     garbled = Switch({QUESTIONS[0]: document([]), QUESTIONS[1]: '{"row_count":1,"rows":[{'})
     answer = read(garbled)

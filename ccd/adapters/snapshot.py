@@ -57,6 +57,10 @@ class SnapshotReader:
         except EslError as exc:
             self.deliver(Snapshot(token, error=f"asking FreeSWITCH: {exc}"))
             return
+        except Exception as exc:  # a bug must not leave the resync waiting for an answer
+            log.error("daemon.resync_read_failed", error=repr(exc)[:200])
+            self.deliver(Snapshot(token, error=f"asking FreeSWITCH: {exc!r:.200}"))
+            return
         answers: list[list[dict[str, Any]]] = []
         for question, body in zip(QUESTIONS, bodies, strict=True):
             rows: list[dict[str, Any]] = []
