@@ -896,6 +896,8 @@ def run_point(
         wait_for(ready, 60 + agents / 50, "the daemons to connect and resynchronise")
         pids = {f"daemon{n + 1}": d.proc.pid for n, d in enumerate(daemons)}
         if o.feed:  # a CRM's feed on the first daemon, read to the end of the run
+            if shutil.which("curl") is None:
+                raise SystemExit("bench.py --feed reads /events with curl: apt-get install curl")
             feed_out = workdir / "feed.txt"
             feed = subprocess.Popen(
                 ["curl", "-sN", "-H", f"Authorization: Bearer {FEED_TOKEN}",

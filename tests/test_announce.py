@@ -108,6 +108,19 @@ def test_beyond_the_overflow_horizon_the_caller_hears_the_offer_instead():
     assert step.unlist and hunt.next_deadline is None
 
 
+def test_without_music_the_prompts_still_queued_are_broken_before_the_agent_is_bridged():
+    rules = QueueRules("sales", ("sales",), overflow_time=0.0, announce_interval=45.0, moh="")
+    hunt = waiting(rules)
+    announced = hunt.on_announce(3, None, 0.0).commands
+    assert Break(CALL) in announced and not any(c.path == "" for c in announced
+                                                 if isinstance(c, Broadcast))  # fmt: skip
+    leg, job = "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000b1"
+    hunt.on_matched("a1", "1001", leg, job, 1.0)
+    hunt.on_agent_answered(leg, 2.0)
+    bridge = hunt.on_agent_parked(leg, 2.0).commands
+    assert bridge[0] == Break(CALL)  # "... minutes" is not heard over the agent's hello
+
+
 def test_nobody_serving_and_no_history_keeps_the_overflow_time_not_an_offer_at_entry():
     # Nobody logged in who could answer (issue 9, defect 7): the caller waits for the offer
     # at the overflow time; an estimate that cannot be made does not bring it forward.

@@ -178,6 +178,10 @@ def test_an_id_older_than_the_stream_resumes_from_its_start_and_says_so(
     # A made-up id is refused before anything is streamed.
     status, body = http_get(daemon, "/events?last_event_id=yesterday")
     assert status == 400 and json.loads(body) == {"error": "bad_last_event_id"}
+    # So is a query with more fields than any client sends (not a 500).
+    flood = "&".join(f"f{n}=1" for n in range(40))
+    status, body = http_get(daemon, f"/events?{flood}")
+    assert status == 400 and json.loads(body) == {"error": "bad_query"}
 
 
 def test_two_daemons_feed_one_stream(fakeswitch, start_daemon):

@@ -326,7 +326,10 @@ class HttpServer:
         if found is None or method != "GET":
             return None
         match, handler = found
-        query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=16)
+        try:
+            query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), max_num_fields=16)
+        except ValueError:  # more fields than any client of ours sends
+            return json_response(400, {"error": "bad_query"})
         params = {name: values[0] for name, values in query.items()}
         refusal = self._authorized(environ, params.pop("token", None))
         if refusal is not None:

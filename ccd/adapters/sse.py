@@ -77,11 +77,13 @@ class FeedEndpoint:
         last_id = request.last_event_id or request.params.get("last_event_id")
         if last_id is not None and parse_id(last_id) is None:
             return json_response(400, {"error": "bad_last_event_id"})
-        source = self._open()
+        source = None
         try:
+            source = self._open()
             after, gap = source.start(last_id)
         except Exception as exc:
-            source.close()
+            if source is not None:
+                source.close()
             log.warning("feed.unavailable", error=str(exc))
             return json_response(503, {"error": "feed_unavailable"})
         stats = self._stats if request.params.get("stats") == "1" else None

@@ -258,7 +258,7 @@ class Hunt:
             self._overflow(acc, now, "estimate")  # they would reach the offer first: now
             return acc.step()
         acc.commands.extend(announcement(self.call_uuid, position, estimate, self.rules.moh))
-        self.moh_on = bool(self.rules.moh)
+        self.moh_on = True  # music or prompts still queued: the next step breaks either
         self.announced += 1
         seconds = None if estimate is None else estimate.seconds
         acc.facts.append(self._fact("call.announced", position=position, estimate=seconds))

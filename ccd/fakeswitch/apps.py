@@ -428,7 +428,7 @@ class Apps:
             ("VM-Caller-ID-Name", v.get("effective_caller_id_name") or ch.caller_id_name),
             ("VM-Caller-ID-Number",
              v.get("effective_caller_id_number") or ch.caller_id_number),
-            ("VM-File-Path", f"{path}/{domain}/{box}/msg_{new_uuid()}.wav"),
+            ("VM-File-Path", f"{path}/{domain}/{box}/msg_{ch.uuid}.wav"),
             ("VM-Flags", "B_NORMAL"),
             ("VM-Folder", "inbox"),
             ("VM-UUID", ch.uuid),

@@ -144,11 +144,11 @@ class SwitchApi:
         # mod_commands splits with switch_separate_string: a quoted path keeps its spaces
         # ('say::en number pronounced 3'), the quotes removed.
         argv = split_args(args)
-        ch, rest = (self.channels.get(argv[0]), argv[1:]) if argv else (None, [])
+        if len(argv) < 2:  # FreeSWITCH 1.10.12 checks the count before the uuid
+            return "-USAGE: <uuid> <path> [aleg|bleg|holdb|both]\n"
+        ch, rest = self.channels.get(argv[0]), argv[1:]
         if ch is None or ch.is_hungup:
-            return "-ERR No such channel!\n"
-        if not rest:
-            return "-USAGE: <uuid> <path> [aleg|bleg|both]\n"
+            return "-ERR invalid uuid\n"
         path = rest[0]
         app, sep, arg = path.partition("::")
         if not sep:
@@ -351,14 +351,11 @@ class SwitchApi:
         if args.split() == ["as", "json"]:
             if not rows:
                 return '{"row_count": 0}\n'
-            return (
-                json.dumps(
-                    {"row_count": len(rows), "rows": rows},
-                    separators=(",", ":"),
-                    ensure_ascii=False,
-                )
-                + "\n"
-            )
+            return json.dumps(
+                {"row_count": len(rows), "rows": rows},
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )  # with rows FreeSWITCH ends at "}]}" (recordings 03, 13)
         if not rows:
             return "\n0 total.\n"
         keys = list(rows[0])
@@ -398,7 +395,8 @@ class SwitchApi:
         if args.split() == ["as", "json"]:
             if not rows:
                 return '{"row_count": 0}\n'
-            return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":")) + "\n"
+            # With rows FreeSWITCH ends at "}]}" (recordings 03, 13); "row_count": 0 has "\n".
+            return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
         if not rows:
             return "\n0 total.\n"
         keys = list(rows[0])

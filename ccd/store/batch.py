@@ -25,7 +25,12 @@ from typing import Any
 import msgpack
 import redis
 
-from ccd.store.redis_store import RedisUnavailable, ScriptRegistry, unavailable_as_domain_error
+from ccd.store.redis_store import (
+    RedisUnavailable,
+    ScriptRegistry,
+    own_connection,
+    unavailable_as_domain_error,
+)
 
 __all__ = ["Batch", "Lane", "Then"]
 
@@ -166,7 +171,7 @@ class Lane:
     __slots__ = ("_conn",)
 
     def __init__(self, client: redis.Redis) -> None:
-        self._conn = client.connection_pool.make_connection()
+        self._conn = own_connection(client)
 
     def roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         conn = self._conn

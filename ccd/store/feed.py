@@ -27,7 +27,7 @@ import redis
 
 from ccd.core.feed import parse_id
 from ccd.store.batch import Batch
-from ccd.store.redis_store import Store, unavailable_as_domain_error
+from ccd.store.redis_store import Store, own_connection, unavailable_as_domain_error
 
 __all__ = ["START", "FeedReader", "FeedStore"]
 
@@ -55,7 +55,7 @@ class FeedReader:
     """One client's reading of the feed (see the module doc). Not shared between greenlets."""
 
     def __init__(self, client: redis.Redis, key: str, block: float) -> None:
-        self._conn = client.connection_pool.make_connection()
+        self._conn = own_connection(client)
         self._key = key
         self._block_ms = max(1, int(block * 1000))
 

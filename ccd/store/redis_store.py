@@ -357,6 +357,15 @@ def _owner(owner: str) -> str:
     return owner
 
 
+def own_connection(client: redis.Redis) -> redis.connection.AbstractConnection:
+    """A connection of the client's kind that its pool does not count or hand out: a
+    greenlet that keeps one for itself (the dispatcher's lane, an event-feed client) must
+    not use up the pool's limit (redis-py's default: 100), which is never given back for a
+    connection made with ``pool.make_connection()``."""
+    pool = client.connection_pool
+    return pool.connection_class(**pool.connection_kwargs)
+
+
 class Store:
     """Records and atomic steps over one Redis, under one key prefix."""
 
