@@ -178,6 +178,18 @@ def test_an_id_older_than_the_stream_resumes_from_its_start_and_says_so(
     # A made-up id is refused before anything is streamed.
     status, body = http_get(daemon, "/events?last_event_id=yesterday")
     assert status == 400 and json.loads(body) == {"error": "bad_last_event_id"}
+    # An id with blanks around it resumes like the id itself; one past the newest (a Redis
+    # that lost data since the client read it) is a gap; one beyond 64 bits is refused.
+    newest = client.xrevrange(key, count=1)[0][0].decode()
+    feed = Sse(daemon, headers={**AUTH, "Last-Event-ID": f" {newest} "})
+    client.xadd(key, {"e": json.dumps({"type": "test.next"})})
+    assert [e["type"] for e in feed.events(lambda e: True)] == ["test.next"]
+    feed.close()
+    feed = Sse(daemon, headers={**AUTH, "Last-Event-ID": "99999999999999-0"})
+    assert feed.events(lambda e: True)[0]["event"] == "feed.gap"
+    feed.close()
+    status, _ = http_get(daemon, f"/events?last_event_id={2**64}-0")
+    assert status == 400
     # So is a query with more fields than any client sends (not a 500).
     flood = "&".join(f"f{n}=1" for n in range(40))
     status, body = http_get(daemon, f"/events?{flood}")

@@ -90,7 +90,8 @@ def parse_id(text: str) -> tuple[int, int] | None:
     match = _ID.fullmatch(text.strip())
     if match is None:
         return None
-    return int(match[1]), int(match[2] or 0)
+    ms, seq = int(match[1]), int(match[2] or 0)
+    return (ms, seq) if ms < 2**64 and seq < 2**64 else None  # Redis's ids are 64-bit
 
 
 def id_before(a: str, b: str) -> bool:

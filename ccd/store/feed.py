@@ -88,7 +88,10 @@ class FeedReader:
             gap = mine < deleted  # Redis 7 says the newest id it trimmed
         else:  # never trimmed: an id before the first one is from an older life of the key
             gap = mine != (0, 0) and first_id is not None and mine < first_id
-        return (START, True) if gap else (last_id, False)
+        newest = parse_id(_text(info.get(b"last-generated-id")) or "0")
+        if newest is not None and mine > newest:  # from a Redis that lost data since
+            gap = True
+        return (START, True) if gap else (f"{mine[0]}-{mine[1]}", False)
 
     def read(self, after: str, count: int = 200) -> list[tuple[str, bytes]]:
         """Events after ``after`` (oldest first, ``count`` at most), waiting up to the block
