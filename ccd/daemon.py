@@ -455,6 +455,8 @@ class Daemon:
             self.resync()
         elif isinstance(item, Disconnected):
             self.synced = False
+            if self.control:
+                self.control.fresh.lost()
             log.warning("daemon.esl_lost", reason=item.reason)
         elif isinstance(item, JobFailed) and self.control:
             self.control.on_job_failed(item.job_uuid, item.reason, self.now())

@@ -422,6 +422,41 @@ def test_resync_past_the_overflow_time_goes_to_the_offer_not_to_an_agent():
     assert step.releases == (Release("a1", "cancelled", None),)
 
 
+@pytest.mark.parametrize("answered_event", [False, True])
+def test_resync_bridges_an_agent_leg_that_parked_while_nobody_listened(answered_event):
+    hunt = new_hunt(QueueRules("sales", ("sales",), overflow_time=30.0))
+    hunt.start(0.0)
+    first, _ = ring(hunt, A1, 1.0)
+    if answered_event:  # CHANNEL_ANSWER heard, the +OK and CHANNEL_PARK lost
+        hunt.on_agent_answered(first.leg_uuid, 2.0)
+    ringing = {first.leg_uuid: ("", "")}
+    assert hunt.on_resync([CALL, first.leg_uuid], 3.0, ringing) == Step()
+    parked = {first.leg_uuid: ("park", "")}
+    # Past the overflow time too: an agent who answered beats the callback offer.
+    step = hunt.on_resync([CALL, first.leg_uuid], 40.0, parked)
+    assert step.commands == (Break(CALL), Bridge(CALL, first.leg_uuid))
+    assert names(step) == ([] if answered_event else ["agent.answered"])
+    assert hunt.phase is Phase.BRIDGING and hunt.next_deadline is None
+    again = hunt.on_resync([CALL, first.leg_uuid], 45.0, parked)  # the bridge was lost too
+    assert again.commands == (Bridge(CALL, first.leg_uuid),)
+
+
+def test_resync_of_a_leg_bridged_to_the_caller_meanwhile_leaves_it_bridged():
+    hunt = new_hunt()
+    hunt.start(0.0)
+    first, _ = ring(hunt, A1, 1.0)
+    bridged = {first.leg_uuid: ("uuid_bridge", CALL), CALL: ("uuid_bridge", first.leg_uuid)}
+    step = hunt.on_resync([CALL, first.leg_uuid], 3.0, bridged)
+    assert step.commands == () and names(step) == ["agent.answered"]
+    assert hunt.phase is Phase.BRIDGING and not hunt.moh_on
+    assert names(hunt.on_bridged(3.0)) == ["call.bridged"]
+    late = new_hunt()
+    late.start(0.0)
+    leg, _ = ring(late, A2, 1.0)
+    elsewhere = {leg.leg_uuid: ("uuid_bridge", new_leg())}  # bridged to someone else: not ours
+    assert late.on_resync([CALL, leg.leg_uuid], 3.0, elsewhere) == Step()
+
+
 def test_queue_order_key_priority_first_then_arrival():
     vip_late = queue_order_key(9, 1_800_000_100.0)
     normal_early = queue_order_key(0, 1_800_000_000.0)

@@ -14,19 +14,7 @@ carrying the call's tags, in routing order, is reserved for the call (:meth:`on_
 or the call waits in its list (:meth:`on_waiting`) until an agent becomes free and picks it
 (:meth:`on_matched` again, whenever that happens). Nothing polls.
 
-Phases::
-
-    NEW --start--> WAITING --on_matched--> RINGING --answer--> ANSWERED --parked--> BRIDGING
-    WAITING   --on_waiting: everyone who could answer was tried--> DONE (on_exhausted)
-    RINGING   --no answer/busy/rejected--> WAITING (agent tried, match again)
-    RINGING   --ring deadline: leg killed--> CANCELLING --the leg's hangup--> WAITING
-    RINGING   --DESTINATION_OUT_OF_ORDER--> RETRY --retry_at--> WAITING (match again)
-    ANSWERED/BRIDGING --agent leg gone before the bridge--> WAITING (agent tried)
-    BRIDGING  --on_bridged--> BRIDGED --either side hangs up--> DONE
-    WAITING/RINGING/RETRY --overflow time--> OFFERING --kept waiting--> WAITING
-    WAITING   --announce deadline: position read--> WAITING (announced) or OFFERING (beyond)
-    OFFERING  --request stored--> DONE
-    any       --caller hangs up--> DONE (ringing leg killed, agent released)
+Phases: :class:`ccd.core.hunt_step.Phase` (its docstring draws them).
 
 Rules worth knowing:
 
@@ -84,6 +72,8 @@ __all__ = ["Hunt", "Phase", "Release", "Step"]
 
 #: Version of the hunt's stored form (:meth:`Hunt.to_dict`).
 HUNT_VERSION = 2
+#: A snapshot's live channels: uuid -> (application, application data).
+Apps = Mapping[str, tuple[str, str]] | None
 #: Seconds a killed leg's hangup is waited for before the next agent is rung regardless.
 LEG_END_WAIT = 2.0
 
@@ -363,11 +353,7 @@ class Hunt:
         return acc.step()
 
     def _deadlines(self, acc: _Acc, now: float) -> None:
-        if (
-            self.phase is Phase.RINGING
-            and self.ring_deadline is not None
-            and now >= self.ring_deadline
-        ):
+        if self.phase is Phase.RINGING and now >= (self.ring_deadline or math.inf):
             leg = self.leg_uuid
             if leg:
                 acc.commands.append(Kill(leg, "ORIGINATOR_CANCEL"))
@@ -402,19 +388,33 @@ class Hunt:
         self._finish("callback")
         return Step(facts=(self._fact("call.callback_requested", request=request_id),))
 
-    def on_resync(self, live_uuids: Iterable[str], now: float) -> Step:
+    def on_resync(self, live_uuids: Iterable[str], now: float, apps: Apps = None) -> Step:
         """After a restart or reconnect: ``live_uuids`` FreeSWITCH confirmed live (a uuid
-        missing from a snapshot is confirmed gone before it gets here, see ccd.engine.resync).
+        missing from a snapshot is confirmed gone before it gets here, see ccd.engine.resync);
+        ``apps``: the application and its data each live channel runs (snapshot rows).
 
         A caller that is gone is an abandoned call; an agent leg that is gone ends its offer
-        (not the agent's fault) or the bridged call; a waiting call asks routing again; one
-        past its overflow time goes to the offer at once.
+        (not the agent's fault) or the bridged call; an agent leg that answered and parked
+        (or was bridged) while nobody listened is bridged now (or known bridged); a waiting
+        call asks routing again; one past its overflow time goes to the offer at once.
         """
         live = frozenset(live_uuids)
         if self.phase in (Phase.NEW, Phase.DONE):
             return _EMPTY
         if self.call_uuid not in live:
             return self.on_caller_hangup(now)
+        if self.phase in _OFFER_PHASES and self.leg_uuid in live:
+            # The +OK, CHANNEL_PARK or CHANNEL_BRIDGE came while nobody listened: without
+            # this the agent who answered hears silence and the caller music, for ever.
+            app, data = (apps or {}).get(self.leg_uuid, ("", ""))  # type: ignore[arg-type]
+            if app == "park" or (app == "uuid_bridge" and data == self.call_uuid):
+                acc = _Acc()
+                self._answered(acc)
+                if app == "park":  # the originate's &park(): bridgeable
+                    self._bridge(acc)
+                else:  # bridged already: the engine goes on as at CHANNEL_BRIDGE
+                    self.phase, self.moh_on = Phase.BRIDGING, False
+                return acc.step()
         overflow = self.overflow_at
         if self.phase in _OVERFLOW_PHASES and overflow is not None and now >= overflow:
             # Straight to the offer: nobody knows how a ring nobody watched went.

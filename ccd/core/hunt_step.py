@@ -12,6 +12,22 @@ from ccd.core.commands import Command, Fact
 
 
 class Phase(StrEnum):
+    """Where a hunt is::
+
+    NEW --start--> WAITING --on_matched--> RINGING --answer--> ANSWERED --parked--> BRIDGING
+    WAITING   --on_waiting: everyone who could answer was tried--> DONE (on_exhausted)
+    RINGING   --no answer/busy/rejected--> WAITING (agent tried, match again)
+    RINGING   --ring deadline: leg killed--> CANCELLING --the leg's hangup--> WAITING
+    RINGING   --DESTINATION_OUT_OF_ORDER--> RETRY --retry_at--> WAITING (match again)
+    ANSWERED/BRIDGING --agent leg gone before the bridge--> WAITING (agent tried)
+    BRIDGING  --on_bridged--> BRIDGED --either side hangs up--> DONE
+    RINGING/ANSWERED/BRIDGING --resync: the leg parked--> BRIDGING, bridged--> BRIDGED
+    WAITING/RINGING/RETRY --overflow time--> OFFERING --kept waiting--> WAITING
+    WAITING   --announce deadline: position read--> WAITING (announced) or OFFERING (beyond)
+    OFFERING  --request stored--> DONE
+    any       --caller hangs up--> DONE (ringing leg killed, agent released)
+    """
+
     NEW = "new"
     WAITING = "waiting"  # no agent: asking routing, or in the waiting list
     RINGING = "ringing"

@@ -73,6 +73,7 @@ class LiveSnapshot:
     live: set[str] = field(default_factory=set)
     registered: set[str] = field(default_factory=set)
     per_ext: dict[str, list[str]] = field(default_factory=dict)
+    apps: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 class Resync:
@@ -181,6 +182,9 @@ class Resync:
             for row in snap.channels[start : start + SLICE]:
                 uuid = str(row.get("uuid", ""))
                 live.add(uuid)
+                app = row.get("application")
+                if app == "park" or app == "uuid_bridge":  # an offer leg the hunt may bridge
+                    snap.apps[uuid] = (app, str(row.get("application_data", "")))
                 ext = ev.extension_of_channel_name(str(row.get("name", "")))
                 if ext:
                     per_ext.setdefault(ext, []).append(uuid)
@@ -332,7 +336,10 @@ class Resync:
             return
         missing = [u for u in (call, hunt.leg_uuid) if u and u not in live]
         if not missing:
-            self.hunting.drive(hunt, hunt.on_resync(live, self._now), self._now)
+            leg = hunt.leg_uuid
+            self.hunting.drive(hunt, hunt.on_resync(live, self._now, snap.apps), self._now)
+            if leg and hunt.phase is Phase.BRIDGING and snap.apps.get(leg) == ("uuid_bridge", call):
+                self.hunting.on_bridged(call, leg, self._now)  # its CHANNEL_BRIDGE was lost
             return
         gone: set[str] = set()
 

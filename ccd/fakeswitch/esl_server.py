@@ -423,8 +423,10 @@ class EslServer:
         host, port = self.address
         log.info("fakeswitch.esl.listening", host=host, port=port)
 
-    def stop(self) -> None:
-        """Close every connection politely (disconnect notice) and stop listening."""
+    def stop(self, *, end_jobs: bool = True) -> None:
+        """Close every connection politely (disconnect notice) and stop listening;
+        ``end_jobs=False``: background jobs go on (an originate still rings, as in
+        FreeSWITCH, where they run on threads of their own)."""
         if self._server is None:
             return
         if self._token is not None:
@@ -436,8 +438,9 @@ class EslServer:
             writers.append(conn._writer)
             conn.close()
         gevent.joinall(writers, timeout=2)
-        gevent.killall(list(self._jobs), block=False)
-        self._jobs.clear()
+        if end_jobs:
+            gevent.killall(list(self._jobs), block=False)
+            self._jobs.clear()
         self._server = None
         log.info("fakeswitch.esl.stopped")
 

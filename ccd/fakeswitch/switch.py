@@ -182,7 +182,7 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
         """FreeSWITCH going away: connections cut, nothing listening (calls go on)."""
         self._esl_address = self.address
         self.server.drop_connections()
-        self.server.stop()
+        self.server.stop(end_jobs=False)
 
     def start_esl(self) -> None:
         """Listen again on the port used before :meth:`stop_esl`."""

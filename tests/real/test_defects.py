@@ -164,6 +164,38 @@ def test_defect4_restarted_daemon_resumes_waiting_and_ringing_callers(start, pho
     assert time.time() - restarted < 10
 
 
+def test_agent_who_answered_while_no_daemon_ran_is_bridged_by_the_restarted_one(
+    start, phones, fs, call
+):
+    # The originate's +OK and the leg's CHANNEL_PARK come while no daemon listens (the same
+    # as an event socket lost for a moment): the agent has answered and waits parked in
+    # silence, the caller hears music. The restarted daemon's resync sees the leg running
+    # `park` and bridges at once, not after the ring time (the offer's ring timer would
+    # then hang up on the agent) and not never (a hunt that had heard the answer waited
+    # for the park for ever).
+    center = start(
+        {"routing": {"ring_time": 30, "wrapup_time": 0}, "queues": QUEUES,
+         "agents": {"slow": {"extension": "1011", "tags": ["general"]}}}
+    )  # fmt: skip
+    center.set_login("login", "slow")
+    mark = fs.mark()
+    rung = len(phones["1011"].invites())
+    caller = call("ccd_queue_general", number="+3612345730")
+    wait_for(lambda: len(phones["1011"].invites()) > rung, 5, "slow's phone ringing")
+    center.kill()  # SIGKILL: her answer 1.5 s later is heard by nobody
+    fs.wait_event(
+        lambda s: s.name == "CHANNEL_PARK" and s.var("ccd_agent") == "slow",
+        since=mark, what="the agent's leg parked", timeout=5,
+    )  # fmt: skip
+    assert not bridged_pair(fs.snapshot()[mark:], caller.b)
+    center.start()
+    restarted = time.time()
+    leg = wait_for(lambda: bridged_pair(fs.snapshot()[mark:], caller.b), 6, "the bridge")
+    assert time.time() - restarted < 6  # the ring time (30 s) did not decide it
+    assert channel_events(fs.snapshot()[mark:], leg, "CHANNEL_PARK")[0].var("ccd_agent") == "slow"
+    center.wait_logged("call.bridged", call=caller.b)
+
+
 def test_defect4_resumed_call_past_its_overflow_time_goes_to_the_offer(start, phones, fs, call):
     config = {
         "routing": {"ring_time": 20, "wrapup_time": 0},
