@@ -447,7 +447,11 @@ class Daemon:
                 # Retry a failed resync (Redis was down), and reconcile periodically: a
                 # call whose daemon died is taken over once its lease has expired.
                 self.resync()
-            if self.control:
+            if self.control and self.synced:
+                # Not while FreeSWITCH is away or unknown: a ring timer, a wrap-up's end, a
+                # callback due would decide on a switch that cannot be told, or on what it
+                # did meanwhile unheard. The resync first says what is live; then the
+                # deadlines that passed meanwhile are acted on.
                 self.control.on_tick(item.now)
         elif isinstance(item, Connected | Reconnected):
             kind = "reconnected" if isinstance(item, Reconnected) else "connected"

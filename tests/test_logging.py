@@ -130,3 +130,13 @@ def test_bad_format_or_level_is_refused():
         configure_logging("xml", "info", io.StringIO())
     with pytest.raises(ValueError):
         configure_logging("json", "verbose", io.StringIO())
+
+
+def test_a_value_the_fast_encoder_refuses_still_makes_one_json_line():
+    stream = io.StringIO()
+    configure_logging("json", "info", stream)
+    structlog.get_logger().info("odd.values", big=2**70, obj=object(), keys={1: "one"})
+    (entry,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert entry["big"] == 2**70 and entry["keys"] == {"1": "one"}
+    assert entry["obj"].startswith("<object object")
+    assert entry["timestamp"].endswith("Z") and len(entry["timestamp"]) == 27

@@ -214,6 +214,7 @@ class Resync:
             for hunt in hunts[start : start + SLICE]:
                 self._call(hunt, live, snap)
             yield
+        self._forget_legs(live, snap)
         parked = [row for row in snap.channels if row.get("application") == "park"]
         for start in range(0, len(parked), SLICE):
             for row in parked[start : start + SLICE]:
@@ -227,6 +228,18 @@ class Resync:
                  longest_step_ms=round(self._longest * 1000, 2))  # fmt: skip
         if self.on_done is not None:
             self.on_done(snap)
+
+    def _forget_legs(self, live: set[str], snap: LiveSnapshot) -> None:
+        """Offer legs whose hangup never came (killed while the event socket was down, or
+        after the hunt stopped waiting for it): FreeSWITCH has none of them any more."""
+        legs, hunts = self.hunting.legs, self.hunting.hunts
+        for leg, call in list(legs.items()):
+            hunt = hunts.get(call)
+            if leg in live or self.fresh.fresh(leg, snap.asked):
+                continue
+            if hunt is not None and leg in (hunt.leg_uuid, hunt.ending_leg):
+                continue  # the hunt's own: _call confirms it first
+            del legs[leg]
 
     def _agent(
         self,
