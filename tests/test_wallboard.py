@@ -1,13 +1,20 @@
-"""The wallboard page in a real headless browser (Debian's chromium): live from a scripted
-/events feed, falling back to polling /stats, the token sent both ways, six queues on one
-1920x1080 screen without scrolling. A screenshot is saved (its path is printed; set
-CCD_TEST_OUTPUT to keep it in a folder of yours).
+"""The wallboard page in a real headless browser (Debian's chromium) against a scripted
+daemon: live from a scripted /events feed, falling back to polling /stats, the token sent both
+ways, a refused token shown, six queues on one screen without scrolling. A screenshot is saved
+(its path is printed; set CCD_TEST_OUTPUT to keep it in a folder of yours).
+
+tests/test_wallboard_live.py drives the page against the real daemon, as calls arrive and are
+answered. These cases stay here because a live daemon does not show them on demand: six busy
+queues with figures chosen by hand, a feed that is down, a token refused.
 
 A tiny gevent WSGI server plays the daemon: it serves the page from the package, /stats and
 /events from documents made by ccd.core.stats_view.stats_json, so the page is tested against
 the real /stats shape. Chromium runs with --virtual-time-budget and --dump-dom (or
 --screenshot): the page's timers run on virtual time, so the checks do not depend on how fast
-the machine is; the feed ends its stream after the last frame so the budget can run out.
+the machine is; the feed ends its stream after the last frame so the budget can run out (a
+real daemon's feed never ends, hence the live test's real time over the DevTools pipe).
+Headless chromium's --window-size=1920,1080 leaves the page 1920x937 (room for a toolbar):
+the six queues fit that, so they fit a 1080-line screen too.
 """
 
 from __future__ import annotations
@@ -15,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -29,28 +35,11 @@ from gevent.pywsgi import WSGIServer
 from ccd.adapters.wallboard import WALLBOARD_HEADERS, wallboard_page
 from ccd.core.stats import QueueCounts, QueueStatsRules, StatsRules
 from ccd.core.stats_view import QueueNow, Snapshot, agents_by_status, stats_json
+from tests.support.cdp import FLAGS, chromium
 
 QUEUES = ("sales", "support", "billing", "tech", "vip", "general")
 RULES = StatsRules(default=QueueStatsRules(service_level_time=20.0))
 TOKEN = "s3cret-token"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1920,1080",
-)
-
-
-def chromium() -> str:
-    for candidate in (shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    pytest.skip("chromium is not installed: `make test` installs it (apt-get install chromium)")
 
 
 def state(waiting: int, longest: float | None, answered: int, in_sl: int) -> dict:
