@@ -3,8 +3,9 @@
 
 Theory of operation
 -------------------
-*Writing.* The engine's unit of work appends one ``XADD <key> MAXLEN ~ <n> * e <json>`` per
-event to the batch it sends anyway (:meth:`FeedStore.append`): no round trip of its own, and
+*Writing.* The engine's unit of work carries one ``XADD <key> MAXLEN ~ <n> * e <json>`` per
+event (run by one script, :meth:`FeedStore.append`) in the batch it sends anyway: no round
+trip of its own, and
 the stream ids Redis gives are one order for every daemon sharing it. ``MAXLEN ~`` trims
 whole radix-tree nodes only, so the cap costs next to nothing per event; the stream keeps a
 little more than ``n`` events.
@@ -35,16 +36,29 @@ __all__ = ["START", "FeedReader", "FeedStore"]
 START = "0-0"
 
 
+#: XADD each event given, in order: one command for the client to pack and one reply to
+#: read, however many events a unit of work carries (each XADD alone cost ~7 us of the
+#: daemon's CPU, and a routed call says eight or so).
+_LUA_APPEND = """
+local key, cap = KEYS[1], ARGV[1]
+for i = 2, #ARGV do
+  redis.call("XADD", key, "MAXLEN", "~", cap, "*", "e", ARGV[i])
+end
+return #ARGV - 1
+"""
+
+
 class FeedStore:
     def __init__(self, store: Store, max_len: int) -> None:
         self.key = store.keys.events()
         self.max_len = max_len
         self._client = store.client
+        store.scripts.register("feed_append", _LUA_APPEND, prelude=False)
 
     def append(self, batch: Batch, events: Sequence[bytes]) -> None:
-        """XADD each event (compact JSON, ccd.core.feed.event_json) in ``batch``."""
-        for data in events:
-            batch.command("XADD", self.key, "MAXLEN", "~", self.max_len, "*", "e", data)
+        """XADD the events (compact JSON, ccd.core.feed.event_json) in ``batch``, in order."""
+        if events:
+            batch.script("feed_append", [self.key], [self.max_len, *events])
 
     def reader(self, block: float) -> FeedReader:
         """A reader on a new connection of its own; ``block`` seconds per XREAD at most."""
