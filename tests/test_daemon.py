@@ -330,27 +330,33 @@ def test_a_crashed_daemons_caller_is_taken_over_by_the_other_daemon(
     assert calls_of(second).get(caller).node == "b"
 
 
-def _parked_leg(switch, extension: str) -> bool:
-    """The agent's leg answered and runs the originate's ``&park()``."""
-    return any(
-        ch.application == "park" and extension in ch.name for ch in list(switch.channels.values())
+#: Alice's phone answers 0.8 s after it rings; her ring time is far beyond the test, so only
+#: a resync can bridge her in time.
+_SLOW_ALICE = {"alice": {"extension": "1001", "tags": ["sales"]}}
+_LONG_RING = {"ring_time": 2000, "wrapup_time": 0}
+
+
+def _answered_unheard(fakeswitch, daemon, cut) -> str:
+    """A caller for alice; ``cut()`` once her phone rings, so her answer (the originate's
+    +OK, her leg's CHANNEL_PARK) reaches nobody. The caller's uuid, once her leg is parked."""
+    login(daemon, "alice")
+    caller = fakeswitch.place_call("+3612345678", "Unheard", digits=[SALES])
+    eventually(lambda: offers(fakeswitch) == ["1001"], what="alice rings")
+    cut()
+    parked = lambda: any(  # noqa: E731
+        ch.application == "park" and "1001" in ch.name for ch in list(fakeswitch.channels.values())
     )
+    assert fakeswitch.wait_for(parked, timeout=5), "alice's leg parked"
+    assert not bridged(fakeswitch, caller)
+    return caller
 
 
 def test_agent_answering_while_the_event_socket_is_down_is_bridged_after_it(
     fakeswitch, start_daemon
 ):
-    # Ring time far beyond the test: only the resync can bridge in time.
     fakeswitch.add_phone("1001", answer_after=40)
-    routing = {"ring_time": 2000, "wrapup_time": 0}
-    agents = {"alice": {"extension": "1001", "tags": ["sales"]}}
-    daemon = start_daemon(fakeswitch, agents=agents, routing=routing)
-    login(daemon, "alice")
-    caller = fakeswitch.place_call("+3612345678", "Blip", digits=[SALES])
-    eventually(lambda: offers(fakeswitch) == ["1001"], what="alice rings")
-    fakeswitch.stop_esl()  # the +OK and CHANNEL_PARK of her answer are never heard
-    assert fakeswitch.wait_for(lambda: _parked_leg(fakeswitch, "1001"), timeout=5)
-    assert not bridged(fakeswitch, caller)
+    daemon = start_daemon(fakeswitch, agents=_SLOW_ALICE, routing=_LONG_RING)
+    caller = _answered_unheard(fakeswitch, daemon, fakeswitch.stop_esl)
     fakeswitch.start_esl()
     eventually(lambda: bridged(fakeswitch, caller), timeout=6, what="bridged after the outage")
     eventually(
@@ -363,15 +369,9 @@ def test_agent_answering_while_no_daemon_runs_is_bridged_by_the_restarted_one(
     fakeswitch, start_daemon
 ):
     fakeswitch.add_phone("1001", answer_after=40)
-    routing = {"ring_time": 2000, "wrapup_time": 0}
-    agents = {"alice": {"extension": "1001", "tags": ["sales"]}}
-    first = start_daemon(fakeswitch, agents=agents, routing=routing)
-    login(first, "alice")
-    caller = fakeswitch.place_call("+3612345678", "Restart", digits=[SALES])
-    eventually(lambda: offers(fakeswitch) == ["1001"], what="alice rings")
-    first.stop()
-    assert fakeswitch.wait_for(lambda: _parked_leg(fakeswitch, "1001"), timeout=5)
-    second = start_daemon(fakeswitch, agents=agents, routing=routing)
+    first = start_daemon(fakeswitch, agents=_SLOW_ALICE, routing=_LONG_RING)
+    caller = _answered_unheard(fakeswitch, first, first.stop)
+    second = start_daemon(fakeswitch, agents=_SLOW_ALICE, routing=_LONG_RING)
     eventually(lambda: bridged(fakeswitch, caller), timeout=6, what="bridged by the new daemon")
     alice = eventually(
         lambda: (a := agents_of(second).require("alice")).call == caller and a,
