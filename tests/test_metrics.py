@@ -5,6 +5,7 @@ health; nothing secret."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ccd.adapters.metrics import FACT_COUNTERS, DaemonMetrics
 from ccd.core.commands import Fact
 from ccd.core.queue import queue_order_key
-from ccd.core.stats import STATUSES, StatsRules, fold, served_queues
+from ccd.core.stats import STATUSES, QueueStatsRules, StatsRules, fold, served_queues
 from ccd.core.stats_view import QueueFigures
 from ccd.store.call import CallRecord
 from ccd.store.stats import QueueStats, StatsStore
@@ -155,6 +156,40 @@ def test_queue_stats_report_every_agent_state_from_the_statistics_counters(store
     # Without the counters (the engine does not keep them yet): free alone, from the index.
     plain = QueueStats(store, lambda: queues).figures(now)
     assert plain.agents == {"sales": {"free": 0}, "vip": {"free": 0}}  # no agent record here
+
+
+def test_the_days_service_level_asa_and_abandonment_are_scraped_per_queue(store):
+    """The day's figures from the statistics' counters (README, "Statistics"), computed by
+    hand: T = 20 s, S = 5 s; sales offered 5, answered after 5, 15 and 40 s, abandoned after
+    3 s (short) and 30 s."""
+    now = time.time()  # the day's counters expire after the retention, counted from today
+    queues = {"sales": SimpleNamespace(tags=("sales",)), "quiet": SimpleNamespace(tags=("q",))}
+    rules = StatsRules(default=QueueStatsRules(service_level_time=20.0, short_abandon_time=5.0))
+    facts = [(Fact("call.queued", {"queue": "sales"}), now) for _ in range(5)]
+    facts += [(Fact("call.bridged", {"queue": "sales", "waited": w}), now) for w in (5, 15, 40)]
+    facts += [(Fact("call.abandoned", {"queue": "sales", "waited": w}), now) for w in (3, 30)]
+    StatsStore(store, rules).record(fold(facts, rules))
+
+    metrics = DaemonMetrics(known_queues=lambda: queues)
+    metrics.use_queue_gauges(QueueStats(store, lambda: queues), lambda: now)
+    get = metrics.registry.get_sample_value
+    sales = {"queue": "sales"}
+    assert get("ccd_queue_today_calls", {**sales, "outcome": "offered"}) == 5
+    assert get("ccd_queue_today_calls", {**sales, "outcome": "answered_in_sl"}) == 2
+    assert get("ccd_queue_today_calls", {**sales, "outcome": "abandoned_short"}) == 1
+    assert get("ccd_queue_service_level_ratio", {**sales, "definition": "answered"}) == 2 / 3
+    assert (
+        get("ccd_queue_service_level_ratio", {**sales, "definition": "answered_abandoned"}) == 0.5
+    )
+    assert get("ccd_queue_asa_seconds", sales) == 20.0
+    assert get("ccd_queue_abandon_ratio", {**sales, "definition": "all"}) == 0.4
+    assert get("ccd_queue_abandon_ratio", {**sales, "definition": "after_short"}) == 0.25
+    # Nothing to divide by is no figure, not a zero that reads as "0 % in time".
+    assert get("ccd_queue_aht_seconds", sales) is None
+    assert (
+        get("ccd_queue_service_level_ratio", {"queue": "quiet", "definition": "answered"}) is None
+    )
+    assert get("ccd_queue_today_calls", {"queue": "quiet", "outcome": "offered"}) == 0
 
 
 def test_metrics_of_a_routed_call_and_the_daemon_itself(fakeswitch, start_daemon):

@@ -286,3 +286,61 @@ class _ScrapeCollector(Collector):
             for state, n in sorted(states.items()):
                 agents.add_metric([queue, state], n)
         yield agents
+        yield from _today_families(figures)
+
+
+#: The day's counters shown as ccd_queue_today_calls{queue,outcome} (README, "Statistics").
+TODAY_OUTCOMES = (
+    ("offered", "offered"), ("answered", "answered"), ("answered_sl", "answered_in_sl"),
+    ("abandoned", "abandoned"), ("abandoned_short", "abandoned_short"),
+    ("overflowed", "overflowed"), ("callback_requested", "callback_requested"),
+    ("voicemail", "voicemail"), ("unanswered", "unanswered"), ("handled", "handled"),
+    ("callbacks_stored", "callbacks_stored"), ("callbacks_connected", "callbacks_connected"),
+    ("callbacks_unreached", "callbacks_unreached"),
+)  # fmt: skip
+
+
+def _today_families(figures: QueueFigures) -> Iterator[Metric]:
+    """The day's statistics per queue (reset at the queue's midnight, so gauges): the
+    counts, service level by both definitions, ASA, AHT and abandonment. A ratio with nothing
+    to divide by (no answered call yet) is absent, not zero."""
+    calls = GaugeMetricFamily(
+        "ccd_queue_today_calls",
+        "Calls of the queue's day so far, by outcome (reset at the queue's midnight)",
+        labels=["queue", "outcome"],
+    )
+    sl = GaugeMetricFamily(
+        "ccd_queue_service_level_ratio",
+        "Today: answered within the queue's service_level_time / answered (definition "
+        "answered), or / (answered + abandoned after short_abandon_time) (answered_abandoned)",
+        labels=["queue", "definition"],
+    )
+    asa = GaugeMetricFamily(
+        "ccd_queue_asa_seconds",
+        "Today: average seconds waited by answered calls",
+        labels=["queue"],
+    )
+    aht = GaugeMetricFamily(
+        "ccd_queue_aht_seconds", "Today: average talk + wrap-up seconds per handled call",
+        labels=["queue"],
+    )  # fmt: skip
+    abandon = GaugeMetricFamily(
+        "ccd_queue_abandon_ratio",
+        "Today: abandoned / offered (definition all), or abandoned after short_abandon_time / "
+        "(offered - short abandons) (definition after_short)",
+        labels=["queue", "definition"],
+    )
+    for queue, counts in sorted(figures.today.items()):
+        for field_name, outcome in TODAY_OUTCOMES:
+            calls.add_metric([queue, outcome], getattr(counts, field_name))
+        for family, labels, value in (
+            (sl, [queue, "answered"], counts.service_level()),
+            (sl, [queue, "answered_abandoned"], counts.service_level_abandoned()),
+            (asa, [queue], counts.asa()),
+            (aht, [queue], counts.aht()),
+            (abandon, [queue, "all"], counts.abandon_rate()),
+            (abandon, [queue, "after_short"], counts.abandon_rate_long()),
+        ):
+            if value is not None:
+                family.add_metric(labels, value)
+    yield from (calls, sl, asa, aht, abandon)

@@ -170,12 +170,15 @@ def stats_json(
 @dataclass(frozen=True)
 class QueueFigures:
     """Per queue name: calls waiting, seconds the longest-waiting call has waited (0: none),
-    and agents carrying the queue's tags by status (of :data:`ccd.core.stats.STATUSES`). A
-    status the provider does not count is absent, never reported as zero."""
+    agents carrying the queue's tags by status (of :data:`ccd.core.stats.STATUSES`; a
+    status the provider does not count is absent, never reported as zero), and the day's
+    counters."""
 
     waiting: Mapping[str, int] = field(default_factory=dict)
     longest_wait: Mapping[str, float] = field(default_factory=dict)
     agents: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    #: The queue's counters of its day so far (service level, ASA, AHT, abandonment).
+    today: Mapping[str, QueueCounts] = field(default_factory=dict)
 
 
 class QueueGauges(Protocol):

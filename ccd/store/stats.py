@@ -537,7 +537,8 @@ class QueueStats:
                 with contextlib.suppress(redis.exceptions.ResponseError):
                     tags = getattr(queue, "tags", ())
                     agents[name] = {"free": self.agents.count_free(tags, now=now)}
-        return QueueFigures(waiting, longest, agents)
+        today = {q: counts for q, (_day, counts) in self.stats.today(list(queues), now).items()}
+        return QueueFigures(waiting, longest, agents, today)
 
     def totals(self, now: float) -> tuple[int, int]:
         """(calls waiting in all configured queues, free agents at ``now``): the status
