@@ -53,6 +53,8 @@ log = structlog.get_logger()
 
 #: Agents, calls or channels reconciled per dispatcher step.
 SLICE = 128
+#: Agent records read and decoded per dispatcher step (~25 us each with the read's share).
+AGENT_SLICE = 64
 #: Agents whose state the reconciliation changes, at most, per dispatcher step.
 WORK_SLICE = 32
 #: A snapshot whose answer has not come after this many real seconds is asked again.
@@ -190,7 +192,7 @@ class Resync:
                     per_ext.setdefault(ext, []).append(uuid)
             yield
         agents = 0
-        for ids in self.agents.scan_ids(SLICE):
+        for ids in self.agents.scan_ids(AGENT_SLICE):
             agents += len(ids)
             ours = self.hunting.legs.keys() | self.hunting.hunts.keys()
             work = 0
