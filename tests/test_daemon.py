@@ -373,8 +373,10 @@ def test_agent_answering_while_no_daemon_runs_is_bridged_by_the_restarted_one(
     caller = _answered_unheard(fakeswitch, first, first.stop)
     second = start_daemon(fakeswitch, agents=_SLOW_ALICE, routing=_LONG_RING)
     eventually(lambda: bridged(fakeswitch, caller), timeout=6, what="bridged by the new daemon")
-    alice = eventually(
-        lambda: (a := agents_of(second).require("alice")).call == caller and a,
+    eventually(
+        lambda: (
+            (a := agents_of(second).require("alice")).call == caller
+            and a.state.activity is presence.Activity.ONCALL
+        ),
         what="alice on the call",
     )
-    assert alice.state.activity is presence.Activity.ONCALL
