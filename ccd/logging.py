@@ -151,6 +151,24 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+class _LineWriter:
+    """structlog's logger: each line written and flushed at once. One instance serves every
+    log call (structlog's WriteLogger is made anew for each, with a lock): the daemon's
+    greenlets share one thread, and one write call never yields to another greenlet."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._write, self._flush = stream.write, stream.flush
+
+    def factory(self, *_args: Any) -> _LineWriter:
+        return self
+
+    def msg(self, message: str) -> None:
+        self._write(message + "\n")
+        self._flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
 class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the root handler installed here, so configuring again replaces it."""
 
@@ -189,7 +207,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     structlog.configure(
         processors=[*shared, redact_event, *render],
         wrapper_class=structlog.make_filtering_bound_logger(level_no),
-        logger_factory=structlog.WriteLoggerFactory(file=stream),
+        logger_factory=_LineWriter(stream).factory,
         context_class=dict,
         # Not cached: loggers made at import time must follow a later configure_logging().
         cache_logger_on_first_use=False,

@@ -248,3 +248,19 @@ def test_bad_rules_are_refused():
     with pytest.raises(ValueError):
         StatsRules(windows=())
     assert day_of(NOON, BUDAPEST) == "2026-11-02"
+
+
+def test_day_of_agrees_with_the_calendar_at_every_local_midnight_and_dst_change():
+    """day_of caches quarter hours: a day boundary (midnight, a DST change, a zone at +5:45
+    or +13:45) must never be read from a cached block on the wrong side."""
+    zones = [dt.UTC] + [
+        ZoneInfo(name)
+        for name in ("Europe/Budapest", "Asia/Kathmandu", "America/St_Johns",
+                     "Australia/Lord_Howe", "Pacific/Chatham", "America/New_York")
+    ]  # fmt: skip
+    for tz in zones:
+        for offset in range(-3, 240):  # spring and autumn changes of both hemispheres
+            midnight = dt.datetime(2026, 3, 1, tzinfo=tz) + dt.timedelta(days=offset)
+            at = midnight.timestamp()
+            for t in (at - 0.001, at, at + 0.001, at + 43_200):
+                assert day_of(t, tz) == dt.datetime.fromtimestamp(t, tz).date().isoformat()

@@ -151,6 +151,7 @@ class DaemonMetrics:
             for name, help_text in _NAMED.items()
         }
         self._first_offered: set[str] = set()  # calls offered once already (this daemon)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         self._gauges = _ScrapeCollector()
         r.register(self._gauges)
 
@@ -167,14 +168,23 @@ class DaemonMetrics:
         self._gauges.provider, self._gauges.now = provider, now
 
     # ------------------------------------------------------------------ what happens
+    def _child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, kept: the library validates and locks at each call,
+        and the engine says several facts a call (names and queues are few: bounded)."""
+        key = (metric, values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def fact(self, name: str, data: Mapping[str, Any]) -> None:
         """A fact the engine logged (CallIo.fact): its counters and histograms."""
-        self._facts.labels(name).inc()
+        self._child(self._facts, name).inc()
         counter = FACT_COUNTERS.get(name)
         if counter is None:
             return
         queue = self._queue(data.get("queue"))
-        self._queue_counters[counter].labels(queue).inc()
+        self._child(self._queue_counters[counter], queue).inc()
         call = str(data.get("call", ""))
         waited = data.get("waited")
         if name == "agent.offered" and call and call not in self._first_offered:
@@ -182,9 +192,9 @@ class DaemonMetrics:
                 self._first_offered.clear()
             self._first_offered.add(call)
             if isinstance(waited, int | float):
-                self._offer_wait.labels(queue).observe(max(0.0, waited))
+                self._child(self._offer_wait, queue).observe(max(0.0, waited))
         elif name == "call.bridged" and isinstance(waited, int | float):
-            self._answer_wait.labels(queue).observe(max(0.0, waited))
+            self._child(self._answer_wait, queue).observe(max(0.0, waited))
         if name in _CALL_ENDS:
             self._first_offered.discard(call)
 

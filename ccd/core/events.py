@@ -46,6 +46,7 @@ agent's number too. Caller-controlled strings are kept as data, never parsed.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -291,15 +292,17 @@ def parse_tags(text: str) -> tuple[str, ...]:
 def _kept_vars(ev: EslEvent) -> dict[str, str]:
     out = {}
     headers = ev.headers
-    for key in headers:  # names only: a plain event decodes a value when it is read
-        if not key.startswith("variable_"):
-            continue
-        name = key[9:]
-        if name.startswith("ccd_") or name in _KEPT_VARS:
-            value = headers[key]
-            if len(value) <= MAX_VAR_LEN:
-                out[name] = value
+    # Names only (a plain event decodes a value when it is read), filtered at C speed: an
+    # event has a hundred-odd headers and the daemon reads this for most events it takes.
+    for key in (*filter(_IS_CCD_VAR, headers), *_KEPT_HEADERS.intersection(headers)):
+        value = headers[key]
+        if len(value) <= MAX_VAR_LEN:
+            out[key[9:]] = value
     return out
+
+
+_IS_CCD_VAR = operator.methodcaller("startswith", "variable_ccd_")
+_KEPT_HEADERS = frozenset("variable_" + name for name in _KEPT_VARS)
 
 
 def channel_extension(ev: EslEvent, profiles: Iterable[str] = AGENT_PROFILES) -> str:

@@ -22,6 +22,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from ccd.core.commands import Fact
 
 __all__ = [
@@ -81,7 +83,10 @@ def event_json(fact: Fact, at: float, node: str = "") -> bytes | None:
             data[name] = value
     if node:
         data["node"] = node
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    try:  # every event a call says goes through here: orjson is a sixth of json's cost
+        return orjson.dumps(data, default=str)
+    except (TypeError, ValueError):  # what orjson refuses (an int beyond 64 bits)
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
 
 def parse_id(text: str) -> tuple[int, int] | None:

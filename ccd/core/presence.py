@@ -211,22 +211,28 @@ def _settle(
 ) -> Outcome:
     """Apply the rules that depend on what is live, then report the change."""
     busy = new.offer_leg is not None or bool(new.personal)
-    if busy and new.activity in (Activity.IDLE, Activity.WRAPUP):
-        new = dataclasses.replace(new, activity=Activity.ONCALL)
-    if not busy and new.activity is not Activity.WRAPUP:
+    activity = new.activity
+    changes: dict[str, Any] = {}  # one replace at the end: it is the hot path of presence
+    if busy and activity in (Activity.IDLE, Activity.WRAPUP):
+        activity = Activity.ONCALL
+    if not busy and activity is not Activity.WRAPUP:
         # Nothing live any more: a wrapup still running resumes, else idle.
         if new.wrapup_until is not None and now < new.wrapup_until:
-            new = dataclasses.replace(new, activity=Activity.WRAPUP)
+            activity = Activity.WRAPUP
         else:
-            new = dataclasses.replace(new, activity=Activity.IDLE)
-    if new.activity is not Activity.WRAPUP and new.wrapup_until is not None and not busy:
-        new = dataclasses.replace(new, wrapup_until=None)
+            activity = Activity.IDLE
+    if activity is not new.activity:
+        changes["activity"] = activity
+    if activity is not Activity.WRAPUP and new.wrapup_until is not None and not busy:
+        changes["wrapup_until"] = None
     if new.logout_pending and not busy:
-        new = dataclasses.replace(new, login=Login.LOGGED_OUT, logout_pending=False)
-    if new.activity != old.activity:
-        new = dataclasses.replace(new, since=now)
-        if new.activity is Activity.IDLE:
-            new = dataclasses.replace(new, idle_since=now)
+        changes["login"], changes["logout_pending"] = Login.LOGGED_OUT, False
+    if activity != old.activity:
+        changes["since"] = now
+        if activity is Activity.IDLE:
+            changes["idle_since"] = now
+    if changes:
+        new = dataclasses.replace(new, **changes)
     return Outcome(new, [*extra, *_state_fact(old, new, reason)])
 
 

@@ -172,7 +172,22 @@ class StatsRules:
 
 def day_of(at: float, tz: dt.tzinfo) -> str:
     """The calendar day (``YYYY-MM-DD``) of epoch time ``at`` in ``tz``."""
-    return dt.datetime.fromtimestamp(at, tz).date().isoformat()
+    day = _day_of_block(int(at // _BLOCK), tz)
+    return day if day is not None else dt.datetime.fromtimestamp(at, tz).date().isoformat()
+
+
+#: Seconds in which a zone's day does not change: every offset and DST change of today's
+#: zones falls on a quarter hour (a block that holds a change is not cached).
+_BLOCK = 900
+
+
+@functools.lru_cache(maxsize=1024)  # every fact counted asks, several times
+def _day_of_block(block: int, tz: dt.tzinfo) -> str | None:
+    first, last = (
+        dt.datetime.fromtimestamp(t, tz).date().isoformat()
+        for t in (block * _BLOCK, block * _BLOCK + _BLOCK - 0.001)
+    )
+    return first if first == last else None
 
 
 @functools.lru_cache(maxsize=1024)  # a few days and zones: every fact asks again
