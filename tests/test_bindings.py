@@ -27,15 +27,6 @@ NOW = 1_700_000_000.0
 HOUR = 3600.0
 
 
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url, socket_timeout=2.0)
-    try:
-        yield Store.create(client, "t:")
-    finally:
-        client.close()
-
-
 def make(store: Store, **types: str | tuple[str, float]) -> StickyStore:
     """A StickyStore whose config gives each named agent a type (and expiry, default 1 h)."""
     per_agent = {

@@ -8,21 +8,17 @@ result variables, read back with `uuid_getvar`.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import gevent
 import pytest
-from gevent import socket
 
-from ccd.core.esl_wire import FrameParser, decode_event, encode_command
 from ccd.fakeswitch.apps import Apps
 from ccd.fakeswitch.dialplan import load_conf, transfer_target
 from ccd.fakeswitch.switch import FakeSwitch
+from tests.support.fakeswitch_fixtures import EslClient
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "freeswitch_conf"
 
-DEADLINE = 5.0  # real seconds any single wait may take
 REASONS = ("emergency", "premium", "international", "too_short", "too_long", "not_digits", "limit")
 # Distinct prompt per meaning, so the trace says which one played.
 PROMPTS = {
@@ -41,61 +37,16 @@ PROMPTS = {
 }
 
 
-class Esl:
-    """A minimal inbound ESL client on a gevent socket (the fake runs in this thread)."""
+class Esl(EslClient):
+    """The fake's event socket, listening to the events the prompts fire."""
 
     def __init__(self, address: tuple[str, int]) -> None:
-        self.sock = socket.create_connection(address, timeout=DEADLINE)
-        self.parser = FrameParser()
-        self.events: list = []
-        self.replies: list = []
-        self._reader = gevent.spawn(self._read)
-        self._reply()  # auth/request
-        assert self.command("auth ClueCon") == "+OK accepted"
+        super().__init__(address)
         names = "CHANNEL_PARK CHANNEL_HANGUP_COMPLETE PLAYBACK_START DTMF"
         assert self.command(f"event plain {names}") == "+OK event listener enabled plain"
 
-    def _read(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.parser.feed(data)
-            for frame in self.parser:
-                if frame.content_type.startswith("text/event-"):
-                    self.events.append(decode_event(frame))
-                else:
-                    self.replies.append(frame)
-
-    def _reply(self):
-        deadline = time.monotonic() + DEADLINE
-        while not self.replies:
-            assert time.monotonic() < deadline, "no reply from the fake switch"
-            gevent.sleep(0.002)
-        return self.replies.pop(0)
-
-    def command(self, line: str) -> str:
-        self.sock.sendall(encode_command(line))
-        frame = self._reply()
-        return frame.headers.get("Reply-Text") or frame.body_text()
-
-    def api(self, line: str) -> str:
-        return self.command("api " + line)
-
     def getvar(self, uuid: str, name: str) -> str:
         return self.api(f"uuid_getvar {uuid} {name}")
-
-    def wait_event(self, pred, start: int = 0):
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            for ev in self.events[start:]:
-                if pred(ev):
-                    return ev
-            assert time.monotonic() < deadline, "event never arrived"
-            gevent.sleep(0.002)
 
     def park_after(self, uuid: str, start: int):
         return self.wait_event(lambda e: e.name == "CHANNEL_PARK" and e.uuid == uuid, start)
@@ -105,10 +56,6 @@ class Esl:
         start = len(self.events)
         assert self.api(f"uuid_transfer {uuid} {extension} XML ccd") == "+OK\n"
         return self.park_after(uuid, start)
-
-    def close(self) -> None:
-        self.sock.close()
-        self._reader.kill()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from ccd.cli import common
 from ccd.cli.common import human_duration
 from ccd.cli.main import main
 from ccd.core import presence
@@ -20,8 +19,8 @@ from ccd.core.queue import queue_order_key
 from ccd.core.sticky import AgentAttempt, StickySetting, StickyType
 from ccd.store.agent import AgentRepository
 from ccd.store.call import CallRecord, CallRepository
-from ccd.store.redis_store import Store, connect_redis
 from ccd.store.sticky import SettingOverride, StickyStore
+from tests.support.cli_fixtures import cli_clock, refused, run_ccd
 from tests.support.redis_fixtures import free_port
 
 NOW = 1_700_000_000.0
@@ -35,9 +34,7 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
 @pytest.fixture
 def clock(monkeypatch):
     """The commands' wall clock, under the test's control."""
-    now = [NOW]
-    monkeypatch.setattr(common, "_now", lambda: now[0])
-    return now
+    return cli_clock(monkeypatch, NOW)
 
 
 def _write_config(path: Path, redis_url: str) -> Path:
@@ -74,13 +71,6 @@ def config(tmp_path, redis_url):
 
 
 @pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url)
-    yield Store.create(client, PREFIX)
-    client.close()
-
-
-@pytest.fixture
 def agents(store):
     return AgentRepository(store)
 
@@ -95,26 +85,10 @@ def ccd(config, capsys, clock):
     """Run one command; returns (exit code, stdout, stderr)."""
 
     def run(*argv: str) -> tuple[int, str, str]:
-        command, *rest = argv
-        if command in ("agent", "queue", "customer", "sticky", "callback"):
-            args = [command, rest[0], "-c", str(config), *rest[1:]]
-        else:
-            args = [command, "-c", str(config), *rest]
-        capsys.readouterr()  # drop what the test's own setup logged
-        code = main(args)
-        out, err = capsys.readouterr()
-        return code, out, err
+        words = 2 if argv[0] in ("agent", "queue", "customer", "sticky", "callback") else 1
+        return run_ccd(capsys, config, argv, words)
 
     return run
-
-
-def _refused(code: int, out: str, err: str) -> str:
-    """Exit 2 with exactly one line on stderr and nothing on stdout; returns that line."""
-    assert code == 2, (out, err)
-    assert out == ""
-    assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
-    return err.strip()
 
 
 def _ready(agents: AgentRepository, agent_id: str, now: float = NOW) -> None:
@@ -147,7 +121,7 @@ def test_agent_add_stores_a_logged_out_agent_with_its_tags(ccd, agents):
 
 def test_agent_add_refuses_a_duplicate_extension(ccd, agents):
     agents.create("alice", "1001", ["sales"], NOW)
-    line = _refused(*ccd("agent", "add", "zed", "--ext", "1001"))
+    line = refused(*ccd("agent", "add", "zed", "--ext", "1001"))
     assert line == "ccd agent add: extension 1001 already belongs to agent 'alice'"
     assert agents.get("zed") is None
     assert agents.id_for_extension("1001") == "alice"
@@ -155,7 +129,7 @@ def test_agent_add_refuses_a_duplicate_extension(ccd, agents):
 
 def test_agent_add_refuses_an_existing_id(ccd, agents):
     agents.create("alice", "1001", ["sales"], NOW)
-    line = _refused(*ccd("agent", "add", "alice", "--ext", "1009"))
+    line = refused(*ccd("agent", "add", "alice", "--ext", "1009"))
     assert "exists already" in line
     assert agents.require("alice").extension == "1001"
 
@@ -170,7 +144,7 @@ def test_agent_add_refuses_an_existing_id(ccd, agents):
     ],
 )
 def test_agent_add_refuses_bad_input_in_one_line(ccd, agents, argv, fragment):
-    line = _refused(*ccd(*argv))
+    line = refused(*ccd(*argv))
     assert fragment in line
     assert agents.ids() == []
 
@@ -210,7 +184,7 @@ def test_agent_login_and_remove_are_counted_in_the_statistics(ccd, agents, store
 def test_agent_remove_refuses_an_agent_on_a_call_unless_forced(ccd, agents):
     agents.create("carol", "1003", ["sales"], NOW)
     agents.transition("carol", lambda s: presence.personal_call(s, "leg-1", NOW))
-    line = _refused(*ccd("agent", "remove", "carol"))
+    line = refused(*ccd("agent", "remove", "carol"))
     assert "is oncall" in line and "--force" in line
     assert agents.get("carol") is not None
     code, _, _ = ccd("agent", "remove", "carol", "--force")
@@ -236,7 +210,7 @@ def test_agent_remove_of_a_config_agent_says_sync_brings_it_back(ccd, agents):
     ],
 )
 def test_unknown_agent_is_refused_in_one_line(ccd, argv):
-    line = _refused(*ccd(*argv))
+    line = refused(*ccd(*argv))
     assert line.endswith("no agent 'ghost'")
     assert line.startswith(f"ccd agent {argv[1]}: ")
 
@@ -264,7 +238,7 @@ def test_agent_tags_add_and_remove_change_only_those_tags(ccd, agents):
 
 def test_agent_tags_refuses_removing_a_tag_the_agent_does_not_have(ccd, agents):
     agents.create("carol", "1003", ["sales", "support"], NOW)
-    line = _refused(*ccd("agent", "tags", "carol", "--remove", "suport"))
+    line = refused(*ccd("agent", "tags", "carol", "--remove", "suport"))
     assert "has no tag suport" in line
     assert agents.require("carol").tags == frozenset({"sales", "support"})
 
@@ -280,7 +254,7 @@ def test_agent_tags_refuses_removing_a_tag_the_agent_does_not_have(ccd, agents):
 )
 def test_agent_tags_refuses_bad_requests(ccd, agents, argv, fragment):
     agents.create("carol", "1003", ["sales"], NOW)
-    assert fragment in _refused(*ccd(*argv))
+    assert fragment in refused(*ccd(*argv))
     assert agents.require("carol").tags == frozenset({"sales"})
 
 
@@ -317,7 +291,7 @@ def test_login_break_ready_logout_walk_the_presence_table(ccd, agents):
 def test_illegal_login_change_is_refused_and_changes_nothing(ccd, agents, action, fragment):
     agents.create("carol", "1003", ["sales"], NOW)
     before = agents.require("carol")
-    line = _refused(*ccd("agent", action, "carol"))
+    line = refused(*ccd("agent", action, "carol"))
     assert line == f"ccd agent {action}: agent 'carol' {fragment}"
     assert agents.require("carol") == before
 
@@ -553,7 +527,7 @@ def test_customers_import_of_an_unusable_file_is_refused(ccd, tmp_path, content,
     csv_file = tmp_path / "c.csv"
     if content is not None:
         csv_file.write_text(content)
-    assert fragment in _refused(*ccd("customer", "import", str(csv_file)))
+    assert fragment in refused(*ccd("customer", "import", str(csv_file)))
 
 
 # --- the command line as a whole -----------------------------------------------------------------
@@ -571,7 +545,7 @@ def test_customers_import_of_an_unusable_file_is_refused(ccd, tmp_path, content,
 def test_typos_are_refused_in_one_line(config, capsys, argv):
     code = main([*argv, "-c", str(config)])
     out, err = capsys.readouterr()
-    _refused(code, out, err)
+    refused(code, out, err)
 
 
 def test_redis_down_is_exit_1_without_a_traceback(tmp_path, capsys):
@@ -658,7 +632,7 @@ def test_agent_sticky_for_an_agent_only_in_redis(ccd):
     ],
 )
 def test_agent_sticky_refuses_bad_requests(ccd, bindings, argv, fragment):
-    line = _refused(*ccd("agent", "sticky", *argv))
+    line = refused(*ccd("agent", "sticky", *argv))
     assert fragment in line
     assert bindings.runtime_setting("alice") is None
 
@@ -712,13 +686,13 @@ def test_sticky_delete_removes_the_binding(ccd, bindings):
     code, out, _ = ccd("sticky", "delete", "0036 1 234 5678")
     assert code == 0 and out == "binding +3612345678 -> alice deleted\n"
     assert bindings.get("+3612345678") is None
-    assert "no binding for +3612345678" in _refused(*ccd("sticky", "delete", "+3612345678"))
+    assert "no binding for +3612345678" in refused(*ccd("sticky", "delete", "+3612345678"))
 
 
 @pytest.mark.parametrize("command", ["show", "delete"])
 def test_sticky_refuses_what_is_not_a_number_or_not_bound(ccd, command):
-    assert "is not a phone number" in _refused(*ccd("sticky", command, "anonymous"))
-    assert "no binding for +3612345678" in _refused(*ccd("sticky", command, "+3612345678"))
+    assert "is not a phone number" in refused(*ccd("sticky", command, "anonymous"))
+    assert "no binding for +3612345678" in refused(*ccd("sticky", command, "+3612345678"))
 
 
 def test_sticky_with_redis_down_is_exit_1(tmp_path, capsys):
@@ -802,7 +776,7 @@ def test_callbacks_list_show_cancel_retry(ccd, callback_store):
 )
 def test_callbacks_bad_input_is_one_line_exit_2(ccd, callback_store, argv, words):
     callback_store.create(_callback(1), None)
-    line = _refused(*ccd(*argv))
+    line = refused(*ccd(*argv))
     assert words in line
 
 

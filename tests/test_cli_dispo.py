@@ -6,13 +6,14 @@ import json
 
 import pytest
 
-from ccd.cli import common, dnc
+from ccd.cli import dnc
 from ccd.cli.main import main
 from ccd.core.disposition import Disposition
 from ccd.store.call import CallRecord, CallRepository
 from ccd.store.dnc import DncList
 from ccd.store.redis_store import Store, connect_redis
 from ccd.store.report import ReportStore
+from tests.support.cli_fixtures import cli_clock, refused, run_ccd
 
 PREFIX = "tcli:"
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
@@ -34,25 +35,13 @@ def store(redis_url):
 def ccd(tmp_path, redis_url, capsys, monkeypatch):
     config = tmp_path / "ccd.toml"
     config.write_text(f'[redis]\nurl = "{redis_url}"\nprefix = "{PREFIX}"\n')
-    monkeypatch.setattr(common, "_now", lambda: NOW)
+    cli_clock(monkeypatch, NOW)
 
     def run(*argv: str) -> tuple[int, str, str]:
-        depth = 2  # every command here is two words: "dnc add", "disposition report"
-        args = [*argv[:depth], "-c", str(config), *argv[depth:]]
-        capsys.readouterr()
-        code = main(args)
-        out, err = capsys.readouterr()
-        return code, out, err
+        # Every command here is two words: "dnc add", "disposition report".
+        return run_ccd(capsys, config, argv, 2)
 
     return run
-
-
-def refused(code: int, out: str, err: str) -> str:
-    assert code == 2, (out, err)
-    assert out == ""
-    assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
-    return err.strip()
 
 
 def test_dnc_add_check_list_remove(ccd, store):

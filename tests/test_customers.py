@@ -18,16 +18,7 @@ from ccd.core.customer import (
 )
 from ccd.core.numbers import InvalidNumber
 from ccd.store.customer import CONTACT_SCHEMA_VERSION, CustomerStore
-from ccd.store.redis_store import Codec, Store, connect_redis
-
-
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url)
-    try:
-        yield Store.create(client, "t:")
-    finally:
-        client.close()
+from ccd.store.redis_store import Codec
 
 
 @pytest.fixture

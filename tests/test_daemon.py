@@ -6,6 +6,7 @@ daemon's loopback HTTP port; `ccd run` as a subprocess for signals and config er
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from ccd.core import presence
@@ -136,6 +138,23 @@ def _run_ccd(args: list[str], env: dict[str, str] | None = None, **kw) -> subpro
     )
 
 
+@contextlib.contextmanager
+def ccd_process(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """``ccd <args>`` as a subprocess (:func:`_run_ccd`), killed if it still runs at the end."""
+    proc = _run_ccd(args, env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def terminate(proc: subprocess.Popen) -> tuple[bytes, bytes]:
+    """SIGTERM, then what the process wrote to stdout and stderr once it exited."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=15)
+
+
 def test_ccd_run_stops_cleanly_on_sigterm_and_never_logs_secrets(
     fakeswitch, redis_url, tmp_path: Path
 ):
@@ -146,17 +165,12 @@ def test_ccd_run_stops_cleanly_on_sigterm_and_never_logs_secrets(
         f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = {http_port}\n'
         "[voicemail]\nboxes = []\n"
     )
-    proc = _run_ccd(
+    with ccd_process(
         ["run", "--config", str(config), "--log-format", "json"],
         env={"CCD_ESL_PASSWORD": "ClueCon", "CCD_REDIS_URL": redis_url},
-    )
-    try:
+    ) as proc:
         eventually(lambda: _ready(http_port), timeout=30, what="daemon ready")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out, err = terminate(proc)
     assert proc.returncode == 0, err.decode()
     events = [json.loads(line)["event"] for line in out.decode().splitlines() if line.strip()]
     assert "daemon.resynced" in events and events[-1] == "daemon.stopped"
@@ -178,21 +192,16 @@ def test_wrong_esl_password_is_a_clear_error_not_a_retry_storm(fakeswitch, redis
     host, port = fakeswitch.address
     config = tmp_path / "ccd.toml"
     config.write_text(f'[esl]\nhost = "{host}"\nport = {port}\n[http]\nport = 0\n')
-    proc = _run_ccd(
+    with ccd_process(
         ["run", "--config", str(config), "--log-format", "json"],
         env={"CCD_ESL_PASSWORD": "WrongSecret", "CCD_REDIS_URL": redis_url},
-    )
-    try:
+    ) as proc:
         lines = []
         eventually(
             lambda: lines.append(proc.stdout.readline()) or b"esl.auth_failed" in lines[-1],
             what="auth failure logged",
         )
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out, err = terminate(proc)
     text = b"".join(lines) + out + err
     assert b"WrongSecret" not in text
     assert text.count(b"esl.auth_failed") == 1

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ccd.cli import common
 from ccd.cli.main import main
 from ccd.core import presence
 from ccd.store.agent import AgentRepository
 from ccd.store.node import DaemonClock, Nodes, daemon_clock
+from tests.support.cli_fixtures import cli_clock
 
 WALL = 1_700_000_000.0
 PREFIX = "t:"
@@ -25,9 +25,7 @@ pytestmark = pytest.mark.usefixtures("restore_logging")
 
 @pytest.fixture
 def wall(monkeypatch):
-    now = [WALL]
-    monkeypatch.setattr(common, "_now", lambda: now[0])
-    return now
+    return cli_clock(monkeypatch, WALL)
 
 
 def _config(tmp_path: Path, redis_url: str, scale: float) -> Path:

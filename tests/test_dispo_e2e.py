@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ccd.core import events as ev
-from tests.test_fakeswitch_calls import EslClient
+from tests.support.fakeswitch_fixtures import EslClient
 
 OUTSIDE = "0612345678"
 

@@ -9,7 +9,7 @@ import structlog
 
 from ccd.core.numbers import InvalidNumber
 from ccd.store.dnc import DncList
-from ccd.store.redis_store import Codec, Store, connect_redis
+from ccd.store.redis_store import Codec
 
 NUMBER = "+3612345678"
 WRITINGS = ["+3612345678", "06 1 234 5678", "06-1/234-5678", "003612345678", "+36 (1) 234 5678"]
@@ -21,15 +21,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url, socket_timeout=2.0)
-    try:
-        yield Store.create(client, "t:")
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -7,80 +7,18 @@ recorded from FreeSWITCH 1.10.12); reply texts from the captures' api/response f
 from __future__ import annotations
 
 import re
-import time
 from collections import defaultdict
 from pathlib import Path
 
-import gevent
 import pytest
-from gevent import socket
 
-from ccd.core.esl_wire import FrameParser, decode_event, encode_command
+from ccd.core.esl_wire import FrameParser, decode_event
 from ccd.fakeswitch.dialstring import parse_dial_string, parse_originate, split_args
 from ccd.fakeswitch.switch import FakeSwitch
 from tests.support.captures import captures_dir
+from tests.support.fakeswitch_fixtures import EslClient
 
 CAPTURES = captures_dir() or Path("/nonexistent/fs-captures")
-DEADLINE = 5.0  # real seconds any single wait may take
-
-
-class EslClient:
-    """A minimal inbound ESL client on a gevent socket (the switch runs in this thread)."""
-
-    def __init__(self, address: tuple[str, int], password: str = "ClueCon") -> None:
-        self.sock = socket.create_connection(address, timeout=DEADLINE)
-        self.parser = FrameParser()
-        self.events: list = []
-        self.replies: list = []
-        self._reader = gevent.spawn(self._read)
-        self.wait_reply()  # auth/request
-        assert self.command(f"auth {password}") == "+OK accepted"
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.parser.feed(data)
-            for frame in self.parser:
-                if frame.content_type.startswith("text/event-"):
-                    self.events.append(decode_event(frame))
-                else:
-                    self.replies.append(frame)
-
-    def wait_reply(self):
-        deadline = time.monotonic() + DEADLINE
-        while not self.replies:
-            assert time.monotonic() < deadline, "no reply from the fake switch"
-            gevent.sleep(0.002)
-        return self.replies.pop(0)
-
-    def command(self, line: str, headers=()) -> str:
-        self.sock.sendall(encode_command(line, headers))
-        frame = self.wait_reply()
-        return frame.headers.get("Reply-Text") or frame.body_text()
-
-    def api(self, line: str) -> str:
-        return self.command("api " + line)
-
-    def wait_event(self, pred, timeout: float = DEADLINE):
-        deadline = time.monotonic() + timeout
-        while True:
-            for ev in self.events:
-                if pred(ev):
-                    return ev
-            assert time.monotonic() < deadline, "event never arrived"
-            gevent.sleep(0.002)
-
-    def wait_gone(self, uuid: str):
-        return self.wait_event(lambda e: e.name == "CHANNEL_DESTROY" and e.uuid == uuid)
-
-    def close(self) -> None:
-        self.sock.close()
-        self._reader.kill()
 
 
 def leg_sequence(events, uuid: str) -> list[str]:

@@ -277,41 +277,45 @@ def test_every_plain_event_value_reencodes_byte_identical():
     assert count > 1000
 
 
+def _assert_reserialized(ctype: str, serialize, event_of, at_least: int) -> None:
+    """Every captured event frame of ``ctype`` read back as an event (``event_of``), then
+    serialized again: the same bytes, frame headers and all; more than ``at_least`` of them."""
+    count = 0
+    for name, frame in _capture_frames(ctype):
+        frame_bytes = (
+            b"Content-Length: %d\nContent-Type: %s\n\n" % (len(frame.body), ctype.encode())
+            + frame.body
+        )
+        assert serialize(event_of(frame)) == frame_bytes, name
+        count += 1
+    assert count > at_least
+
+
 @needs_captures
 def test_every_plain_event_reserializes_byte_identical():
-    count = 0
-    for name, frame in _capture_frames("text/event-plain"):
+    def event_of(frame: Frame) -> FsEvent:
         end = frame.body.find(b"\n\n")
         pairs = [ln.split(": ", 1) for ln in frame.body[:end].decode().split("\n")]
         headers = [(k, unquote(v)) for k, v in pairs if k != "Content-Length"]
-        body = decode_event(frame).body
-        frame_bytes = (
-            b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(frame.body) + frame.body
-        )
-        assert serialize_plain(FsEvent(headers, body)) == frame_bytes, name
-        count += 1
-    assert count > 1000
+        return FsEvent(headers, decode_event(frame).body)
+
+    _assert_reserialized("text/event-plain", serialize_plain, event_of, 1000)
 
 
 @needs_captures
 def test_every_json_event_reserializes_byte_identical():
-    count = 0
-    for name, frame in _capture_frames("text/event-json"):
+    def event_of(frame: Frame) -> FsEvent:
         pairs = json.loads(frame.body, object_pairs_hook=list)
         body = dict(pairs).get("_body")
         headers = [(k, v) for k, v in pairs if k not in ("_body", "Content-Length") or body is None]
-        frame_bytes = (
-            b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(frame.body) + frame.body
-        )
-        assert serialize_json(FsEvent(headers, body)) == frame_bytes, name
-        count += 1
-    assert count > 300
+        return FsEvent(headers, body)
+
+    _assert_reserialized("text/event-json", serialize_json, event_of, 300)
 
 
 @needs_captures
 def test_every_xml_event_reserializes_byte_identical():
-    count = 0
-    for _name, frame in _capture_frames("text/event-xml"):
+    def event_of(frame: Frame) -> FsEvent:
         text = frame.body.decode()
         pairs = re.findall(r"^    <([^>]+)>(.*)</\1>$", text[: text.index("</headers>")], re.M)
         m = re.search(r"<body>(.*)  </body>", text, re.S)
@@ -320,12 +324,9 @@ def test_every_xml_event_reserializes_byte_identical():
             if m
             else None
         )
-        frame_bytes = (
-            b"Content-Length: %d\nContent-Type: text/event-xml\n\n" % len(frame.body) + frame.body
-        )
-        assert serialize_xml(FsEvent([(k, unquote(v)) for k, v in pairs], body)) == frame_bytes
-        count += 1
-    assert count > 200
+        return FsEvent([(k, unquote(v)) for k, v in pairs], body)
+
+    _assert_reserialized("text/event-xml", serialize_xml, event_of, 200)
 
 
 def test_factory_stamps_standard_block_in_freeswitch_order_and_counts_sequence():

@@ -20,15 +20,6 @@ from ccd.store.redis_store import (
 )
 
 
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url, socket_timeout=2.0)
-    try:
-        yield Store.create(client, "t:")
-    finally:
-        client.close()
-
-
 def ready_agent(store: Store, agent_id: str = "alice", **changes) -> str:
     record = new_agent_record(agent_id, "1001", ["sales"], now=100.0)
     record.update({"login": "ready", "registered": True, **changes})

@@ -12,21 +12,11 @@ import pytest
 
 from ccd.core.disposition import DEFAULT_CODES, Disposition
 from ccd.core.report import BadReportRequest, format_report, zone
-from ccd.store.redis_store import Store, connect_redis
 from ccd.store.report import ReportStore
 
 CODES = [c.name for c in DEFAULT_CODES]
 AGENTS = [f"agent{i:02d}" for i in range(20)]
 QUEUES = ["sales", "support", "billing"]
-
-
-@pytest.fixture
-def store(redis_url):
-    client = connect_redis(redis_url, socket_timeout=5.0)
-    try:
-        yield Store.create(client, "t:")
-    finally:
-        client.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from ccd.store.agent import AgentRepository
 from ccd.store.redis_store import Store, connect_redis
 from tests.support.daemon_fixtures import eventually
 from tests.support.redis_fixtures import find_redis_server
-from tests.test_daemon import _free_port, _ready, _run_ccd, http_get
+from tests.test_daemon import _free_port, _ready, _run_ccd, ccd_process, http_get, terminate
 
 REDIS_PW = "s3cr3t-redis-pw"
 ESL_PW = "s3cr3t-esl-pw"
@@ -48,8 +48,7 @@ def test_no_secret_in_logs_errors_metrics_or_reload_outcomes(
     config.write_text(text)
     env = {"CCD_ESL_PASSWORD": ESL_PW, "CCD_REDIS_URL": url, "CCD_HTTP_TOKEN": TOKEN,
            "CCD_RUN_DIR": str(run_dir)}  # fmt: skip
-    proc = _run_ccd(["run", "--config", str(config), "--log-format", "json"], env=env)
-    try:
+    with ccd_process(["run", "--config", str(config), "--log-format", "json"], env) as proc:
         eventually(lambda: _ready(http_port), timeout=30, what="daemon ready")
         metrics = http_get(http_port, "/metrics", headers={})[1].decode()
         refused = http_get(http_port, "/calls/abc", headers={"Authorization": "Bearer x"})
@@ -62,11 +61,7 @@ def test_no_secret_in_logs_errors_metrics_or_reload_outcomes(
         outcome = (run_dir / "reload.json").read_text()
         server.stop()  # Redis goes away: its errors are logged too
         eventually(lambda: not _ready(http_port), timeout=20, what="not ready without Redis")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out, err = terminate(proc)
     assert proc.returncode == 0, err.decode()
     logged = (out + err).decode()
     assert '"daemon.starting"' in logged and "config.reload_failed" in logged

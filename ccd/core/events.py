@@ -50,6 +50,7 @@ import operator
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from ccd.core.commands import is_extension, is_uuid
 from ccd.core.esl_wire import EslEvent
@@ -278,6 +279,8 @@ DomainEvent = (
     | VoicemailLeft
 )
 
+_Parked = TypeVar("_Parked", CallParked, EntryParked)
+
 
 def parse_tags(text: str) -> tuple[str, ...]:
     """``"Sales, support"`` -> ``("sales", "support")``; malformed tags are dropped."""
@@ -392,35 +395,35 @@ def _prompt_done(ev: EslEvent, uuid: str) -> PromptDone | None:
 
 
 def _entry_parked(ev: EslEvent, uuid: str) -> EntryParked | None:
-    queue = ev.var("ccd_direct_queue")
-    if not _QUEUE_RE.match(queue):
-        return None
-    return EntryParked(
-        uuid=uuid,
-        caller_number=ev.get("Caller-Caller-ID-Number"),
-        caller_name=ev.get("Caller-Caller-ID-Name"),
-        destination=ev.get("Caller-Destination-Number"),
-        queue=queue,
-        tags=parse_tags(ev.var("ccd_direct_tags")),
-    )
+    return _parked_for_queue(EntryParked, ev, uuid, "ccd_direct_queue", "ccd_direct_tags")
 
 
 def _call_parked(ev: EslEvent, uuid: str) -> CallParked | None:
-    queue = ev.var("ccd_queue")
-    if not _QUEUE_RE.match(queue):
-        return None
     if ev.var("ccd_call"):
         # An agent leg the daemon originated (`&park()`): it carries ccd_queue
         # too, but it is an offer, not a caller entering the queue.
         return None
-    return CallParked(
+    return _parked_for_queue(
+        CallParked, ev, uuid, "ccd_queue", "ccd_tags", variables=_kept_vars(ev)
+    )
+
+
+def _parked_for_queue(
+    cls: type[_Parked], ev: EslEvent, uuid: str, queue_var: str, tags_var: str, **more: Any
+) -> _Parked | None:
+    """A caller parked for the queue named by channel variable ``queue_var`` (None when it
+    names none), with their caller id, the number they dialled and ``tags_var``'s tags."""
+    queue = ev.var(queue_var)
+    if not _QUEUE_RE.match(queue):
+        return None
+    return cls(
         uuid=uuid,
         caller_number=ev.get("Caller-Caller-ID-Number"),
         caller_name=ev.get("Caller-Caller-ID-Name"),
         destination=ev.get("Caller-Destination-Number"),
         queue=queue,
-        tags=parse_tags(ev.var("ccd_tags")),
-        variables=_kept_vars(ev),
+        tags=parse_tags(ev.var(tags_var)),
+        **more,
     )
 
 

@@ -436,13 +436,7 @@ class QueueCounts:
     def from_fields(cls, raw: Mapping[Any, Any]) -> QueueCounts:
         """From a counter hash as Redis returns it (bytes or str); unknown fields ignored,
         a negative or unreadable value counts as 0."""
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            if name not in QUEUE_FIELDS:
-                continue
-            values[name] = _number(value, name in FLOAT_FIELDS)
-        return cls(**values)
+        return cls(**_counters(raw, QUEUE_FIELDS))
 
     def __add__(self, other: QueueCounts) -> QueueCounts:
         return QueueCounts(**{f: getattr(self, f) + getattr(other, f) for f in QUEUE_FIELDS})
@@ -510,12 +504,9 @@ class AgentDay:
 
     @classmethod
     def from_fields(cls, raw: Mapping[Any, Any]) -> AgentDay:
-        values: dict[str, Any] = {}
-        for key, value in raw.items():
-            name = key.decode() if isinstance(key, bytes) else str(key)
-            if name in AGENT_TIME_FIELDS or name in AGENT_COUNT_FIELDS:
-                attr = "break_" if name == "break" else name
-                values[attr] = _number(value, name in FLOAT_FIELDS)
+        values = _counters(raw, (*AGENT_TIME_FIELDS, *AGENT_COUNT_FIELDS))
+        if "break" in values:
+            values["break_"] = values.pop("break")
         return cls(**values)
 
     @property
@@ -539,6 +530,17 @@ class AgentDay:
         out.update(offered=self.offered, answered=self.answered, missed=self.missed)
         out["occupancy"] = _rounded(self.occupancy(), 4)
         return out
+
+
+def _counters(raw: Mapping[Any, Any], names: Sequence[str]) -> dict[str, int | float]:
+    """The fields ``names`` of a counter hash as Redis returns it (bytes or str), by name,
+    each a number (:func:`_number`); other fields left out."""
+    values: dict[str, int | float] = {}
+    for key, value in raw.items():
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        if name in names:
+            values[name] = _number(value, name in FLOAT_FIELDS)
+    return values
 
 
 def _number(value: Any, is_float: bool) -> int | float:

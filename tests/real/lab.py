@@ -536,6 +536,29 @@ def channel_events(events: Iterable[Seen], uuid: str, *names: str) -> list[Seen]
     return [s for s in events if s.uuid == uuid and (not names or s.name in names)]
 
 
+def is_execute(seen: Seen, uuid: str, app: str | None = None) -> bool:
+    """FreeSWITCH reports channel ``uuid`` running a dialplan application (``app`` if given)."""
+    return (
+        seen.uuid == uuid
+        and seen.name == "CHANNEL_EXECUTE"
+        and (app is None or seen.get("Application") == app)
+    )
+
+
+def executes(fs: EslClient, uuid: str, mark: int, app: str | None = None) -> list[Seen]:
+    """What FreeSWITCH reported channel ``uuid`` running since ``mark`` (``app`` only, if
+    given), in the order it ran it."""
+    return [s for s in fs.snapshot()[mark:] if is_execute(s, uuid, app)]
+
+
+def queued(fs: EslClient, caller: Caller, mark: int, what: str = "the caller queued") -> Seen:
+    """FreeSWITCH parked the caller in a queue (the daemon takes the call from there)."""
+    return fs.wait_event(
+        lambda s: s.uuid == caller.b and s.name == "CHANNEL_PARK" and bool(s.var("ccd_queue")),
+        since=mark, what=what,
+    )  # fmt: skip
+
+
 def bridged_pair(events: Iterable[Seen], uuid: str) -> str | None:
     """The other leg of the first CHANNEL_BRIDGE FreeSWITCH reported for ``uuid``."""
     for s in events:

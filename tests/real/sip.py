@@ -33,56 +33,11 @@ from pathlib import Path
 
 __all__ = ["Invite", "Phone", "dial", "quoted_display", "register", "sipp_binary"]
 
-_UAS_HEAD = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="{name}">
-  <recv request="INVITE" crlf="true" rrs="true"/>
-"""
-
-_RINGING = """  <send><![CDATA[
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]ph[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:{user}@[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-"""
-
-_FINAL = """  <send><![CDATA[
-SIP/2.0 {code} {reason}
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]ph[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <recv request="ACK" optional="false" timeout="32000" ontimeout="end"/>
-  <label id="end"/>
-</scenario>
-"""
-
-# Ringing until FreeSWITCH cancels (or, with a delay, until the delay runs out: answer).
-_WAIT_CANCEL = """  <recv request="CANCEL" {timeout} next="cancelled"/>
-"""
-
-_ANSWER = """  <label id="answer"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]ph[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:{user}@[local_ip]:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
+_VIA = "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"
+# The phone's tag on the To header of its responses to an INVITE.
+_PHONE_TAG = ";tag=[pid]ph[call_number]"
+# Every SDP body: PCMU and telephone-event (a phone's answer adds _SDP_ANSWER's lines).
+_SDP = """v=0
 o=ccd 53655765 2353687637 IN IP[local_ip_type] [local_ip]
 s=-
 c=IN IP[media_ip_type] [media_ip]
@@ -90,193 +45,170 @@ t=0 0
 m=audio [media_port] RTP/AVP 0 101
 a=rtpmap:0 PCMU/8000
 a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-a=sendrecv
-
-]]></send>
-  <recv request="ACK" crlf="true"/>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-  <nop next="end"/>
 """
+_SDP_ANSWER = _SDP + "a=fmtp:101 0-15\na=sendrecv\n"
 
-_CANCELLED = """  <label id="cancelled"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
 
-]]></send>
-  <send><![CDATA[
-SIP/2.0 487 Request Terminated
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]ph[call_number]
-[last_Call-ID:]
-CSeq: [last_cseq_number] INVITE
-Content-Length: 0
+def _scenario(name: str) -> str:
+    """The opening of a scenario file (the caller closes it with ``</scenario>``)."""
+    return f'<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="{name}">\n'
 
-]]></send>
-  <recv request="ACK" timeout="32000" ontimeout="end"/>
-  <label id="end"/>
-</scenario>
-"""
 
-_REGISTER = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="register {user}">
-  <send retrans="500"><![CDATA[
-REGISTER sip:[remote_ip] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:{user}@{domain}>;tag=[pid]reg[call_number]
-To: <sip:{user}@{domain}>
-Call-ID: [call_id]
-CSeq: 1 REGISTER
-Contact: <sip:{user}@127.0.0.1:{port}>
-Max-Forwards: 70
-Expires: {expires}
-User-Agent: ccd-tests
-Content-Length: 0
+def _send(*lines: str, sdp: str = "", retrans: bool = False) -> str:
+    """A sipp ``<send>`` of one SIP message: its start line and headers as given, then its
+    length (and type) and ``sdp``, the body, if any. ``retrans``: resent every 500 ms until
+    answered (a request over UDP)."""
+    length = (
+        ("Content-Type: application/sdp", "Content-Length: [len]")
+        if sdp
+        else ("Content-Length: 0",)
+    )
+    message = "\n".join((*lines, *length)) + "\n\n" + (sdp + "\n" if sdp else "")
+    send = '<send retrans="500">' if retrans else "<send>"
+    return f"  {send}<![CDATA[\n{message}]]></send>\n"
 
-]]></send>
-  <recv response="401" auth="true"/>
-  <send retrans="500"><![CDATA[
-REGISTER sip:[remote_ip] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: <sip:{user}@{domain}>;tag=[pid]reg[call_number]
-To: <sip:{user}@{domain}>
-Call-ID: [call_id]
-CSeq: 2 REGISTER
-Contact: <sip:{user}@127.0.0.1:{port}>
-[authentication]
-Max-Forwards: 70
-Expires: {expires}
-User-Agent: ccd-tests
-Content-Length: 0
 
-]]></send>
-  <recv response="200"/>
-</scenario>
-"""
+def _reply(
+    status: str, *, tag: bool = True, cseq: str = "[last_CSeq:]", contact: str = "", sdp: str = ""
+) -> str:
+    """A response to the request last received, with its Via, From, To, Call-ID and CSeq.
+    ``tag``: the phone's To tag (its responses to the INVITE); ``contact``: a Contact header
+    naming this user at the phone's address."""
+    return _send(
+        f"SIP/2.0 {status}",
+        "[last_Via:]",
+        "[last_From:]",
+        "[last_To:]" + (_PHONE_TAG if tag else ""),
+        "[last_Call-ID:]",
+        cseq,
+        *([f"Contact: <sip:{contact}@[local_ip]:[local_port]>"] if contact else []),
+        sdp=sdp,
+    )
 
-# A desk phone dialling out: INVITE, the digest challenge, answer, then FreeSWITCH's BYE.
-_DIAL = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="dial {number}">
-  <send retrans="500"><![CDATA[
-INVITE sip:{number}@{domain} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "{user}" <sip:{user}@{domain}>;tag=[pid]dial[call_number]
-To: <sip:{number}@{domain}>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:{user}@[local_ip]:[local_port]>
-Max-Forwards: 70
-User-Agent: ccd-tests
-Content-Type: application/sdp
-Content-Length: [len]
 
-v=0
-o=ccd 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
+# 200 OK to a BYE or a CANCEL.
+_OK = _reply("200 OK", tag=False)
 
-]]></send>
-  <recv response="407" auth="true"/>
-  <send><![CDATA[
-ACK sip:{number}@{domain} SIP/2.0
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
+_END = '  <label id="end"/>\n</scenario>\n'
 
-]]></send>
-  <send retrans="500"><![CDATA[
-INVITE sip:{number}@{domain} SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "{user}" <sip:{user}@{domain}>;tag=[pid]dial[call_number]
-To: <sip:{number}@{domain}>
-Call-ID: [call_id]
-CSeq: 2 INVITE
-Contact: <sip:{user}@[local_ip]:[local_port]>
-[authentication]
-Max-Forwards: 70
-User-Agent: ccd-tests
-Content-Type: application/sdp
-Content-Length: [len]
 
-v=0
-o=ccd 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
+def _answered(user: str) -> str:
+    """A phone's answer (label ``answer``), then the ACK, FreeSWITCH's BYE and its 200 OK."""
+    return (
+        '  <label id="answer"/>\n'
+        + _reply("200 OK", contact=user, sdp=_SDP_ANSWER)
+        + '  <recv request="ACK" crlf="true"/>\n'
+        + '  <recv request="BYE"/>\n'
+        + _OK
+        + '  <nop next="end"/>\n'
+    )
 
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="{answer}" rrs="true"/>
-  <send><![CDATA[
-ACK [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "{user}" <sip:{user}@{domain}>;tag=[pid]dial[call_number]
-To: <sip:{number}@{domain}>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 ACK
-Max-Forwards: 70
-Content-Length: 0
 
-]]></send>
-  {after_answer}
-</scenario>
-"""
+# FreeSWITCH cancelled the ring (label ``cancelled``): 200 to the CANCEL, 487 to the INVITE.
+_CANCELLED = (
+    '  <label id="cancelled"/>\n'
+    + _OK
+    + _reply("487 Request Terminated", cseq="CSeq: [last_cseq_number] INVITE")
+    + '  <recv request="ACK" timeout="32000" ontimeout="end"/>\n'
+    + _END
+)
 
-_WAIT_BYE = """<recv request="BYE" timeout="{timeout}"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
 
-]]></send>"""
+def _register_scenario(user: str, domain: str, port: int, expires: int) -> str:
+    """REGISTER, the digest challenge, REGISTER again with the answer, 200."""
 
-_SEND_BYE = """<pause milliseconds="{talk}"/>
-  <send retrans="500"><![CDATA[
-BYE [next_url] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: "{user}" <sip:{user}@{domain}>;tag=[pid]dial[call_number]
-To: <sip:{number}@{domain}>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 3 BYE
-Max-Forwards: 70
-Content-Length: 0
+    def request(cseq: int, *auth: str) -> str:
+        return _send(
+            "REGISTER sip:[remote_ip] SIP/2.0",
+            _VIA,
+            f"From: <sip:{user}@{domain}>;tag=[pid]reg[call_number]",
+            f"To: <sip:{user}@{domain}>",
+            "Call-ID: [call_id]",
+            f"CSeq: {cseq} REGISTER",
+            f"Contact: <sip:{user}@127.0.0.1:{port}>",
+            *auth,
+            "Max-Forwards: 70",
+            f"Expires: {expires}",
+            "User-Agent: ccd-tests",
+            retrans=True,
+        )
 
-]]></send>
-  <recv response="200"/>"""
+    return (
+        _scenario(f"register {user}")
+        + request(1)
+        + '  <recv response="401" auth="true"/>\n'
+        + request(2, "[authentication]")
+        + '  <recv response="200"/>\n</scenario>\n'
+    )
+
+
+def _dial_scenario(
+    user: str, domain: str, number: str, answer: int, talk_ms: int | None, wait_bye_ms: int
+) -> str:
+    """A desk phone dialling out: INVITE, the digest challenge, answer, then FreeSWITCH's BYE
+    (or, with ``talk_ms``, its own BYE after that long)."""
+    from_ = f'From: "{user}" <sip:{user}@{domain}>;tag=[pid]dial[call_number]'
+    to = f"To: <sip:{number}@{domain}>"
+
+    def invite(cseq: int, *auth: str) -> str:
+        return _send(
+            f"INVITE sip:{number}@{domain} SIP/2.0",
+            _VIA,
+            from_,
+            to,
+            "Call-ID: [call_id]",
+            f"CSeq: {cseq} INVITE",
+            f"Contact: <sip:{user}@[local_ip]:[local_port]>",
+            *auth,
+            "Max-Forwards: 70",
+            "User-Agent: ccd-tests",
+            sdp=_SDP,
+            retrans=True,
+        )
+
+    def in_dialog(method: str, cseq: int, *, retrans: bool = False) -> str:
+        return _send(
+            f"{method} [next_url] SIP/2.0",
+            _VIA,
+            from_,
+            to + "[peer_tag_param]",
+            "Call-ID: [call_id]",
+            f"CSeq: {cseq} {method}",
+            "Max-Forwards: 70",
+            retrans=retrans,
+        )
+
+    challenged_ack = _send(
+        f"ACK sip:{number}@{domain} SIP/2.0",
+        "[last_Via:]",
+        "[last_From:]",
+        "[last_To:]",
+        "[last_Call-ID:]",
+        "CSeq: 1 ACK",
+        "Max-Forwards: 70",
+    )
+    if talk_ms is None:
+        after_answer = f'  <recv request="BYE" timeout="{wait_bye_ms}"/>\n' + _OK
+    else:
+        after_answer = (
+            f'  <pause milliseconds="{talk_ms}"/>\n'
+            + in_dialog("BYE", 3, retrans=True)
+            + '  <recv response="200"/>\n'
+        )
+    return (
+        _scenario(f"dial {number}")
+        + invite(1)
+        + '  <recv response="407" auth="true"/>\n'
+        + challenged_ack
+        + invite(2, "[authentication]")
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="180" optional="true"/>\n'
+        + '  <recv response="183" optional="true"/>\n'
+        + f'  <recv response="{answer}" rrs="true"/>\n'
+        + in_dialog("ACK", 2)
+        + after_answer
+        + "</scenario>\n"
+    )
 
 
 def sipp_binary() -> str | None:
@@ -383,7 +315,7 @@ def register(
     workdir.mkdir(parents=True, exist_ok=True)
     scenario = workdir / f"register-{user}-{expires}.xml"
     scenario.write_text(
-        _REGISTER.format(user=user, domain=domain, port=contact_port, expires=expires),
+        _register_scenario(user, domain, contact_port, expires),
         encoding="latin-1",
     )
     host, port = sip
@@ -448,19 +380,25 @@ class Phone:
     def scenario(self) -> str:
         kind, value = self.behaviour
         user = self.user
-        text = _UAS_HEAD.format(name=f"phone {user} {kind} {value}")
+        text = _scenario(f"phone {user} {kind} {value}")
+        text += '  <recv request="INVITE" crlf="true" rrs="true"/>\n'
         if kind == "refuse":
             reason = {486: "Busy Here", 603: "Decline", 480: "Temporarily Unavailable"}.get(
                 int(value or 486), "Refused"
             )
-            return text + _FINAL.format(code=value, reason=reason)
-        text += _RINGING.format(user=user)
-        if kind == "answer":
-            text += _WAIT_CANCEL.format(timeout=f'timeout="{int(value or 0)}" ontimeout="answer"')
-        else:
-            text += _WAIT_CANCEL.format(timeout="")
+            text += _reply(f"{value} {reason}")
+            return (
+                text
+                + '  <recv request="ACK" optional="false" timeout="32000" ontimeout="end"/>\n'
+                + _END
+            )
+        text += _reply("180 Ringing", contact=user)
+        # Ringing until FreeSWITCH cancels (or, with a delay, until the delay runs out: answer).
+        timeout = f'timeout="{int(value or 0)}" ontimeout="answer"' if kind == "answer" else ""
+        text += f'  <recv request="CANCEL" {timeout} next="cancelled"/>\n'
+        if kind != "answer":
             text += '  <nop next="cancelled"/>\n'
-        text += _ANSWER.format(user=user)
+        text += _answered(user)
         return text + _CANCELLED
 
     # -- process --------------------------------------------------------------------------
@@ -570,14 +508,8 @@ def dial(
     """
     path = Path(workdir) / f"dial-{user}-{abs(hash(number)) % 10**8}-{time.monotonic_ns()}"
     path.mkdir(parents=True, exist_ok=True)
-    after = (
-        _SEND_BYE.format(talk=talk_ms, user=user, domain=domain, number=number)
-        if talk_ms is not None
-        else _WAIT_BYE.format(timeout=wait_bye_ms)
-    )
     (path / "uac.xml").write_text(
-        _DIAL.format(user=user, domain=domain, number=number, answer=answer, after_answer=after),
-        encoding="latin-1",
+        _dial_scenario(user, domain, number, answer, talk_ms, wait_bye_ms), encoding="latin-1"
     )
     host, port = sip
     return subprocess.Popen(

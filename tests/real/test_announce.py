@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.real.lab import channel_events
+from tests.real.lab import executes, is_execute, queued
 
 INTERVAL = 3.0
 CONFIG = {
@@ -31,11 +31,9 @@ def center(make_center, make_phone):
     return center
 
 
-def executes(fs, uuid, mark):
-    return [
-        (s.get("Application"), s.get("Application-Data"))
-        for s in channel_events(fs.snapshot()[mark:], uuid, "CHANNEL_EXECUTE")
-    ]
+def ran(fs, uuid, mark):
+    """(application, data) of what FreeSWITCH ran on channel ``uuid`` since ``mark``, in order."""
+    return [(s.get("Application"), s.get("Application-Data")) for s in executes(fs, uuid, mark)]
 
 
 def after(fs, seen):
@@ -46,37 +44,31 @@ def after(fs, seen):
 def test_second_in_line_hears_the_position_and_the_music_again(center, fs, call):
     mark = fs.mark()
     first = call("ccd_queue_sales", number="+3612345601")
-    fs.wait_event(
-        lambda s: s.uuid == first.b and s.name == "CHANNEL_PARK" and s.var("ccd_queue"),
-        since=mark, what="the first caller queued",
-    )  # fmt: skip
+    queued(fs, first, mark, "the first caller queued")
     center.wait_logged("agent.offered", call=first.b)
     second = call("ccd_queue_sales", number="+3612345602")
     said = fs.wait_event(
-        lambda s: s.uuid == second.b and s.name == "CHANNEL_EXECUTE"
-        and s.get("Application") == "say",
+        lambda s: is_execute(s, second.b, "say"),
         timeout=15, since=mark, what="the second caller's position said",
     )  # fmt: skip
     assert said.get("Application-Data") == "en number pronounced 2"
     fs.wait_event(
-        lambda s: s.uuid == second.b and s.name == "CHANNEL_EXECUTE"
-        and s.get("Application") == "playback"
+        lambda s: is_execute(s, second.b, "playback")
         and s.get("Application-Data") == "local_stream://moh",
         timeout=15, since=after(fs, said), what="the music again after the announcement",
     )  # fmt: skip
-    ran = executes(fs, second.b, mark)
-    at = ran.index(("playback", "ivr/ivr-you_are_number.wav"))
-    assert ran[at - 1] == ("playback", "local_stream://moh")  # the music, broken
-    assert ran[at + 1] == ("say", "en number pronounced 2")
-    assert ran[at + 2 :].count(("playback", "local_stream://moh")) >= 1
+    played = ran(fs, second.b, mark)
+    at = played.index(("playback", "ivr/ivr-you_are_number.wav"))
+    assert played[at - 1] == ("playback", "local_stream://moh")  # the music, broken
+    assert played[at + 1] == ("say", "en number pronounced 2")
+    assert played[at + 2 :].count(("playback", "local_stream://moh")) >= 1
     logged = center.wait_logged("call.announced", call=second.b)
     assert logged["position"] == 2 and logged["queue"] == "sales"
     # The first caller, being rung for, heard nothing; the second is still in the list and
     # hears it again an interval later.
-    assert ("say", "en number pronounced 1") not in executes(fs, first.b, mark)
+    assert ("say", "en number pronounced 1") not in ran(fs, first.b, mark)
     again = fs.wait_event(
-        lambda s: s.uuid == second.b and s.name == "CHANNEL_EXECUTE"
-        and s.get("Application") == "say",
+        lambda s: is_execute(s, second.b, "say"),
         timeout=INTERVAL + 10, since=after(fs, said), what="the next announcement",
     )  # fmt: skip
     assert again.get("Application-Data") == "en number pronounced 2"

@@ -18,7 +18,7 @@ import uuid as uuidlib
 import pytest
 
 from ccd.core import presence
-from tests.real.lab import bridged_pair, channel_events, stamp, wait_for
+from tests.real.lab import bridged_pair, channel_events, executes, queued, stamp, wait_for
 
 QUEUES = {"general": {"tags": ["general"], "overflow_time": 0}}
 
@@ -52,14 +52,6 @@ def start(make_center):
     yield run
     for center in started:
         center.close()
-
-
-def executes(fs, caller, app, mark):
-    return [
-        s
-        for s in fs.snapshot()[mark:]
-        if s.uuid == caller.b and s.name == "CHANNEL_EXECUTE" and s.get("Application") == app
-    ]
 
 
 def personal_call(fs, extension: str) -> str:
@@ -209,18 +201,15 @@ def test_defect4_resumed_call_past_its_overflow_time_goes_to_the_offer(start, ph
     center.wait_logged("agent.state", agent="bo", activity="oncall")
     mark = fs.mark()
     caller = call("ccd_queue_general", number="+3612345722")
-    queued = fs.wait_event(
-        lambda s: s.uuid == caller.b and s.name == "CHANNEL_PARK" and s.var("ccd_queue"),
-        since=mark, what="the caller queued",
-    )  # fmt: skip
+    parked = queued(fs, caller, mark)
     center.wait_logged("call.queued", call=caller.b)
     center.kill()
     # The daemon is down while the caller's overflow time (3 s from queue entry) passes.
-    wait_for(lambda: time.time() > stamp(queued) + 3.5, 10, "the overflow time passed")
+    wait_for(lambda: time.time() > stamp(parked) + 3.5, 10, "the overflow time passed")
     rung_before = len(phones["1013"].invites())
     center.start()
     center.set_login("login", "ana")  # free now: must not be rung for a call that overflowed
-    offer = wait_for(lambda: executes(fs, caller, "play_and_get_digits", mark), 3, "the offer")
+    offer = wait_for(lambda: executes(fs, caller.b, mark, "play_and_get_digits"), 3, "the offer")
     assert offer and len(phones["1013"].invites()) == rung_before
     fs.api(f"uuid_kill {personal}")
 
@@ -246,11 +235,13 @@ def test_defect5_caller_who_pressed_2_keeps_their_place_before_later_callbacks(
     second = call("ccd_queue_general", number="+3612345731", name="Second")
     # Both are offered a callback at the overflow time: the first keeps waiting (2), the
     # later one asks to be called back on their own number (1, 1).
-    wait_for(lambda: executes(fs, first, "play_and_get_digits", mark), 10, "first's offer")
+    wait_for(lambda: executes(fs, first.b, mark, "play_and_get_digits"), 10, "first's offer")
     first.press("2")
-    wait_for(lambda: executes(fs, second, "play_and_get_digits", mark), 10, "second's offer")
+    wait_for(lambda: executes(fs, second.b, mark, "play_and_get_digits"), 10, "second's offer")
     second.press("1")
-    wait_for(lambda: len(executes(fs, second, "play_and_get_digits", mark)) > 1, 10, "which number")
+    wait_for(
+        lambda: len(executes(fs, second.b, mark, "play_and_get_digits")) > 1, 10, "which number"
+    )
     second.press("1")
     center.wait_logged("callback.stored")  # the request exists before cary frees up
     center.wait_logged("callback.declined_offer", call=first.b)
@@ -308,7 +299,7 @@ def test_defect6_redis_that_lost_its_data_keeps_callers_waiting_and_says_so(
 
 
 def executes_any(fs, callers, mark) -> bool:
-    return any(executes(fs, c, "voicemail", mark) for c in callers)
+    return any(executes(fs, c.b, mark, "voicemail") for c in callers)
 
 
 # --- defect 7 -----------------------------------------------------------------------------------
@@ -320,14 +311,11 @@ def test_defect7_nobody_logged_in_caller_waits_for_the_offer(start, phones, fs, 
     )  # fmt: skip
     mark = fs.mark()
     caller = call("ccd_queue_general", number="+3612345750")
-    queued = fs.wait_event(
-        lambda s: s.uuid == caller.b and s.name == "CHANNEL_PARK" and s.var("ccd_queue"),
-        since=mark, what="the caller queued",
-    )  # fmt: skip
+    parked = queued(fs, caller, mark)
     offer = wait_for(
-        lambda: executes(fs, caller, "play_and_get_digits", mark)
-        or executes(fs, caller, "voicemail", mark),
+        lambda: executes(fs, caller.b, mark, "play_and_get_digits")
+        or executes(fs, caller.b, mark, "voicemail"),
         8, "the offer (or voicemail)",
     )  # fmt: skip
     assert offer[0].get("Application") == "play_and_get_digits"
-    assert 3.0 <= stamp(offer[0]) - stamp(queued) <= 3.6
+    assert 3.0 <= stamp(offer[0]) - stamp(parked) <= 3.6

@@ -15,7 +15,7 @@ import pytest
 
 from ccd.store.callback import CallbackStore
 from ccd.store.redis_store import Store
-from tests.real.lab import HTTP_TOKEN, bridged_pair, stamp, wait_for
+from tests.real.lab import HTTP_TOKEN, bridged_pair, is_execute, queued, stamp, wait_for
 
 OVERFLOW = 4.0
 CONFIG = {
@@ -50,14 +50,13 @@ def center(make_center, make_phone, customer):
     return center
 
 
-def prompt(fs, caller, mark, what="play_and_get_digits"):
+def prompt(fs, caller, mark, app="play_and_get_digits", data="", what=""):
+    """FreeSWITCH runs ``app`` on the caller's channel (with ``data`` in its arguments)."""
     return fs.wait_event(
-        lambda s: (
-            s.uuid == caller.b and s.name == "CHANNEL_EXECUTE" and s.get("Application") == what
-        ),
+        lambda s: is_execute(s, caller.b, app) and data in s.get("Application-Data"),
         timeout=15,
         since=mark,
-        what=f"the caller at {what}",
+        what=what or f"the caller at {app}",
     )
 
 
@@ -72,12 +71,9 @@ def test_offer_comes_at_the_overflow_time_and_2_keeps_the_callers_place(center, 
     mark = fs.mark()
     rings_before = len(center.rita.invites())
     caller = call("ccd_queue_sales", number="+3612345698")
-    queued = fs.wait_event(
-        lambda s: s.uuid == caller.b and s.name == "CHANNEL_PARK" and s.var("ccd_queue"),
-        since=mark, what="the caller queued",
-    )  # fmt: skip
+    parked = queued(fs, caller, mark)
     offer = prompt(fs, caller, mark)
-    assert OVERFLOW <= stamp(offer) - stamp(queued) <= OVERFLOW + 0.6
+    assert OVERFLOW <= stamp(offer) - stamp(parked) <= OVERFLOW + 0.6
     # The ring that was going on stopped at the overflow.
     first = wait_for(
         lambda: (i := center.rita.invites()[rings_before]).cancelled_at and i,
@@ -86,7 +82,7 @@ def test_offer_comes_at_the_overflow_time_and_2_keeps_the_callers_place(center, 
     )
     assert (
         first.cancelled_at
-        and OVERFLOW - 0.6 <= first.cancelled_at - stamp(queued) <= OVERFLOW + 0.6
+        and OVERFLOW - 0.6 <= first.cancelled_at - stamp(parked) <= OVERFLOW + 0.6
     )
     entered = view(center, caller.b)["entered_at"]
     caller.press("2")
@@ -104,22 +100,10 @@ def test_1_stores_the_callback_before_the_caller_hears_it_is_stored(center, fs, 
     prompt(fs, caller, mark)
     caller.press("1")
     # "1 = the number you are calling from": ccd_cb_which_number asks; 1 again.
-    which = fs.wait_event(
-        lambda s: s.uuid == caller.b
-        and s.name == "CHANNEL_EXECUTE"
-        and s.get("Application") == "play_and_get_digits"
-        and "ccd_which" in s.get("Application-Data"),
-        timeout=15, since=mark, what="the which-number question",
-    )  # fmt: skip
+    which = prompt(fs, caller, mark, data="ccd_which", what="the which-number question")
     assert which
     caller.press("1")
-    stored = fs.wait_event(
-        lambda s: s.uuid == caller.b
-        and s.name == "CHANNEL_EXECUTE"
-        and s.get("Application") == "playback"
-        and "thank_you" in s.get("Application-Data"),
-        timeout=15, since=mark, what="the 'we will call you back' prompt",
-    )  # fmt: skip
+    stored = prompt(fs, caller, mark, "playback", "thank_you", "the 'we will call you back' prompt")
     # The request is in Redis when FreeSWITCH reports the prompt (the daemon stores it,
     # then transfers the caller there: the order itself is the fast suite's to prove).
     requests = CallbackStore(Store.create(center.redis.client(), "ccd:")).list()

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from tests.real.lab import bridged_pair, stamp, wait_for
+from tests.real.lab import bridged_pair, is_execute, queued, stamp, wait_for
 
 ABANDONED_AFTER = 3.0
 PATIENT = "+3612345610"  # waits past abandoned_after, then hangs up
@@ -61,14 +61,6 @@ def center(make_center, make_phone, fs):
     center = make_center(CONFIG)
     center.cary = make_phone("1008", ("answer", 300))
     return center
-
-
-def queued(fs, caller, mark):
-    """FreeSWITCH parked the caller in a queue (the daemon takes the call from there)."""
-    return fs.wait_event(
-        lambda s: s.uuid == caller.b and s.name == "CHANNEL_PARK" and bool(s.var("ccd_queue")),
-        since=mark, what="the caller queued",
-    )  # fmt: skip
 
 
 def hung_up(fs, caller, mark):
@@ -136,11 +128,7 @@ def test_message_left_in_the_queues_voicemail_becomes_a_voicemail_request(center
     mark = fs.mark()
     caller = call("ccd_queue_general", number=MESSAGE, name="Message")
     sent = fs.wait_event(
-        lambda s: (
-            s.uuid == caller.b
-            and s.name == "CHANNEL_EXECUTE"
-            and s.get("Application") == "voicemail"
-        ),
+        lambda s: is_execute(s, caller.b, "voicemail"),
         since=mark, what="the caller sent to voicemail",
     )  # fmt: skip
     assert sent.get("Application-Data").split()[-1] == "general"

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from ccd.core import presence
-from tests.real.lab import bridged_pair, channel_events, wait_for
+from tests.real.lab import bridged_pair, channel_events, is_execute, wait_for
 
 RING = 3.0
 
@@ -67,13 +67,6 @@ def center(make_center, make_phone, fs):
     return center
 
 
-def executes(seen, caller, app: str) -> bool:
-    """FreeSWITCH reports the caller's channel running dialplan application ``app``."""
-    return (
-        seen.uuid == caller.b and seen.name == "CHANNEL_EXECUTE" and seen.get("Application") == app
-    )
-
-
 def idle(center, *agent_ids):
     repo = center.agents()
     now = time.time()  # a wrap-up ends by itself: nobody writes it (ccd.core.presence.current)
@@ -85,11 +78,11 @@ def test_seed_002_fewest_tags_rung_first_each_for_the_ring_time_then_voicemail(c
     caller = call("5000", number="+3612345678", name="Doe, John")
     # The main menu (ivr ccd_main): 1 = sales.
     fs.wait_event(
-        lambda s: executes(s, caller, "ivr"), since=mark, what="the caller in the main menu"
+        lambda s: is_execute(s, caller.b, "ivr"), since=mark, what="the caller in the main menu"
     )
     caller.press("1")
     voicemail = fs.wait_event(
-        lambda s: executes(s, caller, "voicemail"),
+        lambda s: is_execute(s, caller.b, "voicemail"),
         timeout=4 * RING + 10,
         since=mark,
         what="the caller sent to voicemail",
@@ -126,7 +119,7 @@ def test_busy_rejecting_silent_and_unregistered_agents_are_skipped_then_voicemai
     mark = fs.mark()
     caller = call("ccd_queue_payments", number="+3612345679")
     voicemail = fs.wait_event(
-        lambda s: executes(s, caller, "voicemail"),
+        lambda s: is_execute(s, caller.b, "voicemail"),
         timeout=RING + 10,
         since=mark,
         what="the caller sent to voicemail",
