@@ -27,10 +27,11 @@ from typing import Any, Protocol
 
 import structlog
 
-from ccd.fakeswitch.channel_events import ChannelEvents, channel_headers
+from ccd.fakeswitch.channel_events import ChannelEvents
 from ccd.fakeswitch.channels import Channel, HangupSignal, Interrupt, new_uuid
 from ccd.fakeswitch.clock import SwitchClock
 from ccd.fakeswitch.trace import Trace
+from ccd.fakeswitch.voicemail import Mailboxes
 
 log = structlog.get_logger()
 
@@ -43,6 +44,7 @@ class AppHost(Protocol):
     ev: ChannelEvents
     factory: Any  # fsevents.EventFactory: events that are no channel's (vm::maintenance)
     bus: Any  # fsevents.EventBus
+    mailboxes: Mailboxes  # mod_voicemail's boxes
     clock: SwitchClock
     playback_seconds: float
     voicemail_seconds: float
@@ -108,6 +110,10 @@ class Apps:
         data = self.sw.expand(ch, data)
         app_uuid = app_uuid or new_uuid()
         self.sw.ev.execute(ch, app, data, app_uuid)
+        # switch_core_session_exec clears CF_BREAK after CHANNEL_EXECUTE (1.10.12,
+        # switch_core_session.c:2953): a uuid_break that found nothing playing never cuts
+        # the next application's prompt (the kit: break, then a broadcast plays in full).
+        ch.break_requested = False
         response = "_none_"
         try:
             response = fn(ch, data) or "_none_"
@@ -136,7 +142,14 @@ class Apps:
                 status = "break"
         finally:
             self.sw.ev.fire("PLAYBACK_STOP", ch, mid=[*mid, ("Playback-Status", status)])
+            self._played(ch, path, status)
         return status
+
+    def _played(self, ch: Channel, path: str, status: str) -> None:
+        """The trace's ``playback_stop``: how one file ended, ``done`` or ``break`` (cut)."""
+        self.sw.trace.record(
+            "playback_stop", uuid=ch.uuid, file=path, status=status, party=ch.party or None
+        )
 
     def _press(self, ch: Channel, digits: str) -> None:
         for digit in digits:
@@ -362,8 +375,12 @@ class Apps:
         try:
             for file in files:
                 self.sw.trace.record("playback", uuid=ch.uuid, file=file, party=ch.party or None)
-                if self._sleep(ch, self.sw.playback_seconds, on_break=True) == "break":
-                    status = "break"
+                try:
+                    if self._sleep(ch, self.sw.playback_seconds, on_break=True) == "break":
+                        status = "break"
+                finally:
+                    self._played(ch, file, status)
+                if status == "break":
                     break
         finally:
             self.sw.ev.fire("PLAYBACK_STOP", ch, mid=[*mid, ("Playback-Status", status)])
@@ -401,50 +418,19 @@ class Apps:
         return "_none_"
 
     def voicemail(self, ch: Channel, data: str) -> str:
+        """The caller model: the greeting, a message of ``voicemail_seconds``, then the caller
+        hangs up and mod_voicemail delivers it (:mod:`ccd.fakeswitch.voicemail`)."""
         parts = data.split()
         box = parts[-1] if parts else ""
         if not ch.answered:
             self.sw.ev.answer(ch)
         self.sw.trace.record("voicemail", uuid=ch.uuid, box=box, party=ch.party or None)
         self.play(ch, "voicemail/vm-record_message.wav")
-        # The caller model: leave a message, then hang up.
         self._sleep(ch, self.sw.voicemail_seconds)
+        self.sw.hangup_channel(ch, "NORMAL_CLEARING")  # ends the recording
         self.sw.trace.record("voicemail_left", uuid=ch.uuid, box=box, party=ch.party or None)
-        self._message_left(ch, parts, box)
-        self.sw.hangup_channel(ch, "NORMAL_CLEARING")
+        self.sw.mailboxes.deliver(ch, data, self.sw.voicemail_seconds)
         raise HangupSignal()
-
-    def _message_left(self, ch: Channel, parts: list[str], box: str) -> None:
-        """mod_voicemail's ``vm::maintenance`` / ``leave-message`` (mod_voicemail.c
-        ``deliver_vm``, 1.10.12): the VM-* headers, then the caller's channel data and
-        variables (a CUSTOM event carries them); VM-UUID is the caller's channel."""
-        v = ch.variables
-        domain = parts[1] if len(parts) > 2 else ""
-        path = f"/var/lib/freeswitch/storage/voicemail/{parts[0] if parts else 'default'}"
-        headers = [
-            ("VM-Action", "leave-message"),
-            ("VM-User", box),
-            ("VM-Domain", domain),
-            ("VM-Caller-ID-Name", v.get("effective_caller_id_name") or ch.caller_id_name),
-            ("VM-Caller-ID-Number",
-             v.get("effective_caller_id_number") or ch.caller_id_number),
-            ("VM-File-Path", f"{path}/{domain}/{box}/msg_{ch.uuid}.wav"),
-            ("VM-Flags", "B_NORMAL"),
-            ("VM-Folder", "inbox"),
-            ("VM-UUID", ch.uuid),
-            ("VM-Message-Len", str(max(1, round(self.sw.voicemail_seconds)))),
-            ("VM-Timestamp", str(int(self.sw.clock.now()))),
-        ]  # fmt: skip
-        self.sw.bus.fire(
-            self.sw.factory.make(
-                "CUSTOM",
-                headers + channel_headers(ch),
-                subclass="vm::maintenance",
-                calling_file="mod_voicemail.c",
-                calling_function="deliver_vm",
-                calling_line=2896,
-            )
-        )
 
     def sched_transfer(self, ch: Channel, data: str) -> str:
         when, _, target = data.strip().partition(" ")

@@ -62,6 +62,7 @@ from ccd.fakeswitch.fsevents import EventBus, EventFactory
 from ccd.fakeswitch.phones import Behaviour, OutsideParty, Phone, Registrar
 from ccd.fakeswitch.switch_api import SwitchApi
 from ccd.fakeswitch.trace import Trace
+from ccd.fakeswitch.voicemail import Mailboxes
 
 log = structlog.get_logger()
 
@@ -107,6 +108,7 @@ class FakeSwitch(Bridging, Calls, SwitchApi):
         self.bus = EventBus()
         self.ev = ChannelEvents(self.factory, self.bus.fire, self.now_us, self.bus.wanted)
         self.registrar = Registrar(self.factory.make, self.bus.fire, self.clock.now)
+        self.mailboxes = Mailboxes(self.factory.make, self.bus.fire, self.clock.now)
         self._registrations_answer: tuple[tuple, str] | None = None  # show registrations
         self.apps = Apps(self)
         self.channels: dict[str, Channel] = {}

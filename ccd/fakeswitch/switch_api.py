@@ -168,9 +168,10 @@ class SwitchApi:
         if ch is None or ch.is_hungup:
             return "-ERR No such channel!\n"
         if rest[:1] == ["all"]:
-            kept = [m for m in ch.inbox if not (m[0] == "execute" and m[1] == "playback")]
+            # mod_commands break_function: switch_core_session_flush_private_events drops
+            # every message queued and not begun (broadcasts of any application, sendmsg
+            # executes and hangups alike), then what plays is broken.
             ch.inbox.clear()
-            ch.inbox.extend(kept)
         ch.break_requested = True
         ch.wake.set()
         return "+OK\n"

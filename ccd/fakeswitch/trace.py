@@ -1,7 +1,8 @@
 """What happened inside the fake FreeSWITCH, one JSON object per line.
 
 Each entry is ``{"t": <switch seconds>, "kind": <what>, ...details}`` — kinds
-such as ``ring``, ``answer``, ``bridge``, ``unbridge``, ``playback``, ``digits``,
+such as ``ring``, ``answer``, ``bridge``, ``unbridge``, ``playback`` (a file begins),
+``playback_stop`` (it ended: ``status`` ``done``, or ``break`` when cut), ``digits``,
 ``voicemail``, ``park``, ``transfer``, ``hangup``, ``register``, ``unregister``,
 ``originate_failed``. Tests and the demo read :attr:`Trace.entries` (or the
 file) to say what happened to callers and agents without parsing ESL events.

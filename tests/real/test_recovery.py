@@ -19,6 +19,7 @@ import time
 import pytest
 
 from tests.real.lab import bridged_pair, is_execute, queued, stamp, wait_for
+from tests.support.fs_order import MESSAGE_ORDER, message_order
 
 ABANDONED_AFTER = 3.0
 PATIENT = "+3612345610"  # waits past abandoned_after, then hangs up
@@ -50,9 +51,10 @@ CONFIG = {
 }
 
 #: Besides the witness's usual events: when mod_voicemail starts recording, when the
-#: caller's tone ends, and mod_voicemail's message event (CUSTOM last: every word after it
-#: is read as a subclass).
-RECORDING_EVENTS = ("RECORD_START", "PLAYBACK_STOP", "CUSTOM", "vm::maintenance")
+#: caller's tone ends, the caller's hangup, what ended the voicemail application, and
+#: mod_voicemail's message event (CUSTOM last: every word after it is read as a subclass).
+RECORDING_EVENTS = ("RECORD_START", "PLAYBACK_STOP", "CHANNEL_HANGUP",
+                    "CHANNEL_EXECUTE_COMPLETE", "CUSTOM", "vm::maintenance")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +159,15 @@ def test_message_left_in_the_queues_voicemail_becomes_a_voicemail_request(center
     )  # fmt: skip
     try:
         assert (left.get("VM-User"), left.get("VM-Caller-ID-Number")) == ("general", MESSAGE)
+        # Delivered after the caller's hangup, from the hung-up channel, before its end.
+        assert (left.get("Answer-State"), left.get("Hangup-Cause")) == ("hangup", "NORMAL_CLEARING")
+        assert (left.get("Channel-State"), left.get("Channel-Call-State")) == (
+            "CS_EXECUTE",
+            "ACTIVE",
+        )
+        assert left.var("ccd_queue") == "general"
+        hung_up(fs, caller, mark)
+        assert message_order(fs.snapshot()[mark:], caller.b, left.get("VM-User")) == MESSAGE_ORDER
         assert int(left.get("VM-Message-Len")) >= 3
         store = center.callbacks()
         request = wait_for(lambda: store.get(f"vm-{caller.b}"), 10, "the voicemail request")
