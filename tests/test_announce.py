@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ccd.core.announce import POSITION_PROMPT, announcement, queue_load
+from ccd.core.announce import POSITION_PROMPT, BusySince, announcement, parse_busy, queue_load
 from ccd.core.commands import Break, Broadcast, SayNumber, Transfer, UnsafeValue, to_esl
-from ccd.core.estimate import Estimate, QueueLoad
+from ccd.core.estimate import BusyAgent, Estimate, QueueLoad, estimate_wait
 from ccd.core.hunt import Hunt, Phase
 from ccd.core.queue import QueueRules
 from ccd.core.stats import QueueCounts
@@ -180,6 +180,28 @@ def test_queue_load_from_the_statistics():
     assert load.on_break == (None, None)
     assert load.abandoned == 2 and load.waited_total == 160.0
     assert load.answered == 8 and load.window == 900.0
+
+
+def test_queue_load_knows_how_long_each_busy_agent_has_been_so():
+    counts = QueueCounts(answered=8, handled=4, talk=480.0, wrapup=40.0)
+    agents = {"free": 0, "ringing": 1, "oncall": 3, "wrapup": 1, "break": 2}
+    busy = parse_busy(["oncall 900.5 ready", "oncall 700 break", "wrapup 990 logged_out",
+                       "ringing 998 ready", "break 400 break", "oncall x ready", "x"])  # fmt: skip
+    assert busy[0] == BusySince("oncall", 900.5, "ready") and len(busy) == 5
+    load = queue_load(agents, counts, 900.0, busy, now=1000.0)
+    assert load is not None
+    assert load.busy == (
+        BusyAgent("ringing", 2.0),
+        BusyAgent("oncall", 300.0, "break"),  # the longest call first
+        BusyAgent("oncall", 99.5),
+        BusyAgent("oncall"),  # counted, but its time is not known (written before)
+        BusyAgent("wrapup", 10.0, "logged_out"),
+    )
+    assert load.on_break == (600.0, None)
+    # It changes the estimate: a call of 300 s is likelier to end soon than one of 100 s.
+    known = estimate_wait(load, 1).seconds
+    unknown = estimate_wait(queue_load(agents, counts, 900.0), 1).seconds
+    assert known is not None and unknown is not None and known != unknown
 
 
 def test_the_announcement_in_minutes():

@@ -87,6 +87,15 @@ def test_third_in_line_hears_3_keeps_the_place_and_the_estimate_uses_history(
 
     first = fakeswitch.place_call("+3611111111", "First", digits=[SALES])
     eventually(lambda: bridged(fakeswitch, first), what="the first caller talks to alice")
+    # The estimate knows since when alice talks (the statistics keep it for the queue).
+    busy = calls_of(daemon).keys.stats_busy("sales")
+
+    def talking() -> list[str]:
+        entry = (client.hget(busy, "alice") or b"").decode().split()
+        return entry if entry[:1] == ["oncall"] else []
+
+    _, since, after = eventually(talking, what="alice on a call, since when")
+    assert after == "ready" and abs(float(since) - fakeswitch.clock.now()) < 60
     waiting = []
     for n, number in enumerate(("+3622222222", "+3633333333", "+3644444444")):
         waiting.append(fakeswitch.place_call(number, f"Caller {n}", digits=[SALES]))

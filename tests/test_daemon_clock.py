@@ -14,6 +14,7 @@ import pytest
 from ccd.cli.main import main
 from ccd.core import presence
 from ccd.store.agent import AgentRepository
+from ccd.store.dnc import DncList
 from ccd.store.node import DaemonClock, Nodes, daemon_clock
 from tests.support.cli_fixtures import cli_clock
 
@@ -106,3 +107,19 @@ def test_at_scale_1_the_wall_clock_is_used_whatever_is_stored(
     store.client.set(store.keys.node_clock("n1"), DaemonClock(0.0, 0.0, 1.0).pack(), px=3500)
     [row] = [row.split() for row in _status_agents(config, capsys)]
     assert row[5] == "1m00s"
+
+
+def test_dnc_days_left_are_the_daemons_days(tmp_path, redis_url, store, wall, capsys):
+    # The daemon (time scale 10, its clock 100,000 s ahead) listed a number for 180 days: the
+    # key lives 18 wall-clock days, which are 180 of the daemon's.
+    config = _config(tmp_path, redis_url, 10)
+    ahead = WALL + 100_000
+    DncList(store, time_scale=10, clock=lambda: ahead).add("+3612345678", 180 * 86400.0)
+    store.client.set(store.keys.node_clock("n1"), DaemonClock(ahead, WALL, 10.0).pack(), px=3500)
+    wall[0] = WALL + 8640  # a tenth of a day later on the wall clock: a whole day for it
+    capsys.readouterr()
+    assert main(["dnc", "list", "-c", str(config)]) == 0
+    [row] = capsys.readouterr().out.splitlines()[1:]
+    assert row.split()[:2] == ["+3612345678", "179.0d"]
+    assert main(["dnc", "check", "+3612345678", "-c", str(config)]) == 0
+    assert "179.0d left" in capsys.readouterr().out

@@ -154,6 +154,19 @@ def test_logout_while_on_a_call_takes_effect_when_the_call_ends():
     assert (s.login, s.logout_pending, s.activity) == (Login.LOGGED_OUT, False, Activity.WRAPUP)
 
 
+def test_a_pending_logout_is_said_with_every_state_and_its_cancel_too():
+    # The statistics keep what a busy agent does after its call (the estimated wait's input).
+    s = set_login(offer(ready(), LEG, 1).state, "logout", 2).state
+    out = answered(s, LEG, 3)
+    (fact,) = out.facts
+    assert fact.data["activity"] == "oncall" and fact.data["logout_pending"] is True
+    out = set_login(out.state, "login", 4)  # stays after all: nothing visible changes
+    assert not out.state.logout_pending
+    assert [(f.name, f.data) for f in out.facts] == [("agent.logout_cancelled", {"agent": "a1"})]
+    (fact,) = call_ended(out.state, LEG, 5, RULES).facts
+    assert "logout_pending" not in fact.data
+
+
 def test_logout_while_ringing_takes_effect_when_the_offer_ends():
     s = set_login(offer(ready(), LEG, 1).state, "logout", 2).state
     s = offer_failed(s, LEG, "no_answer", 3, RULES).state

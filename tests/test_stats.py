@@ -103,6 +103,7 @@ def test_every_counted_fact_is_documented():
         "call.unanswered": {}, "call.ended": {}, "callback.stored": {},
         "callback.connected": {}, "callback.unreached": {}, "agent.offered": {},
         "agent.no_answer": {}, "agent.state": {"activity": "idle"},
+        "agent.logout_pending": {}, "agent.logout_cancelled": {},
     }  # fmt: skip
     assert set(facts) == set(COUNTED)
     for name, data in facts.items():
@@ -137,6 +138,20 @@ def test_agent_offered_moves_to_ringing_for_the_queue_and_state_facts_move_too()
     assert (move.status, move.queues, move.queue) == ("break", ("sales",), None)
     (move,) = count(state, NOON, RULES)
     assert move.queues is None  # unknown: the store keeps the recorded ones
+
+
+def test_what_an_agent_does_after_its_call_rides_with_its_moves():
+    def then(name, **data):
+        (move,) = count(Fact(name, {"agent": "a", **data}), NOON, RULES)
+        return move.status, move.then
+
+    assert then("agent.state", login="ready", activity="oncall") == ("oncall", "ready")
+    assert then("agent.state", login="break", activity="oncall") == ("oncall", "break")
+    pending = {"login": "ready", "activity": "ringing", "logout_pending": True}
+    assert then("agent.state", **pending) == ("ringing", "logged_out")
+    assert then("agent.state", login="logged_out", activity="wrapup") == ("wrapup", "logged_out")
+    assert then("agent.logout_pending") == (None, "logged_out")  # the status stays
+    assert then("agent.logout_cancelled") == (None, "ready")
 
 
 def test_fold_sums_one_field_once_and_keeps_moves_in_order():

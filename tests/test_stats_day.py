@@ -27,9 +27,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from ccd.core.announce import BusySince
 from ccd.core.commands import Fact
 from ccd.core.queue import queue_order_key
 from ccd.core.stats import QueueStatsRules, StatsRules, fold, served_queues
+from ccd.store.batch import Batch
 from ccd.store.stats import StatsStore
 
 TZ = ZoneInfo("Europe/Budapest")
@@ -346,3 +348,52 @@ def test_a_bad_name_from_a_fact_is_skipped_not_raised(stats, store):
     assert stats.apply(pipe, fold(facts, RULES)) == 2  # sales' day and minute, not the bad one
     pipe.execute()
     assert store.client.hget(f"t:stats:queue:sales:{DAY}", "offered") == b"1"
+
+
+def test_each_queue_keeps_its_busy_agents_since_when_and_the_announcement_reads_them(stats, store):
+    """``stats:busy:<queue>``: the estimated wait's input, kept by the agent moves."""
+    client = store.client
+
+    def state(at, login="ready", activity="idle", served=("sales", "support"), **extra):
+        fact = Fact("agent.state", {"agent": "erin", "login": login, "registered": True,
+                                    "activity": activity, **extra})  # fmt: skip
+        stats.record(fold([(fact, at, served)], RULES))
+
+    def busy(queue):
+        return {k.decode(): v.decode() for k, v in client.hgetall(f"t:stats:busy:{queue}").items()}
+
+    state(t(9, 0))
+    assert busy("sales") == busy("support") == {}  # free: not kept
+    offered = Fact("agent.offered", {"agent": "erin", "queue": "sales", "call": "c1"})
+    stats.record(fold([(offered, t(9, 1))], RULES))
+    assert busy("sales") == {"erin": f"ringing {t(9, 1):.3f} ready"}
+    state(t(9, 1, 5), activity="oncall")
+    state(t(9, 2), login="break", activity="oncall")  # a break asked for during the call
+    assert busy("support") == {"erin": f"oncall {t(9, 1, 5):.3f} break"}  # since the answer
+    state(t(9, 5), login="break", activity="wrapup")
+    state(t(9, 5, 30), login="break")
+    assert busy("sales") == {"erin": f"break {t(9, 5, 30):.3f} break"}
+    # The agent's tags changed: it leaves support's set at its next write.
+    state(t(9, 10), login="break", served=("sales",))
+    assert busy("support") == {} and busy("sales") == {"erin": f"break {t(9, 5, 30):.3f} break"}
+    stats.record(fold([(Fact("agent.logout_pending", {"agent": "erin"}), t(9, 11))], RULES))
+    assert busy("sales")["erin"].endswith(" logged_out")
+    for queue in ("sales", "support"):  # a second agent, on a call in both
+        fact = Fact("agent.state", {"agent": "finn", "login": "ready", "registered": True,
+                                    "activity": "oncall"})  # fmt: skip
+        stats.record(fold([(fact, t(9, 12), (queue,))], RULES))
+    assert busy("support") == {"finn": f"oncall {t(9, 12):.3f} ready"}  # moved: support only
+
+    client.zadd("t:queue:sales", {"c9": 1.0})
+    heard = []
+    batch = Batch(client, store.scripts)
+    stats.announce(batch, "sales", "c9", t(9, 13), lambda *reply: heard.append(reply))
+    batch.execute()
+    ((position, agents, since, _, day, window),) = heard
+    assert day.handled == 0  # this test's day counted no call
+    assert position == 1 and window == 900.0 and agents["break"] == 1
+    assert since == [BusySince("break", t(9, 5, 30), "logged_out")]
+    pipe = client.pipeline()
+    stats.remove_agent(pipe, "erin", t(9, 14))
+    pipe.execute()
+    assert busy("sales") == {}

@@ -22,7 +22,7 @@ from ccd.cli.common import (
     session,
 )
 from ccd.core.numbers import InvalidNumber
-from ccd.store.dnc import DncList
+from ccd.store.dnc import DncEntry, DncList
 
 #: Longest ``ccd dnc add --days``: ten years; more is a typo (no period: ``--days 0``).
 MAX_DNC_DAYS = 3660
@@ -71,10 +71,17 @@ def _days(text: str | None, default: float) -> float | None:
     return None if days == 0 else days
 
 
-def _left(ttl_ms: int | None) -> str:
-    if ttl_ms is None:
+def _left(entry: DncEntry, now: float) -> str:
+    """The time left on the list, measured like every duration the commands show: the entry's
+    end by the daemon's clock minus ``now`` (:func:`ccd.cli.common.clock`, read in the
+    session: at a time scale the daemon's days, not the wall clock's); from the TTL when the
+    end is unknown."""
+    if entry.ttl_ms is None:
         return "forever"
-    seconds = ttl_ms / 1000
+    if entry.expires_at is not None:
+        seconds = max(0.0, entry.expires_at - now)
+    else:
+        seconds = entry.ttl_ms / 1000
     if seconds >= 86400:
         return f"{seconds / 86400:.1f}d"
     if seconds >= 3600:
@@ -113,6 +120,7 @@ def cmd_dnc_list(args: argparse.Namespace) -> int:
     with session(args) as s:
         dnc = _dnc(s)
         entries = dnc.list()
+        now = clock()
     if args.json:
         print(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -120,7 +128,7 @@ def cmd_dnc_list(args: argparse.Namespace) -> int:
         print("(no listed numbers)")
         return EXIT_OK
     rows = [
-        (e.number, _left(e.ttl_ms), printable_line(e.by), printable_line(e.reason)) for e in entries
+        (e.number, _left(e, now), printable_line(e.by), printable_line(e.reason)) for e in entries
     ]
     headers = ("number", "left", "by", "reason")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -134,6 +142,7 @@ def cmd_dnc_check(args: argparse.Namespace) -> int:
         dnc = _dnc(s)
         entry = dnc.get(args.number)  # InvalidNumber: refused; the check is strict here
         number = dnc.normalize(args.number)
+        now = clock()
     if args.json:
         print(json.dumps({"number": number, "listed": entry is not None,
                           "entry": entry.to_dict() if entry else None}))  # fmt: skip
@@ -141,5 +150,5 @@ def cmd_dnc_check(args: argparse.Namespace) -> int:
         print(f"{number} is not listed")
     else:
         reason = f" ({printable_line(entry.reason)})" if entry.reason else ""
-        print(f"{number} is listed, {_left(entry.ttl_ms)} left{reason}")
+        print(f"{number} is listed, {_left(entry, now)} left{reason}")
     return EXIT_OK if entry is not None else EXIT_NOT_LISTED

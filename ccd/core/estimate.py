@@ -10,14 +10,21 @@ knows now, not from a constant:
   call has lasted: a call of log-normal length with the queue's recent mean talk time is
   likely to end within t seconds with a probability that follows from it; then the recent
   wrap-up; an agent who asked for a break or a logout during the call frees up after the
-  break or never), on break (back after a typical break);
-* the queue's recent handle times (talk + wrap-up) for the calls the agents take next;
+  break or never), in wrap-up (what is left of the recent wrap-up), on break (back after a
+  typical break, soon when it has lasted longer);
+* the queue's recent handle times (talk + wrap-up) for the calls the agents take next, random
+  too: what is left of an agent's call and j more calls are taken as the log-normal of the
+  same mean and variance;
 * the callers ahead give up at the queue's recent abandon rate, so fewer releases are needed.
 
-Up to :data:`ORDER_LIMIT` callers ahead the number of agents freed by t is a sum of
-independent per-agent counts (a small dynamic programme), bisected for its median; further
-back a deterministic walk of the releases is as good and cheaper. Agents shared with other
-queues count with ``share``; with no agent known, the answer rate alone gives the estimate.
+Up to :data:`ORDER_LIMIT` callers ahead the number of releases by t (each agent freeing up 0,
+1, 2, ... times) is a sum of independent per-agent counts (a small dynamic programme; with
+more than :data:`MANY_AGENTS` agents, those unlikely to free up by t are counted together as
+a Poisson number), bisected for its median; further back a deterministic walk of the releases
+is as good and cheaper. Agents shared with other queues count with ``share``; with no agent
+known, the answer rate alone gives the estimate. How long each call, wrap-up and break has
+lasted comes from ``stats:busy:<queue>`` (:func:`ccd.core.announce.queue_load`); unknown, a
+call is taken at an unknown point of a typical one.
 
 A caller whose estimate is beyond the overflow horizon (they would reach ``overflow_time``
 before an agent) is told so with ``beyond_horizon``: the engine plays the callback offer
@@ -42,9 +49,13 @@ DEFAULT_TALK_CV = 0.6
 #: A call already longer than the typical one is expected to last this share of a typical
 #: call more in the fluid walk (handle times have long tails).
 OVERRUN_SHARE = 0.3
-#: The order-statistic estimate is used up to this many callers ahead (and twice the agents);
-#: further back the fluid walk is as good and cheaper.
+#: The order-statistic estimate is used up to this many callers ahead; further back the
+#: fluid walk is as good and cheaper.
 ORDER_LIMIT = 60
+#: Beyond this many agents, those with less than :data:`RARE` chance of freeing up by t
+#: are counted together: their number of releases is taken as Poisson (cheaper, as exact).
+MANY_AGENTS = 64
+RARE = 0.05
 #: The fluid walk's bound on its steps (positions beyond are extrapolated at the full rate).
 MAX_STEPS = 2000
 
@@ -80,7 +91,7 @@ class QueueLoad:
     talk_cv: float = DEFAULT_TALK_CV
     on_break: tuple[float | None, ...] = ()
     break_length: float = 900.0
-    abandoned: int = 0
+    abandoned: float = 0
     waited_total: float = 0.0
     answered: int = 0
     window: float = 900.0
@@ -132,11 +143,13 @@ class _Talk:
         sigma2 = math.log(1 + max(cv, 0.05) ** 2)
         self.sigma = math.sqrt(sigma2)
         self.mu = math.log(max(mean, 1.0)) - sigma2 / 2
+        self.mean = math.exp(self.mu + sigma2 / 2)
+        self.var = self.mean**2 * (math.exp(sigma2) - 1)
 
     def survival(self, x: float) -> float:
         if x <= 0:
             return 1.0
-        return 0.5 * math.erfc((math.log(x) - self.mu) / (self.sigma * math.sqrt(2)))
+        return 0.5 * math.erfc((math.log(x) - self.mu) / (self.sigma * _SQRT2))
 
     def left_by(self, elapsed: float, t: float) -> float:
         """P(a call already ``elapsed`` long ends within ``t`` more seconds)."""
@@ -145,57 +158,137 @@ class _Talk:
         alive = self.survival(elapsed)
         return 1.0 - self.survival(elapsed + t) / alive if alive > 1e-12 else 1.0
 
+    def residual(self, elapsed: float) -> tuple[float, float]:
+        """Mean and variance of what is left of a call already ``elapsed`` long."""
+        if elapsed <= 0:
+            return self.mean, self.var
+        z = (math.log(elapsed) - self.mu) / self.sigma
+        alive = 0.5 * math.erfc(z / _SQRT2)
+        if alive < 1e-12:  # far beyond any call: a short while more
+            return OVERRUN_SHARE * self.mean, (OVERRUN_SHARE * self.mean) ** 2
+        s = self.sigma
+        first = self.mean * 0.5 * math.erfc((z - s) / _SQRT2) / alive
+        second = math.exp(2 * self.mu + 2 * s * s) * 0.5 * math.erfc((z - 2 * s) / _SQRT2) / alive
+        return max(first - elapsed, 0.0), max(second - first * first, 0.0)
 
-def _sources(load: QueueLoad, talk: _Talk, wrapup: float, handle: float):
-    """Per agent, t -> (P(it frees up for a caller by t), P(twice by t)); free agents have
-    taken the first callers already and count from their next call."""
 
-    def fixed(at: float):
-        return lambda t: (float(t >= at), float(t >= at + handle))
+_SQRT2 = math.sqrt(2.0)
 
+
+class _Agent:
+    """One agent serving the queue: when it frees up for a caller, once and again. The first
+    time when its call (with the wrap-up, and a break it asked for after it) ends, or at a
+    fixed time (wrap-up, break); the next ones after calls of the queue's handle time (talk
+    log-normal: what is left of the first and j more calls is taken as the log-normal of the
+    same mean and variance)."""
+
+    __slots__ = ("_alive", "_elapsed", "_later", "_mean", "_shift", "_talk", "_var", "fixed")
+
+    def __init__(
+        self, talk: _Talk, wrapup: float, *, elapsed: float = 0.0, pause: float = 0.0,
+        fixed: float | None = None,
+    ) -> None:  # fmt: skip
+        self._talk, self._elapsed, self.fixed = talk, elapsed, fixed
+        if fixed is None:
+            self._shift = wrapup + pause
+            self._alive = talk.survival(elapsed)
+            rest, self._var = talk.residual(elapsed)
+            self._mean = rest + self._shift
+        else:
+            self._mean, self._var = fixed, 0.0
+        self._later: list[tuple[float, float]] = []  # per j: (log median, 1 / (sigma sqrt 2))
+
+    def first(self, t: float) -> float:
+        if self.fixed is not None:
+            return float(t >= self.fixed)
+        x = t - self._shift
+        if x <= 0:
+            return 0.0
+        if self._alive <= 1e-12:
+            return 1.0
+        return 1.0 - self._talk.survival(self._elapsed + x) / self._alive
+
+    def counts(self, t: float, need: int, handle: float, spread: float) -> list[float]:
+        """[P(it frees up at least m times by t), m = 1, 2, ...], up to ``need`` or until
+        nothing is left to it."""
+        p = self.first(t)
+        out = []
+        later = self._later
+        log_t = math.log(t) if t > 0 else -math.inf
+        j = 0
+        while p > 1e-9 and j < need:
+            out.append(p)
+            if j == len(later):
+                mean, var = self._mean + (j + 1) * handle, self._var + (j + 1) * spread
+                sigma2 = math.log(1 + var / (mean * mean))
+                later.append((math.log(mean) - sigma2 / 2, 1 / math.sqrt(2 * sigma2)))
+            median, scale = later[j]
+            j += 1
+            p = min(p, 0.5 * math.erfc((median - log_t) * scale))
+        return out
+
+
+def _agents(load: QueueLoad, talk: _Talk, wrapup: float) -> list[_Agent]:
+    """The agents that will take callers; free ones have taken the first callers already
+    and count from the end of that call."""
     out = []
     for agent in load.busy:
         if agent.then == "logged_out":
             continue
         pause = load.break_length if agent.then == "break" else 0.0
         if agent.status == "wrapup":
-            out.append(fixed(max(0.0, wrapup - (agent.elapsed or 0.0)) + pause))
-            continue
-        elapsed = agent.elapsed or 0.0 if agent.status == "oncall" else 0.0
-
-        def call(t: float, e: float = elapsed, p: float = pause) -> tuple[float, float]:
-            first = talk.left_by(e, t - wrapup - p)
-            return first, min(first, talk.left_by(e, t - wrapup - p - handle))
-
-        out.append(call)
+            left = max(0.0, wrapup - (agent.elapsed or 0.0))
+            out.append(_Agent(talk, wrapup, fixed=left + pause))
+        else:
+            elapsed = agent.elapsed or 0.0 if agent.status == "oncall" else 0.0
+            out.append(_Agent(talk, wrapup, elapsed=elapsed, pause=pause))
     for elapsed in load.on_break:
         left = load.break_length / 2 if elapsed is None else load.break_length - elapsed
-        out.append(fixed(max(left, OVERRUN_SHARE * load.break_length)))
-    for _ in range(load.free_agents):
-        out.append(lambda t: (talk.left_by(0.0, t - wrapup), 0.0))
+        out.append(_Agent(talk, wrapup, fixed=max(left, OVERRUN_SHARE * load.break_length)))
+    out += [_Agent(talk, wrapup)] * load.free_agents
     return out
 
 
 def _order_statistic(load: QueueLoad, ahead: int, talk: _Talk, wrapup: float) -> float:
     """The median time by which the callers ahead are served and one more agent frees up:
-    the number of agents freed by t is a sum of independent per-agent counts (0, 1, 2)."""
-    sources = _sources(load, talk, wrapup, load.handle)
+    the number of releases by t is a sum of independent per-agent counts (0, 1, 2, ...)."""
+    agents = _agents(load, talk, wrapup)
+    many = len(agents) > MANY_AGENTS
+    handle, spread = talk.mean + wrapup, talk.var
     hazard = load.abandon_hazard
 
     def served_by(t: float) -> float:
         # The callers ahead give up meanwhile: fewer releases are needed.
         need = max(1, round(1 + ahead * math.exp(-hazard * t / 2)))
-        dist = [1.0] + [0.0] * need
-        for source in sources:
-            p1, p2 = source(t)
-            q = (1.0 - p1, p1 - p2, p2)
-            new = [0.0] * (need + 1)
-            for n, pn in enumerate(dist):
-                if pn:
-                    for step, pq in enumerate(q):
-                        new[min(n + step, need)] += pn * pq
-            dist = new
-        return dist[need]
+        below = [1.0]  # P(exactly j releases by t), j < need (up to the last with a chance)
+        rare = 0.0  # releases expected of the agents unlikely to free up by t (many agents)
+        for agent in agents:
+            probs = agent.counts(t, need, handle, spread)
+            if not probs:
+                continue
+            if probs[0] < RARE and many:
+                rare += sum(probs)
+                continue
+            exact = [1.0 - probs[0]]  # P(exactly m) for this agent, m = 0, 1, ...
+            exact += [probs[m] - probs[m + 1] for m in range(len(probs) - 1)]
+            exact.append(probs[-1])
+            size = min(need, len(below) + len(exact) - 1)
+            new = [0.0] * size
+            for m, pm in enumerate(exact[:size]):
+                if pm > 0:
+                    end = min(size, m + len(below))
+                    new[m:end] = [a + b * pm for a, b in zip(new[m:end], below, strict=False)]
+            below = new
+        if rare > 0:  # their number is Poisson (Le Cam): convolved once
+            term, poisson = math.exp(-rare), []
+            for j in range(need):
+                poisson.append(term)
+                term *= rare / (j + 1)
+            below = [
+                sum(below[k] * poisson[j - k] for k in range(min(j + 1, len(below))))
+                for j in range(need)
+            ]
+        return 1.0 - sum(below)
 
     hi = 60.0
     while served_by(hi) < 0.5:
@@ -203,7 +296,7 @@ def _order_statistic(load: QueueLoad, ahead: int, talk: _Talk, wrapup: float) ->
         if hi > 86400:
             return hi
     lo = 0.0
-    for _ in range(24):
+    while hi - lo > max(0.5, 0.002 * hi):
         mid = (lo + hi) / 2
         if served_by(mid) >= 0.5:
             hi = mid
@@ -284,7 +377,7 @@ def estimate_wait(
         ahead -= load.free_agents
         talk = load.talk or DEFAULT_TALK
         wrapup = DEFAULT_WRAPUP if load.wrapup is None else load.wrapup
-        if ahead < min(ORDER_LIMIT, 2 * load.serving):
+        if ahead < ORDER_LIMIT:
             seconds = _order_statistic(load, ahead, _Talk(talk, load.talk_cv), wrapup)
         else:
             seconds = _fluid(load, ahead, talk, wrapup)

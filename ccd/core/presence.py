@@ -199,6 +199,8 @@ def _state_fact(old: AgentState, new: AgentState, reason: str) -> list[Fact]:
         "activity": str(new.activity),
         "reason": reason,
     }
+    if new.logout_pending:  # the statistics' estimate: it leaves after the call
+        data["logout_pending"] = True
     if old.activity != new.activity:
         data["previous_activity"] = str(old.activity)
     if old.login != new.login:
@@ -252,7 +254,10 @@ def set_login(state: AgentState, action: str, now: float) -> Outcome:
     changes: dict[str, Any] = {"login": target, "logout_pending": False}
     if target is Login.BREAK or state.login is Login.LOGGED_OUT:
         changes["missed_offers"] = 0
-    return _settle(state, dataclasses.replace(state, **changes), now, action)
+    extra = []
+    if state.logout_pending:  # it stays after all (no visible change when it stays ready)
+        extra.append(Fact("agent.logout_cancelled", {"agent": state.agent_id}))
+    return _settle(state, dataclasses.replace(state, **changes), now, action, extra)
 
 
 def set_registered(state: AgentState, registered: bool, now: float) -> Outcome:

@@ -110,7 +110,10 @@ COUNTED: Mapping[str, str] = {
     "callback.unreached": "queue: callbacks_unreached +1",
     "agent.offered": "agent: offered +1; move to ringing, talk/wrap-up attributed to the queue",
     "agent.no_answer": "agent: missed +1",
-    "agent.state": "move to agent_status(login, registered, activity)",
+    "agent.state": "move to agent_status(login, registered, activity); what the agent does"
+    " after its call: break (login break), logged_out (logout pending) or ready",
+    "agent.logout_pending": "what the agent does after its call: logged_out",
+    "agent.logout_cancelled": "what the agent does after its call: ready",
 }
 
 _QUEUE_ONE = {
@@ -247,6 +250,7 @@ class AgentMove:
     queues: tuple[str, ...] | None = None
     queue: str | None = None
     queue_day: Counter | None = None
+    then: str | None = None
 
 
 class Folded(NamedTuple):
@@ -295,6 +299,14 @@ def agent_status(login: str, registered: bool, activity: str) -> str:
     if login != "ready":
         return "logged_out"
     return "free" if registered else "unregistered"
+
+
+def _then(data: Mapping[str, Any]) -> str:
+    """What an agent does after its call, from an ``agent.state`` fact."""
+    login = data.get("login")
+    if data.get("logout_pending") or login == "logged_out":  # in wrap-up after a logout
+        return "logged_out"
+    return "break" if login == "break" else "ready"
 
 
 def served_queues(tags: Iterable[str], queue_tags: Mapping[str, Iterable[str]]) -> tuple[str, ...]:
@@ -354,7 +366,10 @@ def count(
             str(data.get("login", "")), bool(data.get("registered")), str(data.get("activity", ""))
         )
         queues = None if served is None else tuple(served)
-        return [_move(agent, status, at, rules, queues=queues)]
+        return [_move(agent, status, at, rules, queues=queues, then=_then(data))]
+    if name in ("agent.logout_pending", "agent.logout_cancelled") and isinstance(agent, str):
+        then = "logged_out" if name == "agent.logout_pending" else "ready"
+        return [_move(agent, None, at, rules, then=then)] if agent else []
     if name in ("agent.offered", "agent.no_answer") and isinstance(agent, str) and agent:
         add_agent("offered" if name == "agent.offered" else "missed")
         if name == "agent.offered" and isinstance(queue, str) and queue:

@@ -382,11 +382,16 @@ class Hunting:
         call = hunt.call_uuid
 
         def read(
-            position: int | None, agents: Mapping[str, int], recent: Any, window: float
+            position: int | None,
+            agents: Mapping[str, int],
+            busy: Any,
+            recent: Any,
+            day: Any,
+            window: float,
         ) -> None:
             if position is None or self.hunts.get(call) is not hunt:
                 return
-            load = queue_load(agents, recent, window)
+            load = queue_load(agents, recent, window, busy, now, day)
             self.drive(hunt, hunt.on_announce(position, load, now), now)
 
         stats.store.announce(self.io.batch, hunt.rules.name, call, now, read)

@@ -105,12 +105,14 @@ class StatsFeed:
         only has its time so far added up (ccd.store.stats' agent move)."""
         for agent in agents:
             state = agent.at(now).state
-            data = {
+            data: dict[str, object] = {
                 "agent": agent.id,
                 "login": str(state.login),
                 "registered": state.registered,
                 "activity": str(state.activity),
             }
+            if state.logout_pending:  # what it does after its call (the estimated wait)
+                data["logout_pending"] = True
             served = served_queues(agent.tags, self._queue_tags)
             self._add(Fact("agent.state", data), now, served)
 

@@ -11,7 +11,9 @@ Theory of operation
   The period IS the key's TTL (``SET … PX``): the entry lapses on time in Redis itself, with no
   timer in the daemon, and survives daemon restarts. ``ttl_seconds=None`` lists a number with
   no expiry (until ``remove``). ``expires_at`` is the same instant by the clock given to
-  :class:`DncList`, for display only; what counts is the TTL (``DncEntry.ttl_ms``).
+  :class:`DncList` (the daemon's, at a time scale), for display: ``ccd dnc list`` shows the
+  time left as ``expires_at`` minus the daemon's now; what counts is the TTL
+  (``DncEntry.ttl_ms``, wall-clock milliseconds).
 * Numbers are normalised (:mod:`ccd.core.numbers`) before they become keys, so ``06 1 234 5678``,
   ``+36 1 234 5678`` and ``003612345678`` are one entry.
 * Adding a listed number again replaces its entry: the new period starts now.
@@ -137,7 +139,8 @@ class DncList:
             if ttl_seconds is None
             else max(1, math.ceil(ttl_seconds * 1000 / self._time_scale))
         )
-        expires_at = None if ttl_ms is None else now + ttl_ms / 1000
+        # The clock's instant: at a time scale the clock runs that much faster than the TTL.
+        expires_at = None if ttl_seconds is None else now + ttl_seconds
         record = {
             "number": normalized,
             "reason": reason,

@@ -223,5 +223,10 @@ class Keys:
         """Agents by status (a hash status → count): of one queue, or of the whole centre."""
         return self._key("stats", "agents", queue) if queue else self._key("stats", "agents")
 
+    def stats_busy(self, queue: str) -> str:
+        """A queue's agents ringing, on a call, in wrap-up or on break (a hash agent →
+        ``"<status> <since> <after the call>"``): the estimated wait's input."""
+        return self._key("stats", "busy", queue)
+
 
 # Shared Lua helpers, put in front of every registered script (Lua 5.1 in Redis).

@@ -27,7 +27,11 @@ Theory of operation
   minute, and moves the agent from the old status to the new one in ``stats:agents`` (the
   centre) and ``stats:agents:<queue>`` (each queue it serves; a hash status → count). So
   "agents by state" is one HGETALL per queue at 20,000 agents, and a change of the agent's
-  queues (tags) moves it the next time its status is written.
+  queues (tags) moves it the next time its status is written. An agent ringing, on a call,
+  in wrap-up or on break is also in ``stats:busy:<queue>`` of each queue it serves (agent →
+  ``"<status> <from> <after>"``: ``from`` when the status began, ``after`` what it does once
+  the call ends, also kept in ``stats:agent_now``): the estimated wait's input, read with the
+  announcement, as big as the queue's busy agents.
 * Waiting calls are not counted apart: ``queue:<name>`` (ccd.store.call) is the truth. ZCARD
   gives the count; the longest wait is the oldest arrival, found by walking the priority bands
   of the order key (:func:`ccd.core.queue.queue_order_key`: a few ZRANGEBYSCORE .. LIMIT 0 1,
@@ -44,12 +48,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 import redis
 import structlog
 
+from ccd.core.announce import BusySince, parse_busy
 from ccd.core.queue import PRIORITY_STEP, order_key_parts
 from ccd.core.stats import (
     FLOAT_FIELDS,
@@ -86,11 +91,13 @@ _LUA_APPLY = r"""
 -- {increments, expiries, moves}:
 --   increments  {key, field, amount as text, 1 = seconds (HINCRBYFLOAT) | 0 = count}
 --   expiries    {key, expire_at (epoch seconds, or 0), ttl (seconds, or 0)}
---   moves       {stats:agent_now:<agent>, move}; move: status (nil: keep), at, day, day_exp,
---               prev, prev_exp, since_day, minute, minute_ttl, queues (nil: keep), queue,
---               qday, qday_exp (nil: no queue call offered now), remove.
+--   moves       {stats:agent_now:<agent>, move}; move: agent, status (nil: keep), at, day,
+--               day_exp, prev, prev_exp, since_day, minute, minute_ttl, queues (nil: keep),
+--               queue, qday, qday_exp (nil: no queue call offered now), after (what the agent
+--               does once its call ends; nil: keep), remove.
 local prefix = ARGV[1]
 local ops = cmsgpack.unpack(ARGV[2])
+local SINCE = {ringing = true, oncall = true, wrapup = true, ["break"] = true}
 
 local function add(key, exp, field, secs, ttl)
   redis.call("HINCRBYFLOAT", key, field, string.format("%.3f", secs))
@@ -98,9 +105,11 @@ local function add(key, exp, field, secs, ttl)
 end
 
 local function move(now_key, op)
-  local cur = redis.call("HMGET", now_key, "status", "since", "queues", "q", "qday", "qexp")
+  local cur = redis.call("HMGET", now_key, "status", "since", "queues", "q", "qday", "qexp",
+                         "from", "after")
   local old, since, oldq = cur[1], tonumber(cur[2]), cur[3] or ""
   local q, qday, qexp = cur[4], cur[5], cur[6]
+  local from, after = tonumber(cur[7]) or since, op.after or cur[8] or "ready"
   local at = tonumber(op.at)
   local new = op.status or old
   if op.remove then new = nil end
@@ -150,13 +159,30 @@ local function move(now_key, op)
       end
     end
   end
-  -- 4. the record
+  -- 4. per queue, since when each agent is busy or on break and what it does next
+  if since == nil or at > since then since = at end
+  if old ~= new or from == nil then from = since end
+  local entry = nil
+  if new and SINCE[new] then entry = new .. " " .. string.format("%.3f", from) .. " " .. after end
+  if old and SINCE[old] then
+    for name in string.gmatch(oldq, "[^,]+") do
+      if not entry or not string.find("," .. newq .. ",", "," .. name .. ",", 1, true) then
+        redis.call("HDEL", prefix .. "stats:busy:" .. name, op.agent)
+      end
+    end
+  end
+  if entry then
+    for name in string.gmatch(newq, "[^,]+") do
+      redis.call("HSET", prefix .. "stats:busy:" .. name, op.agent, entry)
+    end
+  end
+  -- 5. the record
   if not new then
     redis.call("DEL", now_key)
     return
   end
-  if since == nil or at > since then since = at end
-  redis.call("HSET", now_key, "status", new, "since", string.format("%.3f", since), "queues", newq)
+  redis.call("HSET", now_key, "status", new, "since", string.format("%.3f", since), "queues", newq,
+             "from", string.format("%.3f", from), "after", after)
   if q then
     redis.call("HSET", now_key, "q", q, "qday", qday, "qexp", qexp)
   else
@@ -206,17 +232,29 @@ return out
 
 
 _LUA_ANNOUNCE = r"""
--- One position announcement's read. KEYS[1] queue:<name>, KEYS[2] stats:agents:<name>, then
--- the queue's minute buckets of the window; ARGV[1] the call.
--- {rank in the queue (0: first) or false, agents by status (flat), per bucket its fields (flat)}
-local out = {redis.call("ZRANK", KEYS[1], ARGV[1]) or false, redis.call("HGETALL", KEYS[2])}
-for i = 3, #KEYS do out[#out + 1] = redis.call("HGETALL", KEYS[i]) end
+-- One position announcement's read. KEYS[1] queue:<name>, KEYS[2] stats:agents:<name>,
+-- KEYS[3] stats:busy:<name>, KEYS[4] the queue's day, then its minute buckets of the window;
+-- ARGV[1] the call. {rank in the queue (0: first) or false, then each hash (flat)}
+local out = {redis.call("ZRANK", KEYS[1], ARGV[1]) or false}
+for i = 2, #KEYS do out[#out + 1] = redis.call("HGETALL", KEYS[i]) end
 return out
 """
 
-#: What an announcement's read answers: (position from 1, or None: not in the queue; agents
-#: by status; the queue's counters over the window; the window in seconds).
-Announced = Callable[[int | None, Mapping[str, int], QueueCounts, float], None]
+
+class Announced(Protocol):
+    """What an announcement's read answers: the position from 1 (None: not in the queue), the
+    agents by status, those busy or on break since when, the queue's counters over the
+    window and of its day, the window in seconds."""
+
+    def __call__(
+        self,
+        position: int | None,
+        agents: Mapping[str, int],
+        busy: Sequence[BusySince],
+        recent: QueueCounts,
+        day: QueueCounts,
+        window: float,
+    ) -> None: ...
 
 
 def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
@@ -306,6 +344,7 @@ class StatsStore:
         """One agent move as the script takes it: (stats:agent_now key, its fields)."""
         keys = self._keys
         data: dict[str, Any] = {
+            "agent": move.agent,
             "at": move.at,
             "day": self.counter_key(move.day),
             "day_exp": move.day.expire_at,
@@ -319,6 +358,8 @@ class StatsStore:
             data["remove"] = True
         if move.status is not None:
             data["status"] = move.status
+        if move.then is not None:
+            data["after"] = move.then
         # The Lua builds stats:agents:<queue> from these names: check them as Keys does.
         if move.queues is not None:
             for name in move.queues:
@@ -360,26 +401,30 @@ class StatsStore:
 
     def announce(self, batch: Batch, queue: str, call: str, at: float, then: Announced) -> None:
         """Append one position announcement's read to the engine's unit of work (no round
-        trip of its own): the call's rank in ``queue:<queue>``, the queue's agents by status
-        and its counters over the shortest window (its minute buckets), in one script call
-        whose cost does not grow with the number of waiting calls."""
+        trip of its own): the call's rank in ``queue:<queue>``, the queue's agents by status,
+        those busy or on break since when (``stats:busy:<queue>``), its counters of the day
+        and over the shortest window (its minute buckets), in one script call whose cost
+        grows with the agents busy in the queue, not with the waiting calls or the centre."""
         keys = self._keys
         minutes = min(self.rules.windows)
         last = minute_of(at)
         buckets = [
             keys.stats_queue_minute(queue, str(m)) for m in range(last - minutes + 1, last + 1)
         ]
-        names = [keys.queue(queue), keys.stats_agents(queue), *buckets]
+        day = keys.stats_queue_day(queue, day_of(at, self.rules.queue(queue).tz))
+        names = [keys.queue(queue), keys.stats_agents(queue), keys.stats_busy(queue), day]
 
         def read(reply: Any) -> None:
-            rank, agents, *counts = reply
+            rank, agents, busy, today, *counts = reply
             total = QueueCounts()
             for raw in counts:
                 total = total + QueueCounts.from_fields(_pairs(raw))
             position = None if rank is None or rank is False else int(rank) + 1
-            then(position, agents_by_status(_pairs(agents)), total, 60.0 * minutes)
+            busy_since = parse_busy(_text(value) for value in busy[1::2])
+            then(position, agents_by_status(_pairs(agents)), busy_since, total,
+                 QueueCounts.from_fields(_pairs(today)), 60.0 * minutes)  # fmt: skip
 
-        batch.script("stats_announce", names, [call], read)
+        batch.script("stats_announce", [*names, *buckets], [call], read)
 
     def snapshot(self, queues: Sequence[str], at: float, *, callers: int = 0) -> Snapshot:
         """Now: per queue the calls waiting, the oldest arrival, agents by status and the
