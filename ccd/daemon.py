@@ -516,7 +516,7 @@ def _freeze_heap() -> None:
     Once the first resync has loaded what the daemon keeps (agents, calls, compiled
     config), it is collected once and frozen: later full collections walk only what came
     after. Young collections run less often (``GC_YOUNG_THRESHOLD``, from the start), so
-    the temporaries of a dispatcher step (a resync slice decodes 128 records) die by
+    the temporaries of a dispatcher step (a resync slice decodes 32 records) die by
     reference count before they are promoted, instead of piling up for the next full
     collection.
     """

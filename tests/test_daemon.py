@@ -389,3 +389,18 @@ def test_agent_answering_while_no_daemon_runs_is_bridged_by_the_restarted_one(
         ),
         what="alice on the call",
     )
+
+
+def test_configured_agents_are_seeded_in_slices_between_events(fakeswitch, start_daemon):
+    """Every resync makes sure the configured agents exist; at 20,000 that was 20,000 reads
+    in one dispatcher step. Now one read a slice, and only a missing or moved agent written."""
+    from ccd.engine.resync import AGENT_SLICE
+
+    configured = {f"a{n:04d}": {"extension": str(2000 + n), "tags": ["sales"]} for n in range(150)}
+    daemon = start_daemon(fakeswitch, agents=configured)
+    agents = agents_of(daemon)
+    assert agents.require("a0149").extension == "2149"
+    daemon.store.client.delete(daemon.store.keys.agent("a0007"))  # gone from Redis
+    steps = eventually(lambda: list(daemon.control.seeding(daemon.now())), what="seeded")
+    assert len(steps) == -(-150 // AGENT_SLICE)  # one step a slice
+    assert agents.require("a0007").extension == "2007"  # written again

@@ -30,7 +30,7 @@ the callback dialer first (its legs are not queue calls), then to hunting, then 
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import structlog
@@ -53,6 +53,7 @@ from ccd.engine.overflow import Overflow
 from ccd.engine.presence import AgentPresence
 from ccd.engine.reconfigure import Reconfigure
 from ccd.engine.recovery import Recovery
+from ccd.engine.resync import AGENT_SLICE as SEED_SLICE
 from ccd.engine.resync import Resync
 from ccd.engine.stats import StatsFeed
 from ccd.store.agent import AgentError, AgentRepository
@@ -166,7 +167,7 @@ class CallControl:
             fresh=self.fresh,
             on_parked=self.entry.on_parked,
             on_feature_code=self.feature_codes.on_feature_code,
-            seed_agents=self.seed_agents,
+            seed_agents=self.seeding,
             ask_snapshot=ask_snapshot,
         )
         self.reconfigurer = Reconfigure(
@@ -197,12 +198,26 @@ class CallControl:
         """Agents named in the configuration exist in Redis (run-time changes win). The
         first time (and after Redis lost its data) every agent's status goes to the
         statistics, so agents by status count the ones that have not changed since."""
-        for agent_id, agent in self.config.agents.items():
-            try:
-                self.agents.ensure(agent_id, agent.extension, agent.tags, now)
-            except AgentError as exc:
-                # One conflicting entry must not keep the daemon from serving calls.
-                log.error("agent.config_conflict", agent=agent_id, error=str(exc))
+        for _ in self.seeding(now):
+            pass
+
+    def seeding(self, now: float) -> Iterator[None]:
+        """:meth:`seed_agents` a slice at a time (each resync does it, between events): one
+        read of SEED_SLICE records, and only an agent missing or on another extension is
+        written. One GET per agent in one step held the dispatcher 2-4 s at 20,000."""
+        configured = list(self.config.agents.items())
+        for start in range(0, len(configured), SEED_SLICE):
+            chunk = configured[start : start + SEED_SLICE]
+            known = {p.id: p.extension for p in self.agents.phones(a for a, _ in chunk)}
+            for agent_id, agent in chunk:
+                if known.get(agent_id) == agent.extension:
+                    continue
+                try:
+                    self.agents.ensure(agent_id, agent.extension, agent.tags, now)
+                except AgentError as exc:
+                    # One conflicting entry must not keep the daemon from serving calls.
+                    log.error("agent.config_conflict", agent=agent_id, error=str(exc))
+            yield
         if not self._stats_seeded:
             self.stats.seed(self.agents.all(), now)
             self._stats_seeded = True
