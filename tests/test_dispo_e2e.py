@@ -8,17 +8,8 @@ from __future__ import annotations
 import pytest
 
 from ccd.core import events as ev
-from tests.support.fakeswitch_fixtures import EslClient
 
 OUTSIDE = "0612345678"
-
-
-@pytest.fixture
-def esl(fakeswitch):
-    client = EslClient(fakeswitch.address)
-    assert client.command("event plain ALL") == "+OK event listener enabled plain"
-    yield client
-    client.close()
 
 
 @pytest.fixture

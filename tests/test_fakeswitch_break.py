@@ -12,20 +12,9 @@ queue (the kit's answers, ``tests/real/README.md``, "uuid_break and queued broad
 from __future__ import annotations
 
 import gevent
-import pytest
-
-from tests.test_fakeswitch_calls import EslClient
 
 MOH = "local_stream://moh"
 PROMPT = "ivr/ivr-you_are_number.wav"
-
-
-@pytest.fixture
-def esl(fakeswitch):
-    client = EslClient(fakeswitch.address)
-    assert client.command("event plain ALL") == "+OK event listener enabled plain"
-    yield client
-    client.close()
 
 
 def parked(fakeswitch, esl):

@@ -16,7 +16,6 @@ from ccd.core.esl_wire import FrameParser, decode_event
 from ccd.fakeswitch.dialstring import parse_dial_string, parse_originate, split_args
 from ccd.fakeswitch.switch import FakeSwitch
 from tests.support.captures import captures_dir
-from tests.support.fakeswitch_fixtures import EslClient
 
 CAPTURES = captures_dir() or Path("/nonexistent/fs-captures")
 
@@ -51,14 +50,6 @@ def captured(capture: str, uuid_prefix: str) -> list[str]:
         if f"[{uuid_prefix}]" in line:
             return [s.strip() for s in lines[i + 1].split("→")]
     raise AssertionError(f"{uuid_prefix} not in {capture}")
-
-
-@pytest.fixture
-def esl(fakeswitch: FakeSwitch):
-    client = EslClient(fakeswitch.address)
-    assert client.command("event plain ALL") == "+OK event listener enabled plain"
-    yield client
-    client.close()
 
 
 # -- parsing, as FreeSWITCH splits an originate line ---------------------------------

@@ -10,10 +10,7 @@ tests/test_recovery_e2e.py.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.support.fs_order import MESSAGE_ORDER, message_order
-from tests.test_fakeswitch_calls import EslClient
 
 CALLER = "+3612345613"
 
@@ -27,14 +24,6 @@ class _Seen:
 
     def get(self, key: str, default: str = "") -> str:
         return self.event.get(key, default)
-
-
-@pytest.fixture
-def esl(fakeswitch):
-    client = EslClient(fakeswitch.address)
-    assert client.command("event plain ALL") == "+OK event listener enabled plain"
-    yield client
-    client.close()
 
 
 def left_a_message(fakeswitch, esl):

@@ -95,3 +95,12 @@ class EslClient:
     def close(self) -> None:
         self.sock.close()
         self._reader.kill()
+
+
+@pytest.fixture
+def esl(fakeswitch: FakeSwitch) -> Iterator[EslClient]:
+    """An ESL client of the fake switch, subscribed to every event (plain)."""
+    client = EslClient(fakeswitch.address)
+    assert client.command("event plain ALL") == "+OK event listener enabled plain"
+    yield client
+    client.close()
