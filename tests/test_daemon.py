@@ -404,3 +404,28 @@ def test_configured_agents_are_seeded_in_slices_between_events(fakeswitch, start
     steps = eventually(lambda: list(daemon.control.seeding(daemon.now())), what="seeded")
     assert len(steps) == -(-150 // AGENT_SLICE)  # one step a slice
     assert agents.require("a0007").extension == "2007"  # written again
+
+
+def test_timers_wait_for_the_resync_but_not_for_ever(fakeswitch, start_daemon):
+    """After a reconnect the deadlines wait for the resync; one that keeps failing (here
+    `show channels` answers an error) must not stop every ring timer of the centre."""
+    fakeswitch.add_phone("1001", ring_forever=True)
+    fakeswitch.add_phone("1002", answer_after=1)
+    agents = {
+        "alice": {"extension": "1001", "tags": ["sales"]},
+        "bob": {"extension": "1002", "tags": ["sales", "x"]},
+    }
+    # FreeSWITCH's own originate timeout far beyond the daemon's ring timer (15 s).
+    routing = {"wrapup_time": 0, "originate_timeout_margin": 600}
+    daemon = start_daemon(fakeswitch, agents=agents, routing=routing)
+    login(daemon, "alice", "bob")
+    fakeswitch.api.register("show channels", lambda _args: "-ERR broken\n")
+    fakeswitch.stop_esl()
+    eventually(lambda: not daemon.synced, what="the outage noticed")
+    fakeswitch.start_esl()
+    eventually(lambda: daemon.esl.connected, what="reconnected")
+    caller = fakeswitch.place_call("+3612345678", "Timer", digits=[SALES])
+    # alice rings first (fewest tags); only her ring timer sends the call on to bob.
+    eventually(lambda: bridged(fakeswitch, caller), what="bob reached after alice's ring time")
+    assert offers(fakeswitch) == ["1001", "1002"]
+    assert not daemon.synced

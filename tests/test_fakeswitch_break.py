@@ -11,8 +11,6 @@ queue (the kit's answers, ``tests/real/README.md``, "uuid_break and queued broad
 
 from __future__ import annotations
 
-import gevent
-
 MOH = "local_stream://moh"
 PROMPT = "ivr/ivr-you_are_number.wav"
 
@@ -78,7 +76,6 @@ def test_break_all_cuts_the_music_playing(fakeswitch, esl):
 def test_a_break_finding_nothing_playing_does_not_cut_the_next_prompt(fakeswitch, esl):
     uuid = parked(fakeswitch, esl)
     assert esl.api(f"uuid_break {uuid} all") == "+OK\n"
-    gevent.sleep(0.05)
     assert esl.api(f"uuid_broadcast {uuid} {PROMPT} aleg") == "+OK Message sent\n"
     stop = esl.wait_event(lambda e: e.uuid == uuid and e.name == "PLAYBACK_STOP")
     assert stop.get("Playback-Status") == "done"
@@ -95,7 +92,13 @@ def _queued_set_then_break(fakeswitch, esl, flag: str) -> str:
     assert esl.command(f"sendmsg {uuid}", headers) == "+OK"
     assert esl.api(f"uuid_break {uuid}{flag}") == "+OK\n"
     esl.wait_event(lambda e: e.uuid == uuid and e.name == "PLAYBACK_STOP")
-    gevent.sleep(0.05)
+    # A barrier: messages run in order, so once this one has run, the probe has run too
+    # unless the break dropped it.
+    barrier = [("call-command", "execute"), ("execute-app-name", "set"),
+               ("execute-app-arg", "ccd_barrier=reached")]  # fmt: skip
+    assert esl.command(f"sendmsg {uuid}", barrier) == "+OK"
+    esl.wait_event(lambda e: e.uuid == uuid and e.name == "CHANNEL_EXECUTE_COMPLETE"
+                   and e.get("Application-Data") == "ccd_barrier=reached")  # fmt: skip
     return esl.api(f"uuid_getvar {uuid} ccd_probe")
 
 
