@@ -30,6 +30,7 @@ import msgpack
 import redis
 import structlog
 
+from ccd.adapters.clock import ScaledClock
 from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.inbox import Inbox
@@ -539,24 +540,6 @@ def _freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-class ScaledClock:
-    """Wall-clock epoch seconds that run ``scale`` times faster, anchored at creation.
-
-    With scale 1 it is plain ``time.time()``: the daemon's timestamps in Redis
-    are then real epoch seconds another daemon can compare with its own.
-    """
-
-    def __init__(self, scale: float = 1.0) -> None:
-        self.scale = scale
-        self._wall0 = time.time()
-        self._mono0 = time.monotonic()
-
-    def now(self) -> float:
-        if self.scale == 1:
-            return time.time()
-        return self._wall0 + (time.monotonic() - self._mono0) * self.scale
 
 
 def build_call_control(daemon: Daemon) -> CallControl:

@@ -83,7 +83,8 @@ def test_no_agent_serving_the_queue_gives_no_estimate_or_the_answer_rate():
 
 def test_shared_agents_serve_the_queue_at_their_share():
     half = QueueLoad(free_agents=0, busy=BUSY, talk=180.0, wrapup=20.0, share=0.5)
-    assert estimate_wait(half, 5).seconds == pytest.approx(2 * estimate_wait(LOAD, 5).seconds)
+    alone = estimate_wait(LOAD, 5).seconds
+    assert estimate_wait(half, 5).seconds == pytest.approx(2 * alone, abs=0.15)  # tenths
     with pytest.raises(ValueError):
         QueueLoad(free_agents=0, share=0)
 
