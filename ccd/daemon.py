@@ -20,13 +20,11 @@ import gc
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import gevent
 import gevent.event
-import msgpack
 import redis
 import structlog
 
@@ -34,6 +32,15 @@ from ccd.adapters.clock import ScaledClock
 from ccd.adapters.esl import Connected, Disconnected, EslClient, JobFailed, Reconnected
 from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.inbox import Inbox
+from ccd.adapters.inbox_items import (
+    GROUP,
+    Notified,
+    NotifyGap,
+    Received,
+    ResyncStep,
+    Tick,
+    received,
+)
 from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.snapshot import Snapshot, SnapshotReader
 from ccd.adapters.sse import FeedEndpoint
@@ -73,42 +80,6 @@ SUBSCRIBED_EVENTS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
-    now: float
-
-
-@dataclass(frozen=True, slots=True)
-class Notified:
-    """Another daemon reserved ``agent`` (its record) for ``call``, one of ours."""
-
-    call: str
-    agent: dict[str, Any]
-    leg: str
-    job: str
-
-    @classmethod
-    def decode(cls, data: bytes) -> Notified | None:
-        try:
-            value = msgpack.unpackb(data, raw=False)
-            call, agent = str(value["call"]), dict(value["agent"])
-            return cls(call, agent, str(value["leg"]), str(value["job"]))
-        except (ValueError, TypeError, KeyError, msgpack.UnpackException):
-            log.warning("daemon.notification_garbled")
-            return None
-
-
-#: The next slice of a resync's reconciliation (an inbox item).
-ResyncStep = object()
-#: Inbox items handled together before their Redis work is sent (one round trip).
-GROUP = 32
-
-
-@dataclass(frozen=True, slots=True)
-class NotifyGap:
-    """The notification channel was (re)subscribed: what it said meanwhile is unknown."""
-
-
 class Control(Protocol):
     """What the dispatcher drives: turns events into state changes and commands
     (:class:`ccd.engine.control.CallControl`, built by :func:`build_call_control`)."""
@@ -118,7 +89,7 @@ class Control(Protocol):
     def flush(self) -> None: ...
     def on_redis_lost(self, now: float) -> None: ...
     def resync_step(self, now: float) -> bool: ...
-    def on_event(self, event: EslEvent, now: float) -> None: ...
+    def on_event(self, decoded: Any, now: float, job: tuple[str, str] | None = None) -> None: ...
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None: ...
     def on_tick(self, now: float) -> None: ...
     def call_view(self, uuid: str) -> dict[str, Any] | None: ...
@@ -156,6 +127,7 @@ class Daemon:
             backoff_min=config.esl.backoff_min,
             backoff_max=config.esl.backoff_max,
             inbox=self.inbox,
+            deliver=self._received,
         )
         # A resync's questions go beside the dispatcher; the answer comes back as an item.
         self.snapshots = SnapshotReader(self.esl, self.inbox.put)
@@ -361,7 +333,7 @@ class Daemon:
             gevent.sleep(interval)
             if not self._tick_queued:
                 self._tick_queued = True
-                self.inbox.put(Tick(self.now()))
+                self.inbox.put(Tick(self.now()), urgent=True)
 
     def _dispatch_loop(self) -> None:
         """Take what waits in the inbox (up to ``GROUP`` items), handle it in order, then
@@ -426,6 +398,14 @@ class Daemon:
                 with contextlib.suppress(redis.exceptions.RedisError, OSError):
                     pubsub.close()
 
+    def _received(self, event: EslEvent) -> None:
+        """An event off the socket, on the ESL reader: queued as ccd.adapters.inbox_items says."""
+        item, urgent = received(event)
+        if item is None:
+            self.metrics.esl_event(event.get("Event-Date-Timestamp"), time.time())  # handled
+            return
+        self.inbox.put_event(item, urgent)
+
     def _dispatch(self, item: Any) -> None:
         if isinstance(item, Notified):
             if self.control:
@@ -435,10 +415,10 @@ class Daemon:
             if self.control:
                 self.control.on_notify_gap(self.now())
             return
-        if isinstance(item, EslEvent):
-            self.metrics.esl_event(item.get("Event-Date-Timestamp"), time.time())
+        if isinstance(item, Received):
+            self.metrics.esl_event(item.stamp, time.time())
             if self.control:
-                self.control.on_event(item, self.now())
+                self.control.on_event(item.event, self.now(), item.job)
         elif isinstance(item, Tick):
             # From the dispatcher: a stuck one stops beating. A Redis that lost its data is
             # noticed here, a beat after it happened.

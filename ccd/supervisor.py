@@ -111,7 +111,13 @@ class Supervisor:
         d = self.daemon
         metrics.watch("inbox_depth", "Items waiting in the dispatcher's inbox", d.inbox.qsize)
         metrics.watch(
-            "inbox_limit", "FreeSWITCH events the inbox holds at most", lambda: d.inbox.limit
+            "inbox_urgent_depth",
+            "Items of work already started (offer legs, job results, ticks) waiting in the "
+            "inbox; taken before the others",
+            d.inbox.urgent_size,
+        )
+        metrics.watch(
+            "inbox_limit", "FreeSWITCH events each inbox lane holds at most", lambda: d.inbox.limit
         )
         metrics.watch_counters(
             "inbox_stalls", "Times the ESL reader found the inbox full", lambda: d.inbox.stalls

@@ -217,6 +217,7 @@ def test_metrics_of_a_routed_call_and_the_daemon_itself(fakeswitch, start_daemon
                what="a heartbeat")  # fmt: skip
     assert ("ccd_inbox_depth", ()) in samples and samples[("ccd_esl_connected", ())] == 1
     assert samples[("ccd_inbox_limit", ())] == daemon.config.daemon.inbox_limit
+    assert ("ccd_inbox_urgent_depth", ()) in samples
     assert samples[("ccd_inbox_stalls_total", ())] == 0
     assert ("ccd_inbox_stalled_seconds_total", ()) in samples
     assert ("ccd_redis_errors_total", ()) in samples

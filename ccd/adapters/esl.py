@@ -70,6 +70,7 @@ from ccd.adapters.esl_connection import (
     EslError,
 )
 from ccd.adapters.inbox import Inbox
+from ccd.core.esl_wire import EslEvent
 
 __all__ = [
     "Backoff",
@@ -159,10 +160,10 @@ class Backoff:
 class EslClient:
     """A reconnecting inbound ESL client that feeds ``inbox``.
 
-    ``inbox`` receives :class:`ccd.core.esl_wire.EslEvent`, :class:`Connected`,
-    :class:`Reconnected`, :class:`Disconnected` and :class:`JobFailed`, in the
-    order they happened. Give it an unbounded queue: a bounded one that fills
-    up stops the reader, and FreeSWITCH's socket with it.
+    ``inbox`` receives :class:`ccd.core.esl_wire.EslEvent` (or what ``deliver`` makes of
+    each), :class:`Connected`, :class:`Reconnected`, :class:`Disconnected` (barriers: see
+    ccd.adapters.inbox) and :class:`JobFailed`, in the order they happened. A full inbox
+    stops the reader, and FreeSWITCH's socket with it (back-pressure).
     """
 
     def __init__(
@@ -178,6 +179,7 @@ class EslClient:
         backoff_min: float = 0.5,
         backoff_max: float = 30.0,
         inbox: Inbox | None = None,
+        deliver: Callable[[EslEvent], None] | None = None,
         auth_retry_interval: float = 60.0,
         stable_after: float = 10.0,
         rng: random.Random | None = None,
@@ -203,6 +205,8 @@ class EslClient:
         self._stable_after = stable_after
         self._backoff = Backoff(backoff_min, backoff_max, rng or random.Random())
         self.inbox: Inbox = inbox if inbox is not None else Inbox()
+        # Who takes each event off the socket (the inbox's reader side, by default).
+        self._deliver = deliver if deliver is not None else self.inbox.put_event
         #: The error of the last failed connect attempt (None while connected):
         #: an EslAuthError here means an operator has to fix the password.
         self.last_error: EslError | None = None
@@ -267,7 +271,7 @@ class EslClient:
             self.port,
             self._password,
             connect_timeout=self._connect_timeout,
-            deliver=self.inbox.put_event,
+            deliver=self._deliver,
             log=log,
         )
         self._conn = conn
@@ -305,7 +309,7 @@ class EslClient:
         first = not self._ever_connected
         self._ever_connected = True
         log.info("esl.connected", reconnect=not first)
-        self.inbox.put(Connected() if first else Reconnected())
+        self.inbox.put(Connected() if first else Reconnected(), barrier=True)
         conn.release()
         self._up.set()
 
@@ -318,7 +322,7 @@ class EslClient:
         else:
             log.warning("esl.disconnected", reason=reason)
         self.last_error = EslDisconnected(reason)
-        self.inbox.put(Disconnected(reason))
+        self.inbox.put(Disconnected(reason), barrier=True)
         for job_uuid, acknowledged in conn.jobs.items():
             if acknowledged:
                 self.inbox.put(JobFailed(job_uuid, reason))

@@ -220,9 +220,10 @@ _SECTIONS: dict[str, tuple[type, tuple[_Option, ...]]] = {
             ),
             _Option(
                 "inbox_limit",
-                10_000,
+                50_000,
                 _integer(100, 1_000_000),
-                "events waiting for the dispatcher at most; then the event socket waits",
+                "events waiting for the dispatcher at most in each lane (urgent: work already "
+                "started; the others: new callers...); then the event socket waits",
             ),
         ),
     ),

@@ -40,7 +40,6 @@ from ccd.config import Config
 from ccd.config.live import LiveConfig
 from ccd.core import events as ev
 from ccd.core import presence
-from ccd.core.esl_wire import EslEvent
 from ccd.engine.dialer import CallbackDialer
 from ccd.engine.disposition import DispositionService
 from ccd.engine.entry import Entry
@@ -223,15 +222,15 @@ class CallControl:
             self._stats_seeded = True
 
     # ------------------------------------------------------------------ the dispatcher's calls
-    def on_event(self, event: EslEvent, now: float) -> None:
-        """One event; its Redis work joins the unit of work the dispatcher sends with
+    def on_event(
+        self, decoded: ev.DomainEvent | None, now: float, job: tuple[str, str] | None = None
+    ) -> None:
+        """One event (ccd.core.events.from_esl of it; ``job``: a BACKGROUND_JOB's job uuid
+        and reply); its Redis work joins the unit of work the dispatcher sends with
         :meth:`flush` once it has handled the events waiting together (one round trip for
         all of them under load), or sooner when this event needs an earlier one's answer."""
-        if event.name == "BACKGROUND_JOB":
-            job = event.get("Job-UUID")
-            if job and self.resync.on_job(job, event.body or "", now):
-                return
-        decoded = ev.from_esl(event)
+        if job is not None and job[0] and self.resync.on_job(job[0], job[1], now):
+            return
         if decoded is None:
             return
         handler = self._handlers.get(type(decoded))

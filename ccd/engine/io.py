@@ -18,7 +18,7 @@ import structlog
 from ccd.adapters.esl_connection import EslError
 from ccd.config import Config
 from ccd.core import presence
-from ccd.core.commands import Command, Fact, UnsafeValue, to_esl
+from ccd.core.commands import Command, Fact, UnsafeValue, is_uuid, to_esl
 from ccd.core.customer import Customer
 from ccd.core.sticky import AgentAttempt, CustomerCall
 from ccd.engine.feed import EventFeed
@@ -137,7 +137,12 @@ class CallIo:
         name = text.split(" ", 1)[0]
 
         def failed(reply: str) -> None:
-            log.warning("esl.command_failed", command=name, reply=reply)
+            # Which channel: "uuid_bridge -ERR Invalid uuid" alone tells an operator nothing.
+            target = text.split(" ", 2)[1] if " " in text else ""
+            log.warning(
+                "esl.command_failed", command=name, uuid=target if is_uuid(target) else None,
+                reply=reply,
+            )  # fmt: skip
 
         try:
             self.esl.api_nowait(text, failed)

@@ -1,0 +1,143 @@
+"""The dispatcher's inbox under overload: work already started first, each lane in order,
+nothing reordered across a reconnect (ccd.adapters.inbox), and the daemon using it so
+(an answered agent is bridged before new callers are queued)."""
+
+from __future__ import annotations
+
+import gevent
+import gevent.event
+import pytest
+
+from ccd.adapters.inbox import Inbox
+from ccd.supervisor import Task
+from tests.support.daemon_fixtures import bridged, eventually
+from tests.test_routing_e2e import SALES, login, offers
+
+
+def drain(inbox: Inbox) -> list[object]:
+    out = []
+    while not inbox.empty():
+        out.append(inbox.get_nowait())
+    return out
+
+
+def test_urgent_items_come_first_and_each_lane_keeps_its_order():
+    inbox = Inbox(limit=100)
+    for item in ("park 1", "park 2"):
+        inbox.put_event(item)
+    inbox.put_event("answer A", urgent=True)
+    inbox.put_event("park 3")
+    inbox.put_event("hangup A", urgent=True)
+    inbox.put("tick", urgent=True)
+    assert inbox.qsize() == 6 and inbox.urgent_size() == 3
+    assert drain(inbox) == ["answer A", "hangup A", "tick", "park 1", "park 2", "park 3"]
+
+
+def test_nothing_urgent_overtakes_a_reconnect():
+    """What the new connection says waits for the daemon to learn of that connection; what
+    the old one said urgently still comes first."""
+    inbox = Inbox(limit=100)
+    inbox.put_event("old park")
+    inbox.put_event("old answer", urgent=True)
+    inbox.put("reconnected", barrier=True)
+    inbox.put_event("new answer", urgent=True)
+    inbox.put("tick", urgent=True)
+    inbox.put_event("new park")
+    assert inbox.get_nowait() == "old answer"
+    assert inbox.get_nowait() == "old park"
+    assert inbox.get_nowait() == "reconnected"
+    inbox.put_event("newer answer", urgent=True)  # the barrier is taken: urgent again
+    assert drain(inbox) == ["newer answer", "new answer", "tick", "new park"]
+
+
+def test_a_full_lane_stops_the_reader_only_for_that_lane():
+    inbox = Inbox(limit=100)
+    for n in range(100):
+        inbox.put_event(f"park {n}")
+    inbox.put_event("answer", urgent=True)  # room in its lane: no wait
+    reader = gevent.spawn(inbox.put_event, "park 100")
+    gevent.sleep(0.01)
+    assert not reader.ready() and inbox.stalls == 1
+    assert inbox.get_nowait() == "answer"
+    gevent.sleep(0.01)
+    assert not reader.ready()  # taking the other lane makes no room in this one
+    for n in range(25):
+        assert inbox.get_nowait() == f"park {n}"
+    reader.join(1)
+    assert reader.ready() and inbox.stalled_seconds > 0
+    assert drain(inbox)[-1] == "park 100"
+
+
+def test_the_reader_resumes_with_room_to_spare_not_at_every_item():
+    inbox = Inbox(limit=1000)
+    for n in range(1000):
+        inbox.put_event(n)
+    reader = gevent.spawn(inbox.put_event, "next")
+    gevent.sleep(0.01)
+    inbox.get_nowait()  # one place free: the reader still waits for 64
+    gevent.sleep(0.01)
+    assert not reader.ready()
+    for _ in range(63):
+        inbox.get_nowait()
+    reader.join(1)
+    assert reader.ready()
+
+
+def test_a_limit_below_one_is_refused():
+    with pytest.raises(ValueError, match="at least 1"):
+        Inbox(limit=0)
+
+
+def test_an_agent_who_answered_is_bridged_before_new_callers_are_queued(fakeswitch, start_daemon):
+    """While the dispatcher is held up (a burst of work), ten new callers park and then
+    alice answers the call offered to her. In arrival order the ten would be queued first,
+    and under a long enough burst alice would hang up on the silence; the two lanes bridge
+    her first."""
+    fakeswitch.add_phone("1001", answer_after=75)  # 1.5 s at the tests' time scale
+    daemon = start_daemon(
+        fakeswitch,
+        agents={"alice": {"extension": "1001", "tags": ["sales"]}},
+        routing={"ring_time": 2000, "wrapup_time": 0},
+    )
+    login(daemon, "alice")
+    first = fakeswitch.place_call("+3612345600", "First", digits=[SALES])
+    eventually(lambda: offers(fakeswitch) == ["1001"], what="alice rings")
+
+    held, release = gevent.event.Event(), gevent.event.Event()
+
+    class Held(Task):
+        def run(self) -> None:
+            held.set()
+            release.wait(20)
+
+    daemon.inbox.put(Held())
+    assert held.wait(5), "the dispatcher held"
+    later = [
+        fakeswitch.place_call(f"+36123456{n:02d}", f"Later {n}", digits=[SALES])
+        for n in range(1, 11)
+    ]
+    queue_parks = lambda: [  # noqa: E731
+        e for e in fakeswitch.trace.of("park", queue="sales") if e["uuid"] in later
+    ]
+    eventually(lambda: len(queue_parks()) == 10, what="the ten parked in the queue")
+    leg_parked = lambda: any(  # noqa: E731
+        ch.application == "park" and "1001" in ch.name for ch in list(fakeswitch.channels.values())
+    )
+    assert fakeswitch.wait_for(leg_parked, timeout=5), "alice answered"
+    assert daemon.inbox.urgent_size() >= 1 and daemon.inbox.qsize() > daemon.inbox.urgent_size()
+
+    release.set()
+    eventually(lambda: bridged(fakeswitch, first), what="alice bridged")
+    moh = daemon.config.routing.moh
+    eventually(
+        lambda: {e["uuid"] for e in fakeswitch.trace.of("playback", file=moh)} >= set(later),
+        what="the ten hear the queue's music",
+    )
+    entries = list(fakeswitch.trace)
+    bridge_at = next(i for i, e in enumerate(entries) if e["kind"] == "bridge")
+    music_at = min(
+        i
+        for i, e in enumerate(entries)
+        if e["kind"] == "playback" and e.get("file") == moh and e["uuid"] in later
+    )
+    assert bridge_at < music_at
