@@ -391,7 +391,7 @@ class Daemon:
                     if message and message.get("type") == "message":
                         notified = Notified.decode(message["data"])
                         if notified is not None:
-                            self.inbox.put(notified)
+                            self.inbox.put(notified, urgent=True)  # an agent waits
             except (redis.exceptions.RedisError, OSError):
                 gevent.sleep(1.0)
             finally:
