@@ -406,6 +406,32 @@ def test_configured_agents_are_seeded_in_slices_between_events(fakeswitch, start
     assert agents.require("a0007").extension == "2007"  # written again
 
 
+def test_the_statistics_are_seeded_a_slice_at_a_time(fakeswitch, start_daemon):
+    """At start-up, and after Redis lost its data, every agent's status goes to the
+    statistics: in one step that held the dispatcher 448 ms at 20,000 agents. Now a slice a
+    step, and the agents-by-status counts come out whole."""
+    from ccd.engine.control import STATS_SEED_SLICE
+    from ccd.engine.resync import AGENT_SLICE
+
+    configured = {f"a{n:04d}": {"extension": str(2000 + n), "tags": ["sales"]} for n in range(300)}
+    daemon = start_daemon(fakeswitch, agents=configured)
+    client, centre = daemon.store.client, daemon.store.keys.stats_agents()
+    eventually(lambda: sum(int(v) for v in client.hvals(centre)) == 300, what="seeded at start")
+    for key in client.scan_iter(daemon.store.keys.stats_agents() + "*"):
+        client.delete(key)  # the statistics lost
+    for key in client.scan_iter(f"{daemon.config.redis.prefix}stats:agent_now:*"):
+        client.delete(key)
+    daemon.control._stats_seeded = False
+    steps = list(daemon.control.seeding(daemon.now()))
+    assert len(steps) == -(-300 // AGENT_SLICE) + -(-300 // STATS_SEED_SLICE)
+    eventually(
+        lambda: (
+            {k.decode(): int(v) for k, v in client.hgetall(centre).items()} == {"logged_out": 300}
+        ),
+        what="every agent counted once",
+    )
+
+
 def test_timers_wait_for_the_resync_but_not_for_ever(fakeswitch, start_daemon):
     """After a reconnect the deadlines wait for the resync; one that keeps failing (here
     `show channels` answers an error) must not stop every ring timer of the centre."""

@@ -66,6 +66,9 @@ from ccd.store.sticky import StickyStore
 
 log = structlog.get_logger()
 
+#: Agents whose status the statistics are seeded with in one dispatcher step (~25 us each).
+STATS_SEED_SLICE = 128
+
 
 def _new_uuid() -> str:
     return str(uuidlib.uuid4())
@@ -218,7 +221,13 @@ class CallControl:
                     log.error("agent.config_conflict", agent=agent_id, error=str(exc))
             yield
         if not self._stats_seeded:
-            self.stats.seed(self.agents.all(), now)
+            # A slice a step too: every agent in one step held the dispatcher 448 ms at
+            # 20,000 agents at start-up. An agent that changes meanwhile is read as it is
+            # now; its statistics ignore a move stamped before the one already recorded.
+            ids = self.agents.ids()
+            for start in range(0, len(ids), STATS_SEED_SLICE):
+                self.stats.seed(self.agents.many(ids[start : start + STATS_SEED_SLICE]), now)
+                yield
             self._stats_seeded = True
 
     # ------------------------------------------------------------------ the dispatcher's calls
