@@ -406,6 +406,23 @@ def test_configured_agents_are_seeded_in_slices_between_events(fakeswitch, start
     assert agents.require("a0007").extension == "2007"  # written again
 
 
+def test_a_refused_command_is_logged_with_its_channel(fakeswitch, start_daemon):
+    """ "uuid_broadcast -ERR invalid uuid" alone tells an operator nothing: which caller?"""
+    from structlog.testing import capture_logs
+
+    fakeswitch.add_phone("1001", ring_forever=True)
+    daemon = start_daemon(fakeswitch, agents=_SLOW_ALICE, routing=_LONG_RING)
+    login(daemon, "alice")
+    fakeswitch.api.register("uuid_broadcast", lambda _args: "-ERR invalid uuid\n")
+    with capture_logs() as logs:
+        caller = fakeswitch.place_call("+3612345678", "Refused", digits=[SALES])
+        failed = eventually(
+            lambda: [e for e in logs if e["event"] == "esl.command_failed"], what="refused"
+        )
+    assert failed[0]["command"] == "uuid_broadcast" and failed[0]["reply"] == "-ERR invalid uuid"
+    assert failed[0]["uuid"] == caller
+
+
 def test_the_statistics_are_seeded_a_slice_at_a_time(fakeswitch, start_daemon):
     """At start-up, and after Redis lost its data, every agent's status goes to the
     statistics: in one step that held the dispatcher 448 ms at 20,000 agents. Now a slice a
@@ -423,7 +440,8 @@ def test_the_statistics_are_seeded_a_slice_at_a_time(fakeswitch, start_daemon):
         client.delete(key)
     daemon.control._stats_seeded = False
     steps = list(daemon.control.seeding(daemon.now()))
-    assert len(steps) == -(-300 // AGENT_SLICE) + -(-300 // STATS_SEED_SLICE)
+    seeding = len(steps) - -(-300 // AGENT_SLICE)  # SSCAN's batches are about the count
+    assert 300 // STATS_SEED_SLICE <= seeding <= 2 * -(-300 // STATS_SEED_SLICE)
     eventually(
         lambda: (
             {k.decode(): int(v) for k, v in client.hgetall(centre).items()} == {"logged_out": 300}

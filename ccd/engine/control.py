@@ -66,8 +66,9 @@ from ccd.store.sticky import StickyStore
 
 log = structlog.get_logger()
 
-#: Agents whose status the statistics are seeded with in one dispatcher step (~25 us each).
-STATS_SEED_SLICE = 128
+#: Agents whose status the statistics are seeded with in one dispatcher step: at 20,000
+#: agents the first resync's longest step was 448 ms with all at once, 7-10 ms with 32-128.
+STATS_SEED_SLICE = 64
 
 
 def _new_uuid() -> str:
@@ -221,12 +222,10 @@ class CallControl:
                     log.error("agent.config_conflict", agent=agent_id, error=str(exc))
             yield
         if not self._stats_seeded:
-            # A slice a step too: every agent in one step held the dispatcher 448 ms at
-            # 20,000 agents at start-up. An agent that changes meanwhile is read as it is
-            # now; its statistics ignore a move stamped before the one already recorded.
-            ids = self.agents.ids()
-            for start in range(0, len(ids), STATS_SEED_SLICE):
-                self.stats.seed(self.agents.many(ids[start : start + STATS_SEED_SLICE]), now)
+            # A slice a step too (STATS_SEED_SLICE). An agent that changes meanwhile is read
+            # as it is then; its statistics ignore a move stamped before the one recorded.
+            for ids in self.agents.scan_ids(STATS_SEED_SLICE):
+                self.stats.seed(self.agents.many(ids), now)
                 yield
             self._stats_seeded = True
 
