@@ -34,12 +34,12 @@ from ccd.adapters.http import HttpServer, Response, json_response, text_response
 from ccd.adapters.inbox import Inbox
 from ccd.adapters.inbox_items import (
     GROUP,
+    Lanes,
     Notified,
     NotifyGap,
     Received,
     ResyncStep,
     Tick,
-    received,
 )
 from ccd.adapters.metrics import CONTENT_TYPE, DaemonMetrics
 from ccd.adapters.snapshot import Snapshot, SnapshotReader
@@ -112,6 +112,7 @@ class Daemon:
         # Tests running several daemons at a time scale hand them one shared clock.
         self._now = clock or ScaledClock(self.scale).now
         self.inbox = Inbox(config.daemon.inbox_limit)
+        self._lanes = Lanes()  # on the ESL reader: which lane each event takes
         self.metrics = DaemonMetrics(known_queues=lambda: self.config.queues)
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
         self.store = Store.create(self.redis, config.redis.prefix)
@@ -400,7 +401,7 @@ class Daemon:
 
     def _received(self, event: EslEvent) -> None:
         """An event off the socket, on the ESL reader: queued as ccd.adapters.inbox_items says."""
-        item, urgent = received(event)
+        item, urgent = self._lanes.received(event)
         if item is None:
             self.metrics.esl_event(event.get("Event-Date-Timestamp"), time.time())  # handled
             return

@@ -4,11 +4,15 @@ nothing reordered across a reconnect (ccd.adapters.inbox), and the daemon using 
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import gevent
 import gevent.event
 import pytest
 
 from ccd.adapters.inbox import Inbox
+from ccd.adapters.inbox_items import Lanes
+from ccd.core.esl_wire import EslEvent
 from ccd.supervisor import Task
 from tests.support.daemon_fixtures import bridged, eventually
 from tests.test_routing_e2e import SALES, login, offers
@@ -141,3 +145,43 @@ def test_an_agent_who_answered_is_bridged_before_new_callers_are_queued(fakeswit
         if e["kind"] == "playback" and e.get("file") == moh and e["uuid"] in later
     )
     assert bridge_at < music_at
+
+
+def _event(name: str, uuid: str, **headers: str) -> EslEvent:
+    return EslEvent({"Event-Name": name, "Unique-ID": uuid, **headers})
+
+
+def test_a_callers_events_turn_urgent_at_its_bridge_to_an_agents_leg():
+    """FreeSWITCH reports uuid_bridge on the caller's channel only. Behind a burst of new
+    callers, the agent's hangup (urgent) would overtake that CHANNEL_BRIDGE and the daemon
+    would take the finished conversation for an agent who hung up before the bridge."""
+    caller, leg, other = str(uuid4()), str(uuid4()), str(uuid4())
+    lanes = Lanes()
+    steps = [
+        _event("CHANNEL_PARK", caller, variable_ccd_queue="sales"),
+        _event("CHANNEL_CREATE", leg, variable_ccd_call=caller),
+        _event("CHANNEL_PARK", leg, variable_ccd_call=caller),
+        _event("CHANNEL_PARK", other, variable_ccd_queue="sales"),
+        _event("CHANNEL_BRIDGE", caller, **{"Other-Leg-Unique-ID": leg}),
+        _event(
+            "CHANNEL_HANGUP_COMPLETE",
+            leg,
+            variable_ccd_call=caller,
+            **{"Hangup-Cause": "NORMAL_CLEARING"},
+        ),
+        _event("CHANNEL_HANGUP_COMPLETE", caller, **{"Hangup-Cause": "NORMAL_CLEARING"}),
+        _event("CHANNEL_BRIDGE", other, **{"Other-Leg-Unique-ID": caller}),  # gone: not hot
+    ]
+    got = [lanes.received(e) for e in steps]
+    assert all(item is not None for item, _ in got)
+    assert [urgent for _, urgent in got] == [False, True, True, False, True, True, True, False]
+
+
+def test_channels_are_forgotten_beyond_the_limit():
+    lanes = Lanes(limit=2)
+    legs = [str(uuid4()) for _ in range(3)]
+    for leg in legs:
+        lanes.received(_event("CHANNEL_CREATE", leg, variable_ccd_call=str(uuid4())))
+    bridge = lambda other: _event("CHANNEL_BRIDGE", str(uuid4()), **{"Other-Leg-Unique-ID": other})  # noqa: E731
+    assert not lanes.received(bridge(legs[0]))[1]  # the oldest went
+    assert lanes.received(bridge(legs[2]))[1]

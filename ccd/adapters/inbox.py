@@ -12,8 +12,8 @@ before a new caller is queued: in one arrival-order queue, a burst of new caller
 answer seconds behind them, agents hung up on the silence, their callers were offered
 again and the work per routed call multiplied, so an overloaded daemon routed fewer calls
 the more it was offered. Items put ``urgent`` (the caller says which: the daemon's offer
-legs, job results, ticks, agents another daemon reserved for its calls) are taken before
-the others. Each lane keeps its own order, and the caller keeps each channel's events in
+legs, a caller from its bridge to one of them on, job results, ticks, agents another
+daemon reserved for its calls: ccd.adapters.inbox_items.Lanes) are taken before the others. Each lane keeps its own order, and the caller keeps each channel's events in
 one lane, so no channel's events are reordered. A lane full stops the reader only for that
 lane: a burst of new callers filling theirs still lets answers through until it is full.
 

@@ -68,16 +68,41 @@ class NotifyGap:
     """The notification channel was (re)subscribed: what it said meanwhile is unknown."""
 
 
-def received(event: EslEvent) -> tuple[Received | None, bool]:
-    """What to queue for ``event`` (None: nothing to do) and whether it is urgent: it
-    finishes work already started (ccd.adapters.inbox), a leg the daemon originated (all its
-    events carry ``ccd_call``, from its creation on, so a channel never changes lanes) or a
-    job's result."""
-    job = None
-    if event.name == "BACKGROUND_JOB":
-        job = (event.get("Job-UUID"), event.body or "")
-    decoded = ev.from_esl(event)
-    if decoded is None and job is None:
-        return None, False
-    urgent = job is not None or bool(event.var("ccd_call"))
-    return Received(decoded, event.get("Event-Date-Timestamp"), job), urgent
+class Lanes:
+    """Which lane each event off the socket goes to (ccd.adapters.inbox), and what to queue.
+
+    Urgent: what finishes work already started. Every event of a leg the daemon originated
+    (all carry ``ccd_call``, from CHANNEL_CREATE on: checked on FreeSWITCH 1.10.12), job
+    results, and a caller's events from the moment its channel is bridged to such a leg on:
+    the caller's CHANNEL_BRIDGE must not wait behind new callers while the agent's hangup
+    overtakes it (the daemon would take a finished conversation for an agent who hung up
+    before the bridge, and offer the caller again). A caller's events before that are not
+    urgent; it switches lanes at its bridge, after which its events come in order. A
+    channel leaves the set at its CHANNEL_HANGUP_COMPLETE (and the oldest go beyond
+    ``limit``: hangups never heard, a lost socket)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._hot: dict[str, None] = {}  # channels whose events are urgent, oldest first
+        self._limit = limit
+
+    def received(self, event: EslEvent) -> tuple[Received | None, bool]:
+        """What to queue for ``event`` (None: nothing to do) and whether it is urgent."""
+        job = None
+        if event.name == "BACKGROUND_JOB":
+            job = (event.get("Job-UUID"), event.body or "")
+        decoded = ev.from_esl(event)
+        hot, uuid = self._hot, event.uuid
+        urgent = job is not None or uuid in hot
+        if not urgent and (
+            event.var("ccd_call")
+            or (isinstance(decoded, ev.ChannelBridged) and decoded.other_uuid in hot)
+        ):
+            urgent = True
+            hot[uuid] = None
+            if len(hot) > self._limit:
+                del hot[next(iter(hot))]
+        if event.name == "CHANNEL_HANGUP_COMPLETE":
+            hot.pop(uuid, None)
+        if decoded is None and job is None:
+            return None, False
+        return Received(decoded, event.get("Event-Date-Timestamp"), job), urgent

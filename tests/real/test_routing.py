@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from ccd.adapters.inbox_items import Lanes
 from ccd.core import presence
 from tests.real.lab import bridged_pair, channel_events, is_execute, wait_for
 
@@ -189,3 +190,23 @@ def test_answering_agent_is_bridged_and_shown_the_caller(center, fs, call):
     caller.hang_up()
     wait_for(lambda: phone.invites()[0].bye_at, 5, "the BYE on the agent's phone")
     wait_for(lambda: idle(center, "gina"), 10, "wrap-up over")
+    # The daemon's inbox takes the events of work already started first (ccd.adapters.inbox):
+    # that needs every event of the agent's leg, from CHANNEL_CREATE on, to carry ccd_call as
+    # FreeSWITCH sends it (a channel changing lanes would have its events reordered), and the
+    # caller's to be urgent from its CHANNEL_BRIDGE on (FreeSWITCH reports the bridge on the
+    # caller's channel only: behind new callers, the agent's hangup would overtake it).
+    ended = lambda: channel_events(fs.snapshot()[mark:], leg, "CHANNEL_HANGUP_COMPLETE")  # noqa: E731
+    wait_for(ended, 5, "the agent's leg ended")
+    lanes, queued = Lanes(), {leg: [], caller.b: []}
+    for s in fs.snapshot()[mark:]:
+        item, urgent = lanes.received(s.event)
+        if item is not None and s.uuid in queued:
+            queued[s.uuid].append((s.name, urgent))
+    assert {"CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_HANGUP_COMPLETE"} <= {
+        name for name, _ in queued[leg]
+    }
+    assert all(urgent for _, urgent in queued[leg]), queued[leg]
+    names = [name for name, _ in queued[caller.b]]
+    bridged_at = names.index("CHANNEL_BRIDGE")
+    assert "CHANNEL_PARK" in names[:bridged_at] and "CHANNEL_HANGUP_COMPLETE" in names[bridged_at:]
+    assert [u for _, u in queued[caller.b]] == [i >= bridged_at for i in range(len(names))]
