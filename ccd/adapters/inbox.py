@@ -13,9 +13,11 @@ answer seconds behind them, agents hung up on the silence, their callers were of
 again and the work per routed call multiplied, so an overloaded daemon routed fewer calls
 the more it was offered. Items put ``urgent`` (the caller says which: the daemon's offer
 legs, a caller from its bridge to one of them on, job results, ticks, agents another
-daemon reserved for its calls: ccd.adapters.inbox_items.Lanes) are taken before the others. Each lane keeps its own order, and the caller keeps each channel's events in
-one lane, so no channel's events are reordered. A lane full stops the reader only for that
-lane: a burst of new callers filling theirs still lets answers through until it is full.
+daemon reserved for its calls: ccd.adapters.inbox_items.Lanes) are taken before the
+others. Each lane keeps its own order, and a channel's events change lanes only where no
+earlier one of them waits, so no channel's events are reordered. A lane full stops the
+reader only for that lane: a burst of new callers filling theirs still lets answers
+through until it is full.
 
 A ``barrier`` item (the event socket connected or lost) closes the urgent lane until it
 is taken: urgent items put after it wait behind it in the ordinary lane, so nothing heard
