@@ -14,8 +14,8 @@ again and the work per routed call multiplied, so an overloaded daemon routed fe
 the more it was offered. Items put ``urgent`` (the caller says which: the daemon's offer
 legs, a caller from its bridge to one of them on, job results, ticks, agents another
 daemon reserved for its calls: ccd.adapters.inbox_items.Lanes) are taken before the
-others. Each lane keeps its own order, and a channel's events change lanes only where no
-earlier one of them waits, so no channel's events are reordered. A lane full stops the
+others. Each lane keeps its own order; a leg's events are all urgent, a caller's turn
+urgent at its bridge (Lanes says what may still wait behind). A lane full stops the
 reader only for that lane: a burst of new callers filling theirs still lets answers
 through until it is full.
 

@@ -77,7 +77,9 @@ class Lanes:
     the caller's CHANNEL_BRIDGE must not wait behind new callers while the agent's hangup
     overtakes it (the daemon would take a finished conversation for an agent who hung up
     before the bridge, and offer the caller again). A caller's events before that are not
-    urgent; it switches lanes at its bridge, after which its events come in order. A
+    urgent; it switches lanes at its bridge, after which its events come in order. One of
+    its earlier events may still wait then (a digit pressed at the callback offer just as
+    the agent answered): it is handled after the bridge, as if pressed a moment later. A
     channel leaves the set at its CHANNEL_HANGUP_COMPLETE (and the oldest go beyond
     ``limit``: hangups never heard, a lost socket)."""
 
