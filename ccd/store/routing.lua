@@ -17,6 +17,13 @@
 --                          ntags * 1e10 + the time they became (become) idle: routing order
 --                          (fewest tags, longest idle). A search takes scores up to now only,
 --                          bucket by bucket, so agents still in wrap-up are never visited.
+--   agents:freeset:<S>     ZSET as agents:free, of the agents whose tags are exactly the set S
+--                          (sorted, joined by "+"; agents with two tags or more only): a call
+--                          asking for several tags merges the heads of the sets holding them
+--   agents:tagset:<S>      SET of the agents whose tags are exactly S, free or not
+--   agents:tagsets:<t>     SET of the tag sets S (of at least one agent) holding tag t
+--   agents:tagsets         "1" once the three above index every agent (a centre whose agents
+--                          were written by an older ccd is indexed by the first search)
 --   wait:<queue>:<tagset>  ZSET of calls waiting for an agent (no agent reserved), scored by
 --                          the queue order key (priority, then arrival); tagset = the call's
 --                          required tags joined by "+" ("_" for none)
@@ -58,6 +65,43 @@ local function free_score(rec)
   return #(rec.tags or {}) * BUCKET + (tonumber(since) or 0)
 end
 
+-- An agent's tag set as the name of its keys; nil under two tags (no call that asks for two
+-- tags or more could take the agent).
+local function tagset_of(tags)
+  if not tags or #tags < 2 then return nil end
+  local sorted = {}
+  for i, t in ipairs(tags) do sorted[i] = t end
+  table.sort(sorted)
+  return table.concat(sorted, "+")
+end
+
+local function tagset_size(set)
+  local _, plus = string.gsub(set, "%+", "")
+  return plus + 1
+end
+
+-- Moves an agent from tag set `old_set` to `new_set` (either nil) and files it free or not.
+local function index_tagset(id, old_set, new_set, on, score)
+  if old_set and old_set ~= new_set then
+    redis.call("ZREM", P .. "agents:freeset:" .. old_set, id)
+    local members = P .. "agents:tagset:" .. old_set
+    redis.call("SREM", members, id)
+    if redis.call("SCARD", members) == 0 then
+      for t in string.gmatch(old_set, "[^+]+") do
+        redis.call("SREM", P .. "agents:tagsets:" .. t, old_set)
+      end
+    end
+  end
+  if not new_set then return end
+  if redis.call("SADD", P .. "agents:tagset:" .. new_set, id) == 1 then
+    for t in string.gmatch(new_set, "[^+]+") do
+      redis.call("SADD", P .. "agents:tagsets:" .. t, new_set)
+    end
+  end
+  if on then redis.call("ZADD", P .. "agents:freeset:" .. new_set, score, id)
+  else redis.call("ZREM", P .. "agents:freeset:" .. new_set, id) end
+end
+
 local function index(id, old, new)
   local free = P .. "agents:free"
   local ready = new.login == "ready" and new.registered == true
@@ -80,6 +124,7 @@ local function index(id, old, new)
     if on then redis.call("ZADD", free .. ":" .. t, score, id)
     else redis.call("ZREM", free .. ":" .. t, id) end
   end
+  index_tagset(id, old and tagset_of(old.tags), tagset_of(new.tags), on, score)
 end
 
 local function unindex(id, rec)
@@ -90,6 +135,7 @@ local function unindex(id, rec)
     redis.call("SREM", P .. "agents:tag:" .. t, id)
     redis.call("ZREM", P .. "agents:free:" .. t, id)
   end
+  index_tagset(id, tagset_of(rec.tags), nil, false, 0)
 end
 
 local function load_agent(id)
@@ -178,27 +224,89 @@ local function has_tags(id, tags)
   return true
 end
 
--- The first free agent carrying every tag, in routing order, not in `skip` (a set key or
--- nil). It walks the free list of the rarest tag one tag-count bucket at a time, checking
--- only the other tags.
-local function find_agent(tags, skip, limit)
-  local walk, size, rarest = P .. "agents:free", nil, nil
-  for _, t in ipairs(tags) do
-    local key = P .. "agents:free:" .. t
-    local n = redis.call("ZCARD", key)
-    if size == nil or n < size then size, walk, rarest = n, key, t end
-  end
-  if size == 0 then return nil end
-  local others = {}
-  for _, t in ipairs(tags) do
-    if t ~= rarest then others[#others + 1] = t end
-  end
-  tags = others
+local function skip_set(skip)
   local skipped = {}
   if skip then
     for _, id in ipairs(redis.call("SMEMBERS", skip)) do skipped[id] = true end
   end
-  local nt, found = #tags + (rarest and 1 or 0), {}
+  return skipped
+end
+
+-- A centre whose agents an older ccd wrote has no tag-set index: built once, here.
+local function ensure_tagsets()
+  if redis.call("EXISTS", P .. "agents:tagsets") == 1 then return end
+  for _, id in ipairs(redis.call("SMEMBERS", P .. "agents")) do
+    local rec = load_agent(id)
+    if rec then index_tagset(id, nil, tagset_of(rec.tags), listed(rec), free_score(rec)) end
+  end
+  redis.call("SET", P .. "agents:tagsets", "1")
+end
+
+-- The tag sets of agents carrying every one of `tags` (two tags or more).
+local function tagsets_with(tags)
+  ensure_tagsets()
+  local args = {"SINTER"}
+  for _, t in ipairs(tags) do args[#args + 1] = P .. "agents:tagsets:" .. t end
+  return redis.call(unpack(args))
+end
+
+local function carries(rec, tags)
+  local mine = {}
+  for _, t in ipairs(rec.tags or {}) do mine[t] = true end
+  for _, t in ipairs(tags) do
+    if not mine[t] then return false end
+  end
+  return true
+end
+
+local HEAD = 4  -- agents read from a tag set's free list at a time
+
+local function next_head(h)
+  local page = redis.call("ZRANGEBYSCORE", h.key, "-inf", h.hi, "WITHSCORES", "LIMIT", h.off, HEAD)
+  h.page, h.pos, h.off = page, 1, h.off + #page / 2
+end
+
+-- Free agents with several tags: the free lists of every tag set holding them, merged by
+-- score then id (the order one list of them all would have). Every agent seen carries the
+-- tags, so the work grows with the tag sets in use, not with the agents.
+local function find_in_tagsets(tags, skip, limit)
+  local skipped, heads, found = skip_set(skip), {}, {}
+  for _, set in ipairs(tagsets_with(tags)) do
+    local h = {key = P .. "agents:freeset:" .. set, hi = tagset_size(set) * BUCKET + NOW, off = 0}
+    next_head(h)
+    heads[#heads + 1] = h
+  end
+  while true do
+    local best, best_score, best_id = nil, nil, nil
+    for _, h in ipairs(heads) do
+      if h.pos <= #h.page then
+        local id, score = h.page[h.pos], tonumber(h.page[h.pos + 1])
+        if best == nil or score < best_score or (score == best_score and id < best_id) then
+          best, best_score, best_id = h, score, id
+        end
+      end
+    end
+    if best == nil then return found end
+    best.pos = best.pos + 2
+    if best.pos > #best.page and #best.page == 2 * HEAD then next_head(best) end
+    if not skipped[best_id] then
+      local rec = load_agent(best_id)
+      if rec and is_free(rec, NOW) and carries(rec, tags) then
+        found[#found + 1] = {best_id, rec}
+        if #found >= limit then return found end
+      end
+    end
+  end
+end
+
+-- The first free agents carrying every tag, in routing order (fewest tags, longest idle),
+-- not in `skip` (a set key or nil), `limit` at most. One tag or none: that tag's free list
+-- (or the list of all), one tag-count bucket at a time; several: their tag sets'.
+local function find_agent(tags, skip, limit)
+  if #tags >= 2 then return find_in_tagsets(tags, skip, limit) end
+  local walk = P .. "agents:free"
+  if #tags == 1 then walk = walk .. ":" .. tags[1] end
+  local skipped, nt, found = skip_set(skip), #tags, {}
   for _ = 1, 64 do
     local first = redis.call("ZRANGEBYSCORE", walk, nt * BUCKET, "+inf", "WITHSCORES", "LIMIT", 0, 1)
     if #first == 0 then break end
@@ -208,7 +316,7 @@ local function find_agent(tags, skip, limit)
       local ids = redis.call("ZRANGEBYSCORE", walk, lo, lo + NOW, "LIMIT", off, 64)
       if #ids == 0 then break end
       for _, id in ipairs(ids) do
-        if not skipped[id] and has_tags(id, tags) then
+        if not skipped[id] then
           local rec = load_agent(id)
           if rec and is_free(rec, NOW) then
             found[#found + 1] = {id, rec}
@@ -534,28 +642,25 @@ local function op_candidates(limit, tags)
   return ids
 end
 
--- How many agents carrying every tag are free now. One tag or none: counted by score ranges,
--- no record read; several: the rarest tag's free agents are checked for the others.
+-- How many agents carrying every tag are free now, counted by score ranges (no record read):
+-- one tag or none from its free list, bucket by bucket; several from their tag sets' lists.
 local function op_count_free(tags)
-  local walk, size = P .. "agents:free", nil
-  for _, t in ipairs(tags) do
-    local key = P .. "agents:free:" .. t
-    local n = redis.call("ZCARD", key)
-    if size == nil or n < size then size, walk = n, key end
+  local count = 0
+  if #tags >= 2 then
+    for _, set in ipairs(tagsets_with(tags)) do
+      count = count + redis.call("ZCOUNT", P .. "agents:freeset:" .. set, "-inf",
+        tagset_size(set) * BUCKET + NOW)
+    end
+    return count
   end
-  local count, nt = 0, 0
+  local walk, nt = P .. "agents:free", 0
+  if #tags == 1 then walk = walk .. ":" .. tags[1] end
   for _ = 1, 64 do
     local first = redis.call("ZRANGEBYSCORE", walk, nt * BUCKET, "+inf", "WITHSCORES", "LIMIT", 0, 1)
     if #first == 0 then break end
     nt = math.floor(tonumber(first[2]) / BUCKET)
     local lo = nt * BUCKET
-    if #tags <= 1 then
-      count = count + redis.call("ZCOUNT", walk, lo, lo + NOW)
-    else
-      for _, id in ipairs(redis.call("ZRANGEBYSCORE", walk, lo, lo + NOW)) do
-        if has_tags(id, tags) then count = count + 1 end
-      end
-    end
+    count = count + redis.call("ZCOUNT", walk, lo, lo + NOW)
     nt = nt + 1
   end
   return count
