@@ -419,7 +419,7 @@ class Daemon:
         if isinstance(item, Received):
             self.metrics.esl_event(item.stamp, time.time())
             if self.control:
-                self.control.on_event(item.event, self.now(), item.job)
+                self.control.on_event(self._lanes.aged(item), self.now(), item.job)
         elif isinstance(item, Tick):
             # From the dispatcher: a stuck one stops beating. A Redis that lost its data is
             # noticed here, a beat after it happened.

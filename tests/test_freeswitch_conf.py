@@ -53,15 +53,18 @@ def test_every_xml_file_is_well_formed_before_and_after_preprocessing(conf):
 
 def test_main_number_parks_for_the_direct_callback_look_up_then_falls_through_to_menu(conf):
     actions = [a for a in conf.dialplan.route("ccd", "5000", {}) if not a.inline]
-    assert [a.app for a in actions] == ["answer", "set", "set", "set", "sched_transfer", "park"]
+    apps = ["answer", "set", "set", "set", "set", "sched_transfer", "park"]
+    assert [a.app for a in actions] == apps
     variables = dict(a.data.split("=", 1) for a in actions if a.app == "set")
     assert variables == {
         "ccd_direct_check": "true",
         "ccd_direct_queue": "general",
         "ccd_direct_tags": "general",
+        # the wait below, for a daemon hearing of the caller late (ccd.core.events)
+        "ccd_direct_check_s": conf.vars["ccd_direct_check_s"],
     }
     # No daemon answering: the dialplan itself moves the caller on to the menu.
-    delay, target = actions[4].data.split(" ", 1)
+    delay, target = actions[5].data.split(" ", 1)
     assert delay == "+" + conf.vars["ccd_direct_check_s"]
     assert transfer_target(target, "ccd") == ("ccd_ivr", "ccd")
 
@@ -156,8 +159,9 @@ def test_outside_number_parks_for_the_dnc_check_with_a_safety(conf, number):
         "ccd_agent_ext": "${user_name}",
         "ccd_dialed": number,
         "ccd_action": "outbound_check",
+        "ccd_direct_check_s": conf.vars["ccd_direct_check_s"],  # the wait below
     }
-    assert [a.app for a in actions][-3:] == ["ring_ready", "sched_transfer", "park"]
+    assert [a.app for a in actions][-4:] == ["ring_ready", "set", "sched_transfer", "park"]
     # No daemon: the call goes on unchecked after the main number's short wait (fail open).
     sched = next(a for a in actions if a.app == "sched_transfer")
     assert sched.data == f"+{conf.vars['ccd_direct_check_s']} ccd_outbound_go XML ccd_agents"

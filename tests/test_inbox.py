@@ -12,6 +12,7 @@ import pytest
 
 from ccd.adapters.inbox import Inbox
 from ccd.adapters.inbox_items import Lanes
+from ccd.core import events as ev
 from ccd.core.esl_wire import EslEvent
 from ccd.supervisor import Task
 from tests.support.daemon_fixtures import bridged, eventually
@@ -185,3 +186,49 @@ def test_channels_are_forgotten_beyond_the_limit():
     bridge = lambda other: _event("CHANNEL_BRIDGE", str(uuid4()), **{"Other-Leg-Unique-ID": other})  # noqa: E731
     assert not lanes.received(bridge(legs[0]))[1]  # the oldest went
     assert lanes.received(bridge(legs[2]))[1]
+
+
+def test_a_parked_entry_is_told_how_long_it_waited_on_the_switchs_clock():
+    """Measured against the newest event heard since, both stamped by FreeSWITCH: the
+    daemon's own clock never meets the switch's (ccd.core.events.fell_through)."""
+    caller, other = str(uuid4()), str(uuid4())
+    lanes = Lanes()
+    park = lanes.received(
+        _event(
+            "CHANNEL_PARK",
+            caller,
+            variable_ccd_direct_check="true",
+            variable_ccd_direct_queue="general",
+            variable_ccd_direct_check_s="2",
+            **{"Event-Date-Timestamp": "1000000000000000"},
+        )
+    )[0]
+    assert ev.fell_through(lanes.aged(park)) is False  # nothing newer heard yet
+    later = {"Event-Date-Timestamp": "1000000001500000"}  # 1.5 s on the switch's clock
+    lanes.received(_event("CHANNEL_CREATE", other, **later))
+    aged = lanes.aged(park)
+    assert isinstance(aged, ev.EntryParked) and aged.waited == pytest.approx(1.5)
+    assert ev.fell_through(aged)  # past half the dialplan's 2 s
+    lanes.received(_event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "1"}))
+    assert lanes.aged(park).waited == pytest.approx(1.5)  # an older stamp changes nothing
+
+
+@pytest.mark.parametrize("said", ["", "soon", "0", "-2", "nan", "inf", "99999"])
+def test_a_missing_or_bad_wait_never_makes_an_entry_late(said):
+    lanes = Lanes()
+    park = lanes.received(
+        _event(
+            "CHANNEL_PARK",
+            str(uuid4()),
+            variable_ccd_direct_check="true",
+            variable_ccd_direct_queue="general",
+            variable_ccd_direct_check_s=said,
+            **{"Event-Date-Timestamp": "1000000000000000"},
+        )
+    )[0]
+    lanes.received(
+        _event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "2" + "0" * 15})
+    )
+    aged = lanes.aged(park)
+    assert isinstance(aged, ev.EntryParked) and aged.moves_on_after is None
+    assert not ev.fell_through(aged)  # as before the dialplan said it: the daemon acts

@@ -8,7 +8,7 @@ them under overload stays small, and an event the core has no use for is never q
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -86,9 +86,13 @@ class Lanes:
     def __init__(self, limit: int = 100_000) -> None:
         self._hot: dict[str, None] = {}  # channels whose events are urgent, oldest first
         self._limit = limit
+        self.switch_time = 0.0  # the newest Event-Date-Timestamp heard (seconds)
 
     def received(self, event: EslEvent) -> tuple[Received | None, bool]:
         """What to queue for ``event`` (None: nothing to do) and whether it is urgent."""
+        stamp = event.get("Event-Date-Timestamp")
+        if stamp.isdigit() and int(stamp) / 1e6 > self.switch_time:
+            self.switch_time = int(stamp) / 1e6
         job = None
         if event.name == "BACKGROUND_JOB":
             job = (event.get("Job-UUID"), event.body or "")
@@ -107,4 +111,15 @@ class Lanes:
             hot.pop(uuid, None)
         if decoded is None and job is None:
             return None, False
-        return Received(decoded, event.get("Event-Date-Timestamp"), job), urgent
+        return Received(decoded, stamp, job), urgent
+
+    def aged(self, item: Received) -> Any:
+        """The item's event, told how long it waited before the dispatcher took it when the
+        core needs to know (ccd.core.events.fell_through). Measured on FreeSWITCH's own
+        clock, against the newest event heard since: no clock of ours compared with its."""
+        e = item.event
+        if not isinstance(e, ev.EntryParked | ev.FeatureCode) or e.moves_on_after is None:
+            return e
+        if not item.stamp.isdigit():
+            return e
+        return replace(e, waited=max(0.0, self.switch_time - int(item.stamp) / 1e6))

@@ -74,6 +74,7 @@ __all__ = [
     "PromptDone",
     "VoicemailLeft",
     "extension_of_channel_name",
+    "fell_through",
     "from_esl",
     "parse_tags",
 ]
@@ -139,6 +140,8 @@ class EntryParked:
     destination: str
     queue: str
     tags: tuple[str, ...] = ()
+    moves_on_after: float | None = None  # see fell_through
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,8 @@ class FeatureCode:
     action: str
     digits: str = ""
     dialed: str = ""  # outbound_check: the outside number the agent dialled
+    moves_on_after: float | None = None  # outbound_check: see fell_through
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +378,32 @@ def _feature_code(ev: EslEvent, uuid: str, profiles: Iterable[str]) -> FeatureCo
     if not ext or not _DIGITS_RE.match(digits):
         return None
     dialed = ev.var("ccd_dialed")
-    return FeatureCode(uuid, ext, action, digits, dialed if _DIALED_RE.match(dialed) else "")
+    return FeatureCode(
+        uuid,
+        ext,
+        action,
+        digits,
+        dialed if _DIALED_RE.match(dialed) else "",
+        moves_on_after=_moves_on_after(ev),
+    )
+
+
+def _moves_on_after(ev: EslEvent) -> float | None:
+    """``ccd_direct_check_s``: the seconds after which the dialplan's own sched_transfer
+    moves a parked call on when no daemon did (None: not said, or not a number)."""
+    try:
+        seconds = float(ev.var("ccd_direct_check_s"))
+    except ValueError:
+        return None
+    return seconds if 0.0 < seconds <= 3600.0 else None
+
+
+def fell_through(e: EntryParked | FeatureCode) -> bool:
+    """Did the event wait so long that the dialplan has most likely moved the call on by
+    itself (its sched_transfer)? Then the daemon must leave the call alone: a transfer now
+    would start the caller's menu again, or dial an agent's customer twice. Half the
+    dialplan's wait: beyond it, acting saves the caller less than it risks."""
+    return e.moves_on_after is not None and e.waited >= e.moves_on_after / 2
 
 
 _PROMPT_RESULTS = (
@@ -395,7 +425,14 @@ def _prompt_done(ev: EslEvent, uuid: str) -> PromptDone | None:
 
 
 def _entry_parked(ev: EslEvent, uuid: str) -> EntryParked | None:
-    return _parked_for_queue(EntryParked, ev, uuid, "ccd_direct_queue", "ccd_direct_tags")
+    return _parked_for_queue(
+        EntryParked,
+        ev,
+        uuid,
+        "ccd_direct_queue",
+        "ccd_direct_tags",
+        moves_on_after=_moves_on_after(ev),
+    )
 
 
 def _call_parked(ev: EslEvent, uuid: str) -> CallParked | None:

@@ -120,6 +120,12 @@ class Entry:
         channel): the queue extension arms its own voicemail safety and sets ccd_queue."""
         if not self.io.lease(f"chan.{e.uuid}"):
             return
+        if ev.fell_through(e):
+            # The dialplan sent the caller to the menu already: a transfer now would start
+            # it again (the keys they pressed lost). Their call is still recorded.
+            self._direct_agent(e, now, route=False)
+            log.warning("call.entry_late", call=e.uuid, queue=e.queue, waited=round(e.waited, 3))
+            return
         agent_id = self._direct_agent(e, now)
         self.io.execute(e.uuid, "sched_cancel", "")  # the dialplan's fall-through to the menu
         self.io.execute(e.uuid, "set", "ccd_direct_check=false")  # looked up once
@@ -130,17 +136,18 @@ class Entry:
         self.io.execute(e.uuid, "set", f"ccd_arrived={now:.3f}")
         self.io.execute(e.uuid, "transfer", f"ccd_queue_{e.queue} XML {self.io.context}")
 
-    def _direct_agent(self, e: ev.EntryParked, now: float) -> str | None:
+    def _direct_agent(self, e: ev.EntryParked, now: float, *, route: bool = True) -> str | None:
         """The agent a live binding sends this caller to (R-STICKY); None: the menu.
 
-        The customer's call is recorded first (type 4 bindings are renewed by it)."""
+        The customer's call is recorded first (type 4 bindings are renewed by it); only
+        that when not ``route``."""
         if self.sticky is None:
             return None
         if self.dnc is not None and self.dnc.is_listed(e.caller_number):
             return None  # a do-not-contact customer is not routed by a binding (R-DISPO)
         try:
             self.sticky.record(CustomerCall(e.caller_number, now), now)
-            agent_id = self.sticky.route(e.caller_number, now)
+            agent_id = self.sticky.route(e.caller_number, now) if route else None
         except (RedisUnavailable, ValueError) as exc:
             log.warning("sticky.lookup_failed", call=e.uuid, error=str(exc))
             return None

@@ -84,9 +84,19 @@ class FeatureCodes:
         allowed = bool(e.dialed) and (
             self.disposition is None or self.disposition.outbound_allowed(e.dialed)
         )
+        agent_id = agent.id if agent else None
+        if allowed and ev.fell_through(e):
+            # The dialplan dialled the number already (it fails open): a transfer now would
+            # dial the customer a second time. A refused number is still cut off below.
+            log.warning(
+                "agent.outbound_late",
+                agent=agent_id,
+                extension=e.extension,
+                waited=round(e.waited, 3),
+            )
+            return
         if not allowed:
             reason = "do_not_call" if e.dialed else "bad_number"
-            agent_id = agent.id if agent else None
             log.info("agent.outbound_refused", agent=agent_id, extension=e.extension, reason=reason)
         target = "ccd_outbound_go" if allowed else "ccd_outbound_refused"
         self.io.execute(e.uuid, "transfer", f"{target} XML ccd_agents")

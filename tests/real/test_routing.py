@@ -16,6 +16,7 @@ import time
 import pytest
 
 from ccd.adapters.inbox_items import Lanes
+from ccd.core import events as ev
 from ccd.core import presence
 from tests.real.lab import bridged_pair, channel_events, is_execute, wait_for
 
@@ -77,6 +78,14 @@ def idle(center, *agent_ids):
 def test_seed_002_fewest_tags_rung_first_each_for_the_ring_time_then_voicemail(center, fs, call):
     mark = fs.mark()
     caller = call("5000", number="+3612345678", name="Doe, John")
+    # Parked for the direct-callback look-up, saying how long the dialplan waits for the
+    # daemon (a daemon hearing of it too late leaves the caller in the menu).
+    entry = fs.wait_event(
+        lambda s: s.name == "CHANNEL_PARK" and s.uuid == caller.b, since=mark, what="the park"
+    )
+    parked = ev.from_esl(entry)
+    assert isinstance(parked, ev.EntryParked) and parked.moves_on_after == 2.0
+    assert not ev.fell_through(parked)
     # The main menu (ivr ccd_main): 1 = sales.
     fs.wait_event(
         lambda s: is_execute(s, caller.b, "ivr"), since=mark, what="the caller in the main menu"
