@@ -88,6 +88,7 @@ class Control(Protocol):
     def on_snapshot(self, answer: Snapshot, now: float) -> None: ...
     def flush(self) -> None: ...
     def on_redis_lost(self, now: float) -> None: ...
+    def index_tagsets(self) -> int: ...
     def resync_step(self, now: float) -> bool: ...
     def on_event(self, decoded: Any, now: float, job: tuple[str, str] | None = None) -> None: ...
     def on_job_failed(self, job_uuid: str, reason: str, now: float) -> None: ...
@@ -174,6 +175,7 @@ class Daemon:
         _, middle, old = gc.get_threshold()
         gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)  # see _freeze_heap
         self._claim()
+        self._index_tagsets()
         try:
             self.http.start()
         except OSError as exc:  # the port is taken (another daemon?) or not ours to bind
@@ -200,6 +202,20 @@ class Daemon:
         if previous is not None:
             log.info("daemon.node_taken_over", node=self.node_id, previous_pid=previous.pid,
                      previous_started=previous.started)  # fmt: skip
+
+    def _index_tagsets(self) -> None:
+        """The routing index an older ccd did not keep, built in slices before serving."""
+        if self.control is None:
+            return
+        started = time.monotonic()
+        try:
+            count = self.control.index_tagsets()
+        except RedisUnavailable as exc:  # the first search that needs it builds it
+            log.error("agents.tagsets_index_failed", error=str(exc))
+            return
+        if count:
+            ms = round((time.monotonic() - started) * 1000, 1)
+            log.info("agents.tagsets_indexed", agents=count, ms=ms)
 
     def on_stop(self, callback: Any) -> None:
         """Run ``callback()`` when the daemon stops (after the dispatcher)."""
@@ -490,6 +506,7 @@ class Daemon:
         self.metrics.inc("redis_data_lost_total")
         if self.control is not None:
             self.control.on_redis_lost(self.now())
+        self._index_tagsets()
         self.resync()
 
     def _resynced(self, snapshot: Any) -> None:

@@ -131,3 +131,28 @@ def test_the_tag_set_index_forgets_changed_tags_and_deleted_agents(agents):
         if b"tagset" in k or b"freeset" in k
     )
     assert left == [f"{PREFIX}agents:tagsets"]  # the mark that the index is built, only
+
+
+def _drop_tagset_index(client) -> None:
+    """Make Redis look like a centre an older ccd ran: no index by tag set, no mark."""
+    old = [k for k in client.scan_iter(f"{PREFIX}agents:*") if b"tagset" in k or b"freeset" in k]
+    if old:
+        client.delete(*old)
+
+
+def test_the_index_is_built_a_slice_at_a_time_before_any_search(agents):
+    client = agents.store.client
+    # Over 128 agents: a smaller set is kept packed and SSCAN gives it whole.
+    for i in range(200):
+        agents.create(f"a{i:03d}", f"{1000 + i}", ["sales", "support"], now=float(i))
+        if i % 2:
+            _ready(agents, f"a{i:03d}", now=300.0)
+    _drop_tagset_index(client)
+    client.config_resetstat()
+    assert agents.index_tagsets(slice_size=50) == 200
+    scripts = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert scripts >= 3 + 1  # slices of about 50 (SSCAN's count is a hint), then the mark
+    assert client.get(f"{PREFIX}agents:tagsets") == b"1"
+    found = agents.available_with(["support", "sales"], now=400.0)
+    assert [a.id for a in found] == [f"a{i:03d}" for i in range(1, 200, 2)]
+    assert agents.index_tagsets() == 0  # built: nothing to do

@@ -473,3 +473,25 @@ def test_timers_wait_for_the_resync_but_not_for_ever(fakeswitch, start_daemon):
     eventually(lambda: bridged(fakeswitch, caller), what="bob reached after alice's ring time")
     assert offers(fakeswitch) == ["1001", "1002"]
     assert not daemon.synced
+
+
+def test_a_daemon_builds_the_routing_index_an_older_ccd_left_out(
+    fakeswitch, start_daemon, redis_url
+):
+    from structlog.testing import capture_logs
+
+    from ccd.store.redis_store import connect_redis
+
+    agents = {"bob": {"extension": "1002", "tags": ["sales", "support"]}}
+    first = start_daemon(fakeswitch, agents=agents)
+    first.stop()
+    client = connect_redis(redis_url)
+    old = [k for k in client.scan_iter("ccd:agents:*") if b"tagset" in k or b"freeset" in k]
+    client.delete(*old)
+    with capture_logs() as logs:
+        start_daemon(fakeswitch, agents=agents)
+    [built] = [e for e in logs if e["event"] == "agents.tagsets_indexed"]
+    assert built["agents"] == 1
+    assert client.get("ccd:agents:tagsets") == b"1"
+    assert client.smembers("ccd:agents:tagset:sales+support") == {b"bob"}
+    client.close()

@@ -292,6 +292,11 @@ class CallControl:
         self.dialer.rebuild(now)
         log.warning("agent.rebuilt", agents=agents)
 
+    def index_tagsets(self) -> int:
+        """The routing index by tag set, built before serving where an older ccd left none
+        (ccd.store.agent.AgentRepository.index_tagsets): how many agents it took."""
+        return self.agents.index_tagsets()
+
     def on_notify_gap(self, now: float) -> None:
         """The notification channel was (re)subscribed: reservations made for our calls
         while we were not listening are read from Redis instead."""

@@ -293,6 +293,20 @@ class AgentRepository:
         at = time.time() if now is None else now
         return int(self.routing.one(Routing.count_free(tags), at))
 
+    def index_tagsets(self, slice_size: int = 500) -> int:
+        """Build the index by tag set for agents an older ccd wrote, ``slice_size`` agents
+        per script call (a few ms each at most), before any search needs it: the search
+        would build it in one script, holding Redis ~0.3 s at 20,000 agents. Answers how
+        many agents were indexed; 0 when the index was there."""
+        with unavailable_as_domain_error("agents.index_tagsets"):
+            if self.store.client.exists(self.store.keys.tagsets_built()):
+                return 0
+        count = 0
+        for ids in self.scan_ids(slice_size):
+            count += int(self.routing.one(Routing.index_tagsets(ids), 0.0))
+        self.routing.one(Routing.mark_tagsets(), 0.0)
+        return count
+
     # -- writes --------------------------------------------------------------
     def create(self, agent_id: str, extension: str, tags: Iterable[str], now: float) -> Agent:
         """A new, logged-out agent. AgentError if the id or extension is taken."""

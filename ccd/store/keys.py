@@ -43,6 +43,10 @@ class Keys:
         """ZSET of free agents (all, or those carrying ``tag``) in routing order."""
         return self._key("agents", "free", tag) if tag else self._key("agents", "free")
 
+    def tagsets_built(self) -> str:
+        """Set once every agent is in the index by tag set (ccd/store/routing.lua)."""
+        return self._key("agents", "tagsets")
+
     def ready_agents(self) -> str:
         """SET of agents logged in with a registered phone."""
         return self._key("agents", "ready")

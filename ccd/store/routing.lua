@@ -232,14 +232,30 @@ local function skip_set(skip)
   return skipped
 end
 
--- A centre whose agents an older ccd wrote has no tag-set index: built once, here.
-local function ensure_tagsets()
-  if redis.call("EXISTS", P .. "agents:tagsets") == 1 then return end
-  for _, id in ipairs(redis.call("SMEMBERS", P .. "agents")) do
+-- Agents an older ccd wrote into the tag-set index (they are in none of its sets yet).
+local function index_tagsets_of(ids)
+  for _, id in ipairs(ids) do
     local rec = load_agent(id)
     if rec then index_tagset(id, nil, tagset_of(rec.tags), listed(rec), free_score(rec)) end
   end
+  return #ids
+end
+
+-- The index of every agent, built here if no daemon built it at its start (Routing's
+-- index_tagsets, a slice at a time, then mark_tagsets): one long script otherwise.
+local function ensure_tagsets()
+  if redis.call("EXISTS", P .. "agents:tagsets") == 1 then return end
+  index_tagsets_of(redis.call("SMEMBERS", P .. "agents"))
   redis.call("SET", P .. "agents:tagsets", "1")
+end
+
+local function op_index_tagsets(ids)
+  return index_tagsets_of(ids)
+end
+
+local function op_mark_tagsets()
+  redis.call("SET", P .. "agents:tagsets", "1")
+  return 1
 end
 
 -- The tag sets of agents carrying every one of `tags` (two tags or more).
@@ -669,6 +685,7 @@ end
 local OPS = {
   claim = op_claim, ahead = op_ahead,
   count_free = op_count_free,
+  index_tagsets = op_index_tagsets, mark_tagsets = op_mark_tagsets,
   candidates = op_candidates,
   write = op_write, delete = op_delete, reserve = op_reserve, enter = op_enter,
   match = op_match, free = op_free, untry = op_untry, unoffer = op_unoffer,

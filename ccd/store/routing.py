@@ -127,6 +127,16 @@ class Routing:
         return ["count_free", _tags(tags)]
 
     @staticmethod
+    def index_tagsets(agent_ids: Sequence[str]) -> list[Any]:
+        """Put these agents into the index by tag set (a centre an older ccd wrote)."""
+        return ["index_tagsets", [_part(a, "agent id") for a in agent_ids]]
+
+    @staticmethod
+    def mark_tagsets() -> list[Any]:
+        """Every agent is in the index by tag set (no search needs to build it)."""
+        return ["mark_tagsets"]
+
+    @staticmethod
     def free(agent_id: str, leg: str, job: str) -> list[Any]:
         """The agent is free: the best waiting call for it ({call, agent} / {call, node})."""
         return ["free", _part(agent_id, "agent id"), leg, job]
