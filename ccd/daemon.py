@@ -130,6 +130,7 @@ class Daemon:
             backoff_max=config.esl.backoff_max,
             inbox=self.inbox,
             deliver=self._received,
+            on_connected=self._lanes.connected,
         )
         # A resync's questions go beside the dispatcher; the answer comes back as an item.
         self.snapshots = SnapshotReader(self.esl, self.inbox.put)

@@ -445,6 +445,18 @@ def test_server_restart_on_the_same_port_reconnects_resubscribes_and_announces_r
     assert events_named(logs, "esl.disconnected") and events_named(logs, "esl.reconnect_in")
 
 
+def test_every_connection_is_told_before_anything_it_brings(switch, make_client):
+    # The reader measures how long events waited against the switch's own clock; a new
+    # connection (another FreeSWITCH, maybe) must start that measure afresh.
+    told: list[int] = []
+    client = make_client(on_connected=lambda: told.append(len(told)))
+    assert isinstance(next_item(client), Connected) and told == [0]
+    switch.kill()
+    items_until(client, Disconnected)
+    switch.start()
+    assert isinstance(next_item(client), Reconnected) and told == [0, 1]
+
+
 def test_pending_command_fails_at_once_when_the_server_drops(switch, make_client):
     switch.responder = lambda session, block: SILENT if block == "api status" else None
     client = connected_client(make_client, command_timeout=30.0)

@@ -232,3 +232,28 @@ def test_a_missing_or_bad_wait_never_makes_an_entry_late(said):
     aged = lanes.aged(park)
     assert isinstance(aged, ev.EntryParked) and aged.moves_on_after is None
     assert not ev.fell_through(aged)  # as before the dialplan said it: the daemon acts
+
+
+def test_a_new_connection_measures_the_wait_on_its_own_clock():
+    """Another FreeSWITCH after a reconnect, its clock 1,000 s behind the last one's: its
+    callers are not taken for late ones (the daemon would leave them all to the dialplan)."""
+    lanes = Lanes()
+    lanes.received(
+        _event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "2" + "0" * 15})
+    )
+    lanes.connected()
+    park = lanes.received(
+        _event(
+            "CHANNEL_PARK",
+            str(uuid4()),
+            variable_ccd_direct_check="true",
+            variable_ccd_direct_queue="general",
+            variable_ccd_direct_check_s="2",
+            **{"Event-Date-Timestamp": "1000000000000000"},
+        )
+    )[0]
+    lanes.received(
+        _event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "1000000000300000"})
+    )
+    aged = lanes.aged(park)
+    assert aged.waited == pytest.approx(0.3) and not ev.fell_through(aged)

@@ -180,6 +180,7 @@ class EslClient:
         backoff_max: float = 30.0,
         inbox: Inbox | None = None,
         deliver: Callable[[EslEvent], None] | None = None,
+        on_connected: Callable[[], None] | None = None,
         auth_retry_interval: float = 60.0,
         stable_after: float = 10.0,
         rng: random.Random | None = None,
@@ -207,6 +208,8 @@ class EslClient:
         self.inbox: Inbox = inbox if inbox is not None else Inbox()
         # Who takes each event off the socket (the inbox's reader side, by default).
         self._deliver = deliver if deliver is not None else self.inbox.put_event
+        # Told of every new connection before its first event is delivered.
+        self._on_connected = on_connected
         #: The error of the last failed connect attempt (None while connected):
         #: an EslAuthError here means an operator has to fix the password.
         self.last_error: EslError | None = None
@@ -309,6 +312,8 @@ class EslClient:
         first = not self._ever_connected
         self._ever_connected = True
         log.info("esl.connected", reconnect=not first)
+        if self._on_connected is not None:
+            self._on_connected()
         self.inbox.put(Connected() if first else Reconnected(), barrier=True)
         conn.release()
         self._up.set()

@@ -88,6 +88,11 @@ class Lanes:
         self._limit = limit
         self.switch_time = 0.0  # the newest Event-Date-Timestamp heard (seconds)
 
+    def connected(self) -> None:
+        """A new connection (perhaps another FreeSWITCH, its clock behind the last one's):
+        how long its events waited is measured against its own events only."""
+        self.switch_time = 0.0
+
     def received(self, event: EslEvent) -> tuple[Received | None, bool]:
         """What to queue for ``event`` (None: nothing to do) and whether it is urgent."""
         stamp = event.get("Event-Date-Timestamp")
