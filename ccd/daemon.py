@@ -77,6 +77,9 @@ SUBSCRIBED_EVENTS = (
     "sofia::unregister",
     "sofia::expire",
     "vm::maintenance",  # leave-message: a voicemail caller to call back (ccd.core.recovery)
+    # Every 20 s: its stamp keeps the reader's measure of FreeSWITCH's clock fresh on a
+    # quiet switch (ccd.adapters.inbox_items.Lanes.aged); never queued.
+    "HEARTBEAT",
 )
 
 
@@ -113,7 +116,7 @@ class Daemon:
         # Tests running several daemons at a time scale hand them one shared clock.
         self._now = clock or ScaledClock(self.scale).now
         self.inbox = Inbox(config.daemon.inbox_limit)
-        self._lanes = Lanes()  # on the ESL reader: which lane each event takes
+        self._lanes = Lanes(clock=self.now)  # on the ESL reader: which lane each event takes
         self.metrics = DaemonMetrics(known_queues=lambda: self.config.queues)
         self.redis = connect_redis(config.redis.url, config.redis.socket_timeout)
         self.store = Store.create(self.redis, config.redis.prefix)

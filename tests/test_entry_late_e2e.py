@@ -53,15 +53,6 @@ def test_a_caller_heard_of_late_keeps_the_menu_the_dialplan_gave_them(fakeswitch
     assert late["call"] == caller and late["waited"] >= 1.0
 
 
-def test_a_call_heard_of_in_time_is_still_sent_on_by_the_daemon(fakeswitch, start_daemon):
-    fakeswitch.add_phone("1001", answer_after=1, hangup_after=3)
-    daemon = start_daemon(fakeswitch, agents=ALICE)
-    login(daemon, "alice")
-    caller = fakeswitch.place_call("+3612345601", "On time", digits=[SALES])
-    eventually(lambda: bridged(fakeswitch, caller), what="caller bridged to alice")
-    assert not fakeswitch.trace.of("scheduled_transfer", uuid=caller)  # the daemon moved it
-
-
 def _sent_apps(fakeswitch, monkeypatch) -> list[tuple[str, str]]:
     """(uuid, application) of every sendmsg execute the switch receives from now on."""
     sent: list[tuple[str, str]] = []

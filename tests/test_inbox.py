@@ -188,72 +188,82 @@ def test_channels_are_forgotten_beyond_the_limit():
     assert lanes.received(bridge(legs[2]))[1]
 
 
-def test_a_parked_entry_is_told_how_long_it_waited_on_the_switchs_clock():
-    """Measured against the newest event heard since, both stamped by FreeSWITCH: the
-    daemon's own clock never meets the switch's (ccd.core.events.fell_through)."""
-    caller, other = str(uuid4()), str(uuid4())
-    lanes = Lanes()
-    park = lanes.received(
-        _event(
-            "CHANNEL_PARK",
-            caller,
-            variable_ccd_direct_check="true",
-            variable_ccd_direct_queue="general",
-            variable_ccd_direct_check_s="2",
-            **{"Event-Date-Timestamp": "1000000000000000"},
-        )
-    )[0]
-    assert ev.fell_through(lanes.aged(park)) is False  # nothing newer heard yet
-    later = {"Event-Date-Timestamp": "1000000001500000"}  # 1.5 s on the switch's clock
-    lanes.received(_event("CHANNEL_CREATE", other, **later))
+class _Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _stamp(seconds: float) -> dict[str, str]:
+    return {"Event-Date-Timestamp": str(round(seconds * 1e6))}
+
+
+def _entry_park(at: float, wait: str = "2") -> EslEvent:
+    return _event(
+        "CHANNEL_PARK",
+        str(uuid4()),
+        variable_ccd_direct_check="true",
+        variable_ccd_direct_queue="general",
+        variable_ccd_direct_check_s=wait,
+        **_stamp(at),
+    )
+
+
+def test_a_parked_entry_is_told_how_long_it_waited_whatever_the_two_clocks_say():
+    """Our clock 500 s ahead of FreeSWITCH's and the wire 2 ms long: only the wait counts
+    (ccd.core.events.fell_through), learnt from events read as they came."""
+    clock = _Clock(1500.002)
+    lanes = Lanes(clock=clock)
+    lanes.received(_event("CHANNEL_CREATE", str(uuid4()), **_stamp(1000.0)))
+    clock.now = 1510.004  # this one came 4 ms after it was stamped
+    park = lanes.received(_entry_park(1010.0))[0]
+    assert lanes.aged(park).waited == pytest.approx(0.002)  # taken at once: the wire's 2 ms
+    clock.now = 1510.502
     aged = lanes.aged(park)
-    assert isinstance(aged, ev.EntryParked) and aged.waited == pytest.approx(1.5)
-    assert ev.fell_through(aged)  # past half the dialplan's 2 s
-    lanes.received(_event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "1"}))
-    assert lanes.aged(park).waited == pytest.approx(1.5)  # an older stamp changes nothing
+    assert isinstance(aged, ev.EntryParked) and aged.waited == pytest.approx(0.5)
+    assert not ev.fell_through(aged)
+    clock.now = 1511.002  # nothing else heard meanwhile: a daemon that stood still
+    aged = lanes.aged(park)
+    # FreeSWITCH's +2 s may fire from 1 s after the park on (whole seconds): too late.
+    assert aged.waited == pytest.approx(1.0) and ev.fell_through(aged)
+
+
+def test_the_gap_between_the_clocks_is_forgotten_after_a_minute():
+    """Our clock stepped forward by 30 s (NTP): for a minute at most every entry looks late
+    (left to the dialplan, which sends it to the menu), then the new gap is learnt."""
+    clock = _Clock(1000.0)
+    lanes = Lanes(clock=clock)
+    for t in range(0, 200, 5):
+        clock.now = 1000.0 + t + (30 if t >= 100 else 0)
+        lanes.received(_event("CHANNEL_CREATE", str(uuid4()), **_stamp(1000.0 + t)))
+    clock.now = 1000.0 + 200 + 30
+    park = lanes.received(_entry_park(1000.0 + 200))[0]
+    clock.now += 0.1
+    assert lanes.aged(park).waited == pytest.approx(0.1)
 
 
 @pytest.mark.parametrize("said", ["", "soon", "0", "-2", "nan", "inf", "99999"])
 def test_a_missing_or_bad_wait_never_makes_an_entry_late(said):
-    lanes = Lanes()
-    park = lanes.received(
-        _event(
-            "CHANNEL_PARK",
-            str(uuid4()),
-            variable_ccd_direct_check="true",
-            variable_ccd_direct_queue="general",
-            variable_ccd_direct_check_s=said,
-            **{"Event-Date-Timestamp": "1000000000000000"},
-        )
-    )[0]
-    lanes.received(
-        _event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "2" + "0" * 15})
-    )
+    clock = _Clock(1000.0)
+    lanes = Lanes(clock=clock)
+    park = lanes.received(_entry_park(1000.0, wait=said))[0]
+    clock.now = 2000.0
     aged = lanes.aged(park)
     assert isinstance(aged, ev.EntryParked) and aged.moves_on_after is None
     assert not ev.fell_through(aged)  # as before the dialplan said it: the daemon acts
 
 
-def test_a_new_connection_measures_the_wait_on_its_own_clock():
+def test_a_new_connection_learns_the_gap_to_its_own_clock():
     """Another FreeSWITCH after a reconnect, its clock 1,000 s behind the last one's: its
     callers are not taken for late ones (the daemon would leave them all to the dialplan)."""
-    lanes = Lanes()
-    lanes.received(
-        _event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "2" + "0" * 15})
-    )
+    clock = _Clock(2000.0)
+    lanes = Lanes(clock=clock)
+    lanes.received(_event("CHANNEL_CREATE", str(uuid4()), **_stamp(2000.0)))
     lanes.connected()
-    park = lanes.received(
-        _event(
-            "CHANNEL_PARK",
-            str(uuid4()),
-            variable_ccd_direct_check="true",
-            variable_ccd_direct_queue="general",
-            variable_ccd_direct_check_s="2",
-            **{"Event-Date-Timestamp": "1000000000000000"},
-        )
-    )[0]
-    lanes.received(
-        _event("CHANNEL_CREATE", str(uuid4()), **{"Event-Date-Timestamp": "1000000000300000"})
-    )
+    clock.now = 2001.0
+    park = lanes.received(_entry_park(1001.0))[0]
+    clock.now = 2001.3
     aged = lanes.aged(park)
     assert aged.waited == pytest.approx(0.3) and not ev.fell_through(aged)

@@ -8,6 +8,9 @@ them under overload stays small, and an event the core has no use for is never q
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -83,21 +86,23 @@ class Lanes:
     channel leaves the set at its CHANNEL_HANGUP_COMPLETE (and the oldest go beyond
     ``limit``: hangups never heard, a lost socket)."""
 
-    def __init__(self, limit: int = 100_000) -> None:
+    def __init__(self, limit: int = 100_000, clock: Callable[[], float] = time.time) -> None:
         self._hot: dict[str, None] = {}  # channels whose events are urgent, oldest first
         self._limit = limit
-        self.switch_time = 0.0  # the newest Event-Date-Timestamp heard (seconds)
+        self._clock = clock
+        self._lag = WindowMin(LAG_WINDOW)
 
     def connected(self) -> None:
-        """A new connection (perhaps another FreeSWITCH, its clock behind the last one's):
-        how long its events waited is measured against its own events only."""
-        self.switch_time = 0.0
+        """A new connection (perhaps another FreeSWITCH, its clock not the last one's): the
+        gap between its clock and ours is learnt afresh."""
+        self._lag = WindowMin(LAG_WINDOW)
 
     def received(self, event: EslEvent) -> tuple[Received | None, bool]:
         """What to queue for ``event`` (None: nothing to do) and whether it is urgent."""
         stamp = event.get("Event-Date-Timestamp")
-        if stamp.isdigit() and int(stamp) / 1e6 > self.switch_time:
-            self.switch_time = int(stamp) / 1e6
+        if stamp.isdigit():
+            now = self._clock()
+            self._lag.add(now - int(stamp) / 1e6, now)
         job = None
         if event.name == "BACKGROUND_JOB":
             job = (event.get("Job-UUID"), event.body or "")
@@ -120,11 +125,45 @@ class Lanes:
 
     def aged(self, item: Received) -> Any:
         """The item's event, told how long it waited before the dispatcher took it when the
-        core needs to know (ccd.core.events.fell_through). Measured on FreeSWITCH's own
-        clock, against the newest event heard since: no clock of ours compared with its."""
+        core needs to know (ccd.core.events.fell_through): our clock now, less its stamp,
+        less the smallest such gap of the last minute (the two clocks' difference plus
+        the wire's delay, learnt from events read as they came: FreeSWITCH's HEARTBEAT
+        every 20 s keeps it fresh on a quiet switch). Neither clock need be right; a
+        daemon that stood still (a long pause, SIGSTOP) is caught as well as a busy one,
+        since the gap is learnt when events are read, not when they are handled."""
         e = item.event
         if not isinstance(e, ev.EntryParked | ev.FeatureCode) or e.moves_on_after is None:
             return e
         if not item.stamp.isdigit():
             return e
-        return replace(e, waited=max(0.0, self.switch_time - int(item.stamp) / 1e6))
+        waited = self._clock() - int(item.stamp) / 1e6 - self._lag.value()
+        return replace(e, waited=max(0.0, waited))
+
+
+#: Seconds over which the smallest gap between FreeSWITCH's clock and ours is kept: a clock
+#: stepped by NTP is forgotten within it.
+LAG_WINDOW = 60.0
+
+
+class WindowMin:
+    """The smallest value added within about the last ``window`` seconds (two halves)."""
+
+    __slots__ = ("_half", "_previous", "_since", "_smallest")
+
+    def __init__(self, window: float) -> None:
+        self._half = window / 2
+        self._smallest = self._previous = math.inf
+        self._since: float | None = None
+
+    def add(self, value: float, now: float) -> None:
+        if self._since is None:
+            self._since = now
+        elif now - self._since >= self._half:
+            self._previous, self._smallest, self._since = self._smallest, math.inf, now
+        if value < self._smallest:
+            self._smallest = value
+
+    def value(self) -> float:
+        """The smallest value, or 0 before any was added."""
+        smallest = min(self._smallest, self._previous)
+        return 0.0 if smallest == math.inf else smallest

@@ -399,11 +399,15 @@ def _moves_on_after(ev: EslEvent) -> float | None:
 
 
 def fell_through(e: EntryParked | FeatureCode) -> bool:
-    """Did the event wait so long that the dialplan has most likely moved the call on by
-    itself (its sched_transfer)? Then the daemon must leave the call alone: a transfer now
-    would start the caller's menu again, or dial an agent's customer twice. Half the
-    dialplan's wait: beyond it, acting saves the caller less than it risks."""
-    return e.moves_on_after is not None and e.waited >= e.moves_on_after / 2
+    """Did the event wait so long that the dialplan may have moved the call on by itself
+    (its sched_transfer)? Then the daemon must leave the call alone: a transfer now would
+    start the caller's menu again, or dial an agent's customer twice. FreeSWITCH's
+    scheduler counts whole seconds, so ``sched_transfer +N`` moves the call between N-1
+    and N seconds after the park (+2 fired 1.52 s after it on 1.10.12): later than
+    N - 1.25 s (0.25 s at least) is too late to act."""
+    if e.moves_on_after is None:
+        return False
+    return e.waited >= max(0.25, e.moves_on_after - 1.25)
 
 
 _PROMPT_RESULTS = (

@@ -136,6 +136,10 @@ class EslClient:
         """``api <command>``: FreeSWITCH's answer text (blocking the connection)."""
         return self._command(f"api {command}").body_text()
 
+    def sendevent(self, name: str, headers: Iterable[tuple[str, str]] = ()) -> str:
+        """``sendevent <name>``: FreeSWITCH fires it to every subscriber (stamped by it)."""
+        return self._command(f"sendevent {name}", headers).headers.get("Reply-Text", "")
+
     def bgapi(self, command: str, job_uuid: str | None = None) -> str:
         """``bgapi <command>`` with our own Job-UUID; the result comes as BACKGROUND_JOB."""
         job = job_uuid or str(uuidlib.uuid4())

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 import time
 
 import pytest
@@ -121,6 +123,40 @@ def test_seed_002_fewest_tags_rung_first_each_for_the_ring_time_then_voicemail(c
     for (_, (first,)), (_, (second,)) in itertools.pairwise(order):
         assert second.at >= first.cancelled_at
     wait_for(lambda: idle(center, "alice", "bob", "carol"), 10, "seed 002 agents idle again")
+
+
+def test_a_daemon_that_stood_still_leaves_the_caller_in_the_menu_they_reached(center, fs, call):
+    """The daemon stopped (SIGSTOP: a long pause) while a caller reached the main number:
+    the dialplan's own sched_transfer sends them to the menu after ccd_direct_check_s. The
+    daemon, running again, hears of the park late and must not transfer them to the menu a
+    second time (FreeSWITCH would start it again, the key they press lost)."""
+    # The daemon learns the gap between FreeSWITCH's clock and its own from events it
+    # reads as they come (HEARTBEAT every 20 s on a quiet switch): one now, not to wait.
+    assert fs.sendevent("HEARTBEAT", [("Event-Info", "ccd test")]).startswith("+OK")
+    time.sleep(0.3)
+    mark = fs.mark()
+    pid = center.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        caller = call("5000", number="+3612345670", name="Late Caller")
+        fs.wait_event(
+            lambda s: is_execute(s, caller.b, "ivr"), since=mark, what="the menu, by the dialplan"
+        )
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(1.5)  # the daemon runs again: what it sends, FreeSWITCH has done by then
+    menus = [s for s in fs.snapshot()[mark:] if is_execute(s, caller.b, "ivr")]
+    assert len(menus) == 1  # the menu the dialplan started, not started again
+    late = center.wait_logged("call.entry_late", call=caller.b, timeout=10)
+    assert late["waited"] >= 1.0  # stopped until the menu began: 1-2 s after the park
+    caller.press("1")
+    queued = fs.wait_event(
+        lambda s: s.name == "CHANNEL_PARK" and s.uuid == caller.b and s.var("ccd_queue"),
+        since=mark,
+        what="the caller parked in a queue",
+    )
+    assert queued.var("ccd_queue") == "sales"
+    caller.hang_up()
 
 
 def test_busy_rejecting_silent_and_unregistered_agents_are_skipped_then_voicemail(center, fs, call):
