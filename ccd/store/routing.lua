@@ -93,7 +93,9 @@ local function index_tagset(id, old_set, new_set, on, score)
     end
   end
   if not new_set then return end
-  if redis.call("SADD", P .. "agents:tagset:" .. new_set, id) == 1 then
+  -- Already a member when its set did not change (a record without it is one an older ccd
+  -- wrote: the index built for those, index_tagsets_of, passes nil).
+  if old_set ~= new_set and redis.call("SADD", P .. "agents:tagset:" .. new_set, id) == 1 then
     for t in string.gmatch(new_set, "[^+]+") do
       redis.call("SADD", P .. "agents:tagsets:" .. t, new_set)
     end
@@ -275,18 +277,19 @@ local function carries(rec, tags)
   return true
 end
 
-local HEAD = 4  -- agents read from a tag set's free list at a time
-
+-- Reads the next agents of a tag set's free list: one at first (most searches need no
+-- more), then eight at a time.
 local function next_head(h)
-  local page = redis.call("ZRANGEBYSCORE", h.key, "-inf", h.hi, "WITHSCORES", "LIMIT", h.off, HEAD)
-  h.page, h.pos, h.off = page, 1, h.off + #page / 2
+  local want = h.off == 0 and 1 or 8
+  local page = redis.call("ZRANGEBYSCORE", h.key, "-inf", h.hi, "WITHSCORES", "LIMIT", h.off, want)
+  h.page, h.pos, h.off, h.more = page, 1, h.off + #page / 2, #page == 2 * want
 end
 
 -- Free agents with several tags: the free lists of every tag set holding them, merged by
 -- score then id (the order one list of them all would have). Every agent seen carries the
--- tags, so the work grows with the tag sets in use, not with the agents.
-local function find_in_tagsets(tags, skip, limit)
-  local skipped, heads, found = skip_set(skip), {}, {}
+-- tags, so the work grows with the tag sets in use, not with the agents. `skipped`: ids.
+local function find_in_tagsets(tags, skipped, limit)
+  local heads, found = {}, {}
   for _, set in ipairs(tagsets_with(tags)) do
     local h = {key = P .. "agents:freeset:" .. set, hi = tagset_size(set) * BUCKET + NOW, off = 0}
     next_head(h)
@@ -304,7 +307,7 @@ local function find_in_tagsets(tags, skip, limit)
     end
     if best == nil then return found end
     best.pos = best.pos + 2
-    if best.pos > #best.page and #best.page == 2 * HEAD then next_head(best) end
+    if best.pos > #best.page and best.more then next_head(best) end
     if not skipped[best_id] then
       local rec = load_agent(best_id)
       if rec and is_free(rec, NOW) and carries(rec, tags) then
@@ -315,14 +318,27 @@ local function find_in_tagsets(tags, skip, limit)
   end
 end
 
+-- Agents lacking a tag looked at on the rarest tag's list before the tag sets are merged.
+local WALK_MISSES = 16
+
 -- The first free agents carrying every tag, in routing order (fewest tags, longest idle),
--- not in `skip` (a set key or nil), `limit` at most. One tag or none: that tag's free list
--- (or the list of all), one tag-count bucket at a time; several: their tag sets'.
+-- not in `skip` (a set key or nil), `limit` at most. It walks the free list of the rarest
+-- tag (of the only one; of all agents for none), one tag-count bucket at a time, checking
+-- the other tags. Where agents lacking them head that list (idle longest: no call wants
+-- their combination), it merges the free lists of the tag sets holding the tags instead.
 local function find_agent(tags, skip, limit)
-  if #tags >= 2 then return find_in_tagsets(tags, skip, limit) end
-  local walk = P .. "agents:free"
-  if #tags == 1 then walk = walk .. ":" .. tags[1] end
-  local skipped, nt, found = skip_set(skip), #tags, {}
+  local walk, rarest, size = P .. "agents:free", nil, nil
+  for _, t in ipairs(tags) do
+    local key = P .. "agents:free:" .. t
+    local n = redis.call("ZCARD", key)
+    if size == nil or n < size then size, walk, rarest = n, key, t end
+  end
+  if size == 0 then return {} end
+  local others = {}
+  for _, t in ipairs(tags) do
+    if t ~= rarest then others[#others + 1] = t end
+  end
+  local skipped, nt, found, misses = skip_set(skip), #tags, {}, 0
   for _ = 1, 64 do
     local first = redis.call("ZRANGEBYSCORE", walk, nt * BUCKET, "+inf", "WITHSCORES", "LIMIT", 0, 1)
     if #first == 0 then break end
@@ -333,10 +349,15 @@ local function find_agent(tags, skip, limit)
       if #ids == 0 then break end
       for _, id in ipairs(ids) do
         if not skipped[id] then
-          local rec = load_agent(id)
-          if rec and is_free(rec, NOW) then
-            found[#found + 1] = {id, rec}
-            if #found >= limit then return found end
+          if has_tags(id, others) then
+            local rec = load_agent(id)
+            if rec and is_free(rec, NOW) then
+              found[#found + 1] = {id, rec}
+              if #found >= limit then return found end
+            end
+          else
+            misses = misses + 1
+            if misses > WALK_MISSES then return find_in_tagsets(tags, skipped, limit) end
           end
         end
       end
