@@ -7,9 +7,13 @@ fake FreeSWITCH runs the dialplan's sched_transfer meanwhile, on its own clock."
 
 from __future__ import annotations
 
+from uuid import uuid4
+
 import gevent.event
 from structlog.testing import capture_logs
 
+from ccd.adapters.inbox_items import Received
+from ccd.core import events as ev
 from ccd.supervisor import Task
 from tests.support.daemon_fixtures import bridged, eventually
 from tests.test_routing_e2e import SALES, login
@@ -99,3 +103,19 @@ def test_a_refused_outside_call_heard_of_late_is_still_cut_off(fakeswitch, start
     eventually(lambda: out not in fakeswitch.channels, timeout=15, what="cut off")
     transfers = [e["to"] for e in fakeswitch.trace.of("transfer", uuid=out)]
     assert transfers == ["ccd_outbound_go", "ccd_outbound_refused"]  # the dialplan's, ours
+
+
+def test_a_park_that_does_not_say_its_wait_is_reported_once(fakeswitch, start_daemon):
+    """A centre that upgraded ccd but not its dialplan: the daemon acts as before, and says
+    once what to install (every caller would repeat it)."""
+    daemon = start_daemon(fakeswitch, agents=ALICE)
+    with capture_logs() as logs:
+        for _ in range(2):
+            park = ev.EntryParked(str(uuid4()), "+3612345600", "Old", "5000", "general")
+            daemon.inbox.put(Received(park, "", None))
+        done = _Held()
+        done.release.set()
+        daemon.inbox.put(done)  # taken after the two parks: they were handled
+        assert done.held.wait(5)
+    told = [e for e in logs if e["event"] == "entry.dialplan_outdated"]
+    assert len(told) == 1 and "freeswitch_conf" in told[0]["hint"]

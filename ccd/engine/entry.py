@@ -68,6 +68,7 @@ class Entry:
         #: of them has the unit of work sent first (ccd.engine.control).
         self.entering: set[str] = set()
         self._music: set[str] = set()  # deferred callers who already hear music
+        self._told_outdated = False
 
     def queue_rules(self, queue: str, channel_tags: Iterable[str]) -> QueueRules:
         routing = self.config.routing
@@ -120,6 +121,14 @@ class Entry:
         channel): the queue extension arms its own voicemail safety and sets ccd_queue."""
         if not self.io.lease(f"chan.{e.uuid}"):
             return
+        if e.moves_on_after is None and not self._told_outdated:
+            self._told_outdated = True  # once: every caller would say it again
+            log.warning(
+                "entry.dialplan_outdated",
+                call=e.uuid,
+                hint="the main number's park does not carry ccd_direct_check_s: install "
+                "freeswitch_conf/ again, or a daemon late for a caller starts their menu again",
+            )
         if ev.fell_through(e):
             # The dialplan sent the caller to the menu already: a transfer now would start
             # it again (the keys they pressed lost). Their call is still recorded.
