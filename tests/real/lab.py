@@ -367,6 +367,15 @@ class Center:
         except OSError:
             return False
 
+    def metric(self, name: str) -> float:
+        """A sample of the daemon's /metrics (open, no token), 0 when absent."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return 0.0
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.ready():
