@@ -53,11 +53,14 @@ log = structlog.get_logger()
 
 #: Agents, calls or channels reconciled per dispatcher step.
 SLICE = 128
+#: Registered users taken per dispatcher step (a set update: ~0.1 ms for 4,096).
+USER_SLICE = 4096
 #: Agent records read and decoded per dispatcher step (~100 us each at 20,000 agents, the
 #: read and the checks included: 64 made steps of 4-6 ms).
 AGENT_SLICE = 32
-#: Agents whose state the reconciliation changes, at most, per dispatcher step.
-WORK_SLICE = 32
+#: Agents whose state the reconciliation changes, at most, per dispatcher step (each a
+#: compare-and-set, a log line and its statistics: 32 made start-up steps of 8-12 ms).
+WORK_SLICE = 16
 #: A snapshot whose answer has not come after this many real seconds is asked again.
 STALE_REQUEST = 30.0
 #: Channel variables read from a channel parked while nobody listened.
@@ -70,8 +73,8 @@ class LiveSnapshot:
     """What FreeSWITCH said was live, and when it was asked (monotonic); ``live``,
     ``registered`` and ``per_ext`` are filled in slices by the reconciliation."""
 
-    channels: list[dict[str, Any]] = field(default_factory=list)
-    registrations: list[dict[str, str]] = field(default_factory=list)
+    channels: list[dict[str, str]] = field(default_factory=list)
+    registrations: list[str] = field(default_factory=list)
     asked: float = 0.0
     live: set[str] = field(default_factory=set)
     registered: set[str] = field(default_factory=set)
@@ -156,14 +159,19 @@ class Resync:
             return True
         return False
 
-    def step(self, now: float) -> bool:
-        """Run the next slice of the reconciliation; False when it is done (or none)."""
+    def step(self, now: float, send: Callable[[], None]) -> bool:
+        """Run the next slice of the reconciliation and ``send`` what it wrote; False when
+        it is done (or none). The step's time includes the sending: what a slice leaves
+        to send (statistics, phone states) holds the dispatcher as much as the slice."""
         if self._work is None:
             return False
         self._now = now
         started, cpu = time.perf_counter(), time.thread_time()
         try:
-            next(self._work)
+            try:
+                next(self._work)
+            finally:
+                send()
         except StopIteration:
             self._work = None
             return False
@@ -185,9 +193,8 @@ class Resync:
             yield
         self._part = "registrations"
         registered, per_ext, live = snap.registered, snap.per_ext, snap.live
-        for start in range(0, len(snap.registrations), SLICE):
-            rows = snap.registrations[start : start + SLICE]
-            registered.update(str(r.get("reg_user", "")) for r in rows)
+        for start in range(0, len(snap.registrations), USER_SLICE):
+            registered.update(snap.registrations[start : start + USER_SLICE])
             yield
         self._part = "channels"
         for start in range(0, len(snap.channels), SLICE):

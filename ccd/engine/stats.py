@@ -115,6 +115,9 @@ class StatsFeed:
                 data["logout_pending"] = True
             served = served_queues(agent.tags, self._queue_tags)
             self._add(Fact("agent.state", data), now, served)
+        # Sent with this step's unit of work: held for a later one, the seed's slices piled
+        # up until MAX_PENDING and were folded in one step (5,000 facts: 60-90 ms).
+        self._overdue = bool(self._pending)
 
     def into(self, batch: Batch) -> None:
         """Append everything counted since the last call to ``batch``."""
