@@ -225,6 +225,29 @@ def test_parse_tags():
     assert parse_tags("") == ()
 
 
+def test_a_call_needs_only_tags_an_agent_can_carry():
+    """ccd_tags took ``lang:fr``, ``fr.ca``, ``a+b`` and 64 characters where an agent's tags
+    are 1-32 of a-z 0-9 _ -: such a call waited for an agent who cannot exist."""
+    import random
+
+    from ccd.core.routing import split_tags
+    from ccd.store.agent import AgentError, check_tags
+
+    assert split_tags("Sales, lang:fr,fr.ca, a+b,-x," + "x" * 33 + ",de") == (
+        ("sales", "de"),
+        ("lang:fr", "fr.ca", "a+b", "-x", "x" * 33),
+    )
+    rng = random.Random(11)
+    alphabet = "ab_-.:+ ,Z9"
+    for _ in range(2000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        for tag in parse_tags(text):
+            try:
+                check_tags([tag])
+            except AgentError as exc:
+                raise AssertionError(f"{text!r}: a call may need {tag!r}: {exc}") from None
+
+
 def test_mangled_recorded_events_never_raise():
     rng = random.Random(1234)
     events = capture_events("16_agent_outbound_call") + capture_events("12_originate_failures_sip")

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ccd.core.business_hours import parse_business_hours
+from ccd.core.routing import TAG_RE
 from ccd.core.screenpop import validate_template
 
 #: Queue and agent names, and tags.
@@ -218,7 +219,7 @@ def _tags(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise _Invalid("expected a list of strings")
     for tag in value:
-        if not NAME_RE.match(tag):
+        if not TAG_RE.match(tag):
             raise _Invalid(
                 f"tag {_show(tag)} is not valid: tags are 1-32 lower-case characters a-z 0-9 _ -"
             )

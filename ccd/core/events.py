@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 
 from ccd.core.commands import is_extension, is_uuid
 from ccd.core.esl_wire import EslEvent
+from ccd.core.routing import split_tags
 
 __all__ = [
     "AGENT_PROFILES",
@@ -108,7 +109,6 @@ _ACTION_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _DIGITS_RE = re.compile(r"^[0-9A-Za-z*#]{0,32}$")
 _DIALED_RE = re.compile(r"^\+?[0-9]{6,15}$")
 _QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_TAG_RE = re.compile(r"^[a-z0-9_.:+-]{1,64}$")
 _CAUSE_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _SOFIA_USER_RE = re.compile(r"^sofia/([^/@]+)/([^/@]+)@")
 
@@ -288,13 +288,9 @@ _Parked = TypeVar("_Parked", CallParked, EntryParked)
 
 
 def parse_tags(text: str) -> tuple[str, ...]:
-    """``"Sales, support"`` -> ``("sales", "support")``; malformed tags are dropped."""
-    seen: list[str] = []
-    for part in text.split(","):
-        tag = part.strip().lower()
-        if _TAG_RE.match(tag) and tag not in seen:
-            seen.append(tag)
-    return tuple(seen)
+    """``"Sales, support"`` -> ``("sales", "support")``; what is no tag is dropped (the
+    engine says so: ccd.core.routing.split_tags)."""
+    return split_tags(text)[0]
 
 
 def _kept_vars(ev: EslEvent) -> dict[str, str]:

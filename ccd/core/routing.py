@@ -10,10 +10,15 @@ Pure: the engine reads a fresh snapshot (tags change at run time) and calls
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["AgentView", "candidates", "normalize_tags"]
+__all__ = ["TAG_RE", "AgentView", "candidates", "normalize_tags", "split_tags"]
+
+#: What a tag is, for agents, queues and calls alike: a call can only be served by an agent
+#: carrying every tag it needs, so a call may need no tag an agent could not carry.
+TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,21 @@ class AgentView:
 def normalize_tags(tags: Iterable[str]) -> frozenset[str]:
     """Tags compare case-insensitively and without surrounding spaces."""
     return frozenset(t.strip().lower() for t in tags if t and t.strip())
+
+
+def split_tags(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``"Sales, support"`` -> the tags (``("sales", "support")``, duplicates once) and the
+    parts that are no tag (``"lang:fr"``, ``"sales team"``), for the caller to refuse."""
+    tags: list[str] = []
+    refused: list[str] = []
+    for part in text.split(","):
+        tag = part.strip().lower()
+        if TAG_RE.match(tag):
+            if tag not in tags:
+                tags.append(tag)
+        elif tag:
+            refused.append(part.strip())
+    return tuple(tags), tuple(refused)
 
 
 def candidates(

@@ -24,6 +24,7 @@ from ccd.core.commands import sanitize_caller_name
 from ccd.core.customer import LANGUAGE_TAG_PREFIX, VIP_PRIORITY_BOOST, Customer, implied_tags
 from ccd.core.hunt import Hunt
 from ccd.core.queue import QueueRules
+from ccd.core.routing import split_tags
 from ccd.core.screenpop import caller_id_name
 from ccd.core.sticky import CustomerCall
 from ccd.engine.hunting import Hunting
@@ -38,6 +39,9 @@ from ccd.store.routing import Routing
 from ccd.store.sticky import StickyStore
 
 log = structlog.get_logger()
+
+#: Distinct refused ccd_tags values remembered (each is said once): a bound, not a cache.
+MAX_TOLD = 256
 
 
 class Entry:
@@ -69,6 +73,7 @@ class Entry:
         self.entering: set[str] = set()
         self._music: set[str] = set()  # deferred callers who already hear music
         self._told_outdated = False
+        self._refused_told: set[tuple[str, tuple[str, ...]]] = set()
 
     def queue_rules(self, queue: str, channel_tags: Iterable[str]) -> QueueRules:
         routing = self.config.routing
@@ -166,6 +171,9 @@ class Entry:
 
     # ------------------------------------------------------------------ the queue
     def on_parked(self, e: ev.CallParked, now: float) -> None:
+        refused = split_tags(e.variables.get("ccd_tags", ""))[1]
+        if refused:
+            self._tags_refused(e, refused)
         # A direct callback (see on_entry): the bound agent first, and the waiting time
         # (the overflow clock) counts from the moment the call arrived, not from here.
         self.enqueue(
@@ -179,6 +187,21 @@ class Entry:
             entered_at=_arrival(e.variables.get("ccd_arrived"), now),
             preferred=e.variables.get("ccd_direct_agent") or None,
         )
+
+    def _tags_refused(self, e: ev.CallParked, refused: tuple[str, ...]) -> None:
+        """The dialplan asked for tags no agent can carry (``lang:fr``, ``sales team``): the
+        call would have waited for an agent who cannot exist. It is routed on its other
+        tags, and the operator told, once per dialplan value (a mistake there is every
+        call's)."""
+        key = (e.queue, refused)
+        if key in self._refused_told:
+            return
+        if len(self._refused_told) < MAX_TOLD:
+            self._refused_told.add(key)
+        log.warning("call.tags_refused", call=e.uuid, queue=e.queue,
+                    refused=[t[:40] for t in refused[:8]],
+                    hint="a tag is 1-32 of a-z 0-9 _ - (ccd_tags, comma-separated); the call "
+                    "is routed without these")  # fmt: skip
 
     def enqueue_callback(self, uuid: str, request: CallbackRequest, boost: int, now: float) -> None:
         """A customer called back (customer-first) who pressed 1: into the queue, ahead."""

@@ -36,7 +36,7 @@ import structlog
 
 from ccd.config import EXTENSION_RE, NAME_RE
 from ccd.core.presence import AgentState, Login, Outcome, current
-from ccd.core.routing import AgentView, normalize_tags
+from ccd.core.routing import TAG_RE, AgentView, normalize_tags
 from ccd.store.batch import Batch, Then
 from ccd.store.redis_store import Store, unavailable_as_domain_error
 from ccd.store.routing import Routing
@@ -44,7 +44,7 @@ from ccd.store.routing import Routing
 log = structlog.get_logger()
 
 # One rule for names, shared with the configuration file's validation.
-AGENT_ID_RE = TAG_RE = NAME_RE
+AGENT_ID_RE = NAME_RE
 
 #: Fields of the record that may be nil; Lua's cmsgpack would drop them otherwise.
 _NULLABLE = ("call", "offer_leg", "wrapup_until")
