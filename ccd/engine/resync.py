@@ -139,6 +139,12 @@ class Resync:
         self.ask_snapshot(self._asked)
         return True
 
+    def restart(self) -> None:
+        """Drop the reconciliation under way or asked for (Redis lost what it read and
+        wrote): the next :meth:`request` starts one anew, seeding the agents first."""
+        self._work = None
+        self._asked = ""
+
     def on_snapshot(self, answer: Snapshot, now: float) -> None:
         """FreeSWITCH's answer to :meth:`request` (an answer to an older request is late)."""
         if answer.token != self._asked:

@@ -430,13 +430,14 @@ class AgentRepository:
         call = agent.call if outcome.state.offer_leg is not None else None
         return dataclasses.replace(agent, state=outcome.state, call=call), outcome
 
-    def restore_op(self, batch: Batch, now: float) -> int:
-        """Redis lost its data: write back every agent this process knows (its last copy:
-        login, tags, the call it is on), each created anew. Returns how many."""
-        known = [a for a in map(self.cached, {*self._cache, *self._records}) if a is not None]
-        for agent in known:
+    def known(self) -> list[Agent]:
+        """Every agent this process holds a copy of (login, tags, the call it is on)."""
+        return [a for a in map(self.cached, {*self._cache, *self._records}) if a is not None]
+
+    def restore_op(self, batch: Batch, agents: Iterable[Agent], now: float) -> None:
+        """Redis lost its data: write ``agents`` (from :meth:`known`) back, each anew."""
+        for agent in agents:
             batch.route(Routing.write(agent.id, -1, self._encode(agent)), now)
-        return len(known)
 
     def forget(self, agent_id: str) -> None:
         """Drop this process's copy (another writer won): the next use reads Redis."""
