@@ -176,8 +176,8 @@ class Daemon:
     def start(self) -> None:
         """Start serving; NodeClash when another live daemon uses this node id."""
         log.info("daemon.starting", node=self.node_id, config=self.config.redacted())
-        _, middle, old = gc.get_threshold()
-        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)  # see _freeze_heap
+        _, middle, _ = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, middle, GC_FULL_BEFORE_FROZEN)  # _freeze_heap
         self._claim()
         self._index_tagsets()
         try:
@@ -524,9 +524,9 @@ class Daemon:
 #: Seconds (daemon time) the timers wait for the resync after a (re)connect, at most; one
 #: takes about a second at 20,000 agents.
 SYNC_GRACE = 30.0
-#: Tracked objects allocated (net) before a young collection; Python's default is 700
-#: (see _freeze_heap).
-GC_YOUNG_THRESHOLD = 2_000
+#: Objects allocated before a young collection (Python's default: 700); middle-generation
+#: collections before a full one, none in practice until the heap is frozen (_freeze_heap).
+GC_YOUNG_THRESHOLD, GC_FULL_BEFORE_FROZEN, GC_FULL_AFTER_FROZEN = 2_000, 1_000, 10
 
 
 def _freeze_heap() -> None:
@@ -534,14 +534,16 @@ def _freeze_heap() -> None:
     collection walked ~300,000 long-lived objects, 50-90 ms with no call moving).
 
     Once the first resync has loaded what the daemon keeps (agents, calls, compiled
-    config), it is collected once and frozen: later full collections walk only what came
+    config), it is frozen: later full collections walk only what came
     after. Young collections run every ``GC_YOUNG_THRESHOLD`` allocations (from the start):
     enough that the temporaries of a dispatcher step (a resync slice decodes 32 records)
     die by reference count before they are promoted, few enough that one collection walks
-    them in ~1 ms (at 7,000 each took ~4 ms, inside a resync step, once a resync).
-    """
-    gc.collect()
-    gc.freeze()
+    them in ~1 ms (at 7,000 each took ~4 ms, inside a resync step, once a resync). Until
+    then no full collection runs: each walked all loaded so far, ever longer as the first
+    resync read 20,000 agents (14-50 ms inside a step)."""
+    gc.freeze()  # no collection first: at 20,000 agents it took 59 ms to find 33 objects
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, GC_FULL_AFTER_FROZEN)
 
 
 def build_call_control(daemon: Daemon) -> CallControl:
