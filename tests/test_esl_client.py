@@ -883,3 +883,55 @@ def test_a_full_inbox_stops_the_reader_and_loses_nothing(switch, make_client):
     assert events == [decode_event(frame) for frame, _ in plain] * 5
     assert client.inbox.empty() and client.inbox.stalled_seconds > 0
     assert client.api("status") == "answer to status\n"  # the connection lives on
+
+
+def test_a_flood_of_events_lets_the_loop_poll_its_other_sockets():
+    """While FreeSWITCH's socket always has more to read, the reader must still let the
+    event loop poll the others: a dispatcher waits there for Redis. Giving way with
+    ``sleep(0)`` runs only greenlets already woken; a flood kept the loop from polling for
+    37-51 ms at a time. The stream: scripts/bench_esl.py's server (its own process)
+    replaying a real FreeSWITCH 1.10.12 recording as fast as the socket takes it."""
+    import importlib.util
+    import sys
+
+    from ccd.adapters.esl_connection import RECV_SIZE
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_esl.py"
+    spec = importlib.util.spec_from_file_location("ccd_bench_esl", path)
+    assert spec is not None and spec.loader is not None
+    bench_esl = importlib.util.module_from_spec(spec)
+    sys.modules["ccd_bench_esl"] = bench_esl
+    spec.loader.exec_module(bench_esl)
+    frames, repeat = bench_esl.event_frames("json"), 30
+    expected, streamed = len(frames) * repeat, sum(map(len, frames)) * repeat
+    server = bench_esl.Server("json", repeat)
+    inbox = Inbox()
+    client = EslClient(
+        "127.0.0.1", server.port, bench_esl.PASSWORD, events=["ALL"], event_format="json",
+        inbox=inbox, connect_timeout=10, command_timeout=10,
+    )  # fmt: skip
+    polls: list[None] = []
+    counted: list[int] = []
+
+    def take() -> None:
+        taken = 0
+        while taken < expected:
+            if isinstance(inbox.get(), EslEvent):
+                taken += 1
+                if taken == 1:
+                    polls.clear()  # from the flood's first event
+        counted.append(len(polls))
+
+    watcher = gevent.get_hub().loop.prepare(ref=False)
+    watcher.start(lambda: polls.append(None))
+    try:
+        taker = gevent.spawn(take)
+        client.start()
+        taker.join(30)
+    finally:
+        watcher.stop()
+        client.stop()
+        server.stop()
+    assert counted, "every event taken"
+    # About one poll a full read at least (each read takes RECV_SIZE bytes of the stream).
+    assert counted[0] >= streamed // RECV_SIZE // 2, (counted[0], streamed // RECV_SIZE)
