@@ -20,7 +20,7 @@ from ccd.core.business_hours import parse_business_hours
 from ccd.core.routing import TAG_RE
 from ccd.core.screenpop import validate_template
 
-#: Queue and agent names, and tags.
+#: Queue and agent names (tags: ccd.core.routing.TAG_RE, the same grammar).
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
 EXTENSION_RE = re.compile(r"^[0-9]{1,16}$")
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
